@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# make            build dm-fvd/dm-fvd.ko and the tools
+# make deps       install the Debian packages the project needs
+# make check      KUnit on UML + dmsetup tests in a QEMU guest + static checks
+# make demo       boot the guest and show an FVD disk over an ext4 base image
+#
+# KDIR selects the kernel to build against: the running kernel's build tree
+# when it has one, else the newest Debian linux-headers-*-amd64.
+
+RUNNING_KDIR := /lib/modules/$(shell uname -r)/build
+KDIR ?= $(if $(wildcard $(RUNNING_KDIR)/Makefile),$(RUNNING_KDIR),$(lastword $(sort $(wildcard /usr/src/linux-headers-*-amd64))))
+
+CC ?= cc
+TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
+TOOLS := tools/fvd-create tests/dmtest/fvd-sbedit
+SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c
+SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h
+
+DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
+	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
+	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils rsync
+
+.PHONY: all module tools deps check kunit dmtest static demo clean
+
+all: module tools
+
+module:
+	@test -n "$(KDIR)" || { echo "no kernel build tree: run 'make deps' or set KDIR" >&2; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/dm-fvd CONFIG_DM_FVD=m modules
+
+tools: $(TOOLS)
+
+tools/fvd-create: tools/fvd-create.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
+
+tests/dmtest/fvd-sbedit: tests/dmtest/fvd-sbedit.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "all packages present"; fi
+
+check: deps
+	@tests/run-all
+
+kunit:
+	@tests/kunit/run
+
+dmtest: deps
+	@tests/dmtest/run
+
+static:
+	@tests/static/run
+
+demo: deps
+	@scripts/demo
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/dm-fvd clean
+	rm -f $(TOOLS)

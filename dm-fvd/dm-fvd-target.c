@@ -1,0 +1,1032 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-fvd: a writable virtual disk over a read-only origin (FVD, "Fast
+ * Virtual Disk").  This file is the device-mapper interface: table line,
+ * bio routing, commits, suspend/resume and status.  The on-disk format lives
+ * in fvd-format.[ch], metadata I/O in fvd-meta.c.
+ *
+ * Bio routing:
+ *  - reads of local blocks go to the data device, reads of absent blocks to
+ *    the origin (zeroes past its end);
+ *  - writes to local blocks go to the data device;
+ *  - writes to absent blocks are deferred to the worker, which serialises
+ *    them per block: a write covering the whole block goes straight to the
+ *    data device, a partial one is merged into a copy of the block read from
+ *    the origin and written whole.  The block becomes local when that data
+ *    write completes; later writes to the block wait until then;
+ *  - a flush commits the bitmap: data device flush first, then the changed
+ *    bitmap blocks, then the metadata device flush.  A FUA write whose block
+ *    bit is not durable yet completes after such a commit.
+ */
+
+#define DM_MSG_PREFIX "fvd"
+
+#include <linux/bio.h>
+#include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/hashtable.h>
+#include <linux/mempool.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/workqueue.h>
+
+#include "fvd-compat.h"
+#include "fvd-meta.h"
+#include "fvd-table.h"
+
+#define FVD_COMMIT_PERIOD	HZ
+#define FVD_RESERVED_OPS	16
+#define FVD_RESERVED_BUFFERS	2
+#define FVD_OP_HASH_BITS	8
+#define FVD_MAX_FEATURE_ARGS	1
+
+enum fvd_mode {
+	FVD_MODE_WRITE,		/* normal operation */
+	FVD_MODE_READ_ONLY,	/* metadata write failed: no new local blocks */
+	FVD_MODE_FAIL,		/* metadata unusable: writes fail */
+};
+
+struct fvd_target {
+	struct dm_target *ti;
+	struct dm_dev *meta_dev;
+	struct dm_dev *data_dev;
+	struct dm_dev *origin_dev;
+	struct fvd_table_args args;
+	struct fvd_meta meta;
+	bool writable;		/* opened read-write and not read_only */
+	bool loaded;		/* bitmap read since the table was loaded */
+	bool resumed;
+
+	enum fvd_mode mode;	/* READ_ONCE outside the lock */
+
+	/* Protects the bitmaps, the lists and the op hash. */
+	spinlock_t lock;
+	struct bio_list deferred;	/* writes to absent blocks */
+	struct bio_list commit_waiters;	/* flushes and FUA writes */
+	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);
+
+	struct mutex commit_lock;
+	struct workqueue_struct *wq;		/* worker and commits */
+	struct workqueue_struct *copy_wq;	/* block copy steps */
+	struct work_struct worker;
+	struct delayed_work commit_timer;
+
+	mempool_t op_pool;
+	mempool_t *buffer_pool;
+	struct dm_io_client *io_client;
+
+	atomic64_t nr_copies;		/* partial writes merged with a copy */
+	atomic64_t nr_whole_writes;	/* absent blocks overwritten whole */
+	atomic64_t nr_commits;
+};
+
+/* An absent block on its way to becoming local. */
+struct fvd_op {
+	struct hlist_node node;
+	struct fvd_target *fvd;
+	u64 block;
+	struct bio *bio;		/* partial write being merged, or NULL */
+	bool fua;
+	struct bio_list waiters;	/* writes to the block that came later */
+	void *buffer;
+	struct work_struct work;
+	blk_status_t status;
+};
+
+struct fvd_bio_ctx {
+	struct fvd_op *op;	/* this whole-block write makes op->block local */
+	bool needs_commit;	/* FUA write: complete after the next commit */
+};
+
+static const char *fvd_mode_name(enum fvd_mode mode)
+{
+	switch (mode) {
+	case FVD_MODE_WRITE:
+		return "rw";
+	case FVD_MODE_READ_ONLY:
+		return "ro";
+	default:
+		return "fail";
+	}
+}
+
+/* ---- table line ---- */
+
+int fvd_parse_table_args(unsigned int argc, char **argv,
+			 struct fvd_table_args *args, char **error)
+{
+	static const struct dm_arg feature_count = {
+		0, FVD_MAX_FEATURE_ARGS, "Invalid number of feature arguments"
+	};
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	unsigned int nr_features;
+	const char *name;
+	int r;
+
+	memset(args, 0, sizeof(*args));
+	if (argc < 3) {
+		*error = "Not enough arguments: <metadata dev> <data dev> <origin dev|->";
+		return -EINVAL;
+	}
+	args->meta_path = dm_shift_arg(&as);
+	args->data_path = dm_shift_arg(&as);
+	args->origin_path = dm_shift_arg(&as);
+	if (!strcmp(args->origin_path, "-"))
+		args->origin_path = NULL;
+	if (!as.argc)
+		return 0;
+
+	r = dm_read_arg_group(&feature_count, &as, &nr_features, error);
+	if (r)
+		return r;
+	while (nr_features--) {
+		name = dm_shift_arg(&as);
+		if (!strcasecmp(name, "read_only") && !args->read_only) {
+			args->read_only = true;
+		} else {
+			*error = "Unknown or repeated feature argument";
+			return -EINVAL;
+		}
+	}
+	if (as.argc) {
+		*error = "Unexpected arguments after the feature arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- bio helpers ---- */
+
+static sector_t fvd_bio_sector(struct fvd_target *fvd, struct bio *bio)
+{
+	return dm_target_offset(fvd->ti, bio->bi_iter.bi_sector);
+}
+
+static u64 fvd_bio_block(struct fvd_target *fvd, struct bio *bio)
+{
+	return fvd_sector_to_block(&fvd->meta.sb, fvd_bio_sector(fvd, bio));
+}
+
+static void fvd_remap_data(struct fvd_target *fvd, struct bio *bio)
+{
+	sector_t sector = fvd_bio_sector(fvd, bio);
+
+	bio_set_dev(bio, fvd->data_dev->bdev);
+	bio->bi_iter.bi_sector = fvd->meta.sb.data_offset + sector;
+}
+
+static bool fvd_bio_covers_block(struct fvd_target *fvd, struct bio *bio,
+				 u64 block)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+
+	return fvd_bio_sector(fvd, bio) == fvd_block_start(sb, block) &&
+	       bio_sectors(bio) == fvd_block_len(sb, block);
+}
+
+static void fvd_wake_worker(struct fvd_target *fvd)
+{
+	queue_work(fvd->wq, &fvd->worker);
+}
+
+static struct fvd_op *fvd_find_op(struct fvd_target *fvd, u64 block)
+{
+	struct fvd_op *op;
+
+	hash_for_each_possible(fvd->ops, op, node, block)
+		if (op->block == block)
+			return op;
+	return NULL;
+}
+
+/*
+ * A FUA write to a local block whose bit is not on disk yet must not
+ * complete before a commit.  Called under the lock.
+ */
+static bool fvd_fua_needs_commit(struct fvd_target *fvd, struct bio *bio,
+				 u64 block)
+{
+	return (bio->bi_opf & REQ_FUA) &&
+	       !fvd_meta_block_durable(&fvd->meta, block);
+}
+
+/* ---- metadata errors ---- */
+
+static void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
+{
+	struct fvd_sb_info sb;
+	enum fvd_sb_status status;
+	enum fvd_mode mode = READ_ONCE(fvd->mode);
+	enum fvd_mode new_mode = FVD_MODE_FAIL;
+	unsigned long flags;
+
+	/* Still readable and valid: keep serving what is local, read-only. */
+	if (mode == FVD_MODE_WRITE && !fvd_meta_read_sb(&fvd->meta, &sb, &status))
+		new_mode = FVD_MODE_READ_ONLY;
+	if (new_mode <= mode)
+		return;
+	DMERR("%s: %s failed (%d), switching to %s mode",
+	      dm_table_device_name(fvd->ti->table), what, r,
+	      new_mode == FVD_MODE_READ_ONLY ? "read-only" : "fail");
+	spin_lock_irqsave(&fvd->lock, flags);
+	WRITE_ONCE(fvd->mode, new_mode);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	dm_table_event(fvd->ti->table);
+}
+
+/* ---- commits ---- */
+
+static void fvd_complete_bios(struct bio_list *bios, blk_status_t status)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		if (status)
+			bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
+
+/*
+ * Make every bit set so far durable and complete the bios waiting for it.
+ * Data device flush first: a bit may only reach the disk once its data has.
+ */
+static void fvd_commit(struct fvd_target *fvd, bool force_data_flush)
+{
+	struct bio_list waiters;
+	blk_status_t status = BLK_STS_OK;
+	unsigned long nr_blocks;
+	int r;
+
+	mutex_lock(&fvd->commit_lock);
+	spin_lock_irq(&fvd->lock);
+	waiters = fvd->commit_waiters;
+	bio_list_init(&fvd->commit_waiters);
+	if (fvd->mode != FVD_MODE_WRITE) {
+		spin_unlock_irq(&fvd->lock);
+		fvd_complete_bios(&waiters, BLK_STS_IOERR);
+		goto out;
+	}
+	nr_blocks = fvd_meta_snapshot(&fvd->meta);
+	spin_unlock_irq(&fvd->lock);
+
+	if (!nr_blocks && bio_list_empty(&waiters) && !force_data_flush)
+		goto out;
+
+	r = fvd_flush_bdev(fvd->data_dev->bdev);
+	if (!r && nr_blocks)
+		r = fvd_meta_write_staged(&fvd->meta);
+
+	spin_lock_irq(&fvd->lock);
+	fvd_meta_commit_done(&fvd->meta, r != 0);
+	spin_unlock_irq(&fvd->lock);
+
+	if (r) {
+		fvd_metadata_error(fvd, "metadata commit", r);
+		status = BLK_STS_IOERR;
+	} else if (nr_blocks) {
+		atomic64_inc(&fvd->nr_commits);
+	}
+	fvd_complete_bios(&waiters, status);
+out:
+	mutex_unlock(&fvd->commit_lock);
+}
+
+static void fvd_commit_timer_fn(struct work_struct *ws)
+{
+	struct fvd_target *fvd = container_of(to_delayed_work(ws),
+					      struct fvd_target, commit_timer);
+
+	fvd_commit(fvd, false);
+	queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
+}
+
+/* ---- absent blocks ---- */
+
+/*
+ * The data write of @op finished: the block is local unless it failed.
+ * Later writes to the block are handed back to the worker.  Any context.
+ */
+static void fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
+			   blk_status_t status)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&fvd->lock, flags);
+	if (!status)
+		fvd_meta_mark_local(&fvd->meta, op->block);
+	hash_del(&op->node);
+	bio_list_merge(&fvd->deferred, &op->waiters);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	if (!bio_list_empty(&op->waiters))
+		fvd_wake_worker(fvd);
+}
+
+static void fvd_copy_finish(struct fvd_op *op)
+{
+	struct fvd_target *fvd = op->fvd;
+	struct bio *bio = op->bio;
+	unsigned long flags;
+
+	fvd_op_release(fvd, op, op->status);
+	mempool_free(op->buffer, fvd->buffer_pool);
+	if (op->status) {
+		DMERR_LIMIT("%s: copy of block %llu failed",
+			    dm_table_device_name(fvd->ti->table), op->block);
+		bio->bi_status = op->status;
+		bio_endio(bio);
+	} else if (op->fua) {
+		spin_lock_irqsave(&fvd->lock, flags);
+		bio_list_add(&fvd->commit_waiters, bio);
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		fvd_wake_worker(fvd);
+	} else {
+		bio_endio(bio);
+	}
+	if (!op->status)
+		atomic64_inc(&fvd->nr_copies);
+	mempool_free(op, &fvd->op_pool);
+}
+
+static void fvd_copy_finish_work(struct work_struct *ws)
+{
+	fvd_copy_finish(container_of(ws, struct fvd_op, work));
+}
+
+static void fvd_copy_io_done(unsigned long error, void *context)
+{
+	struct fvd_op *op = context;
+
+	if (error)
+		op->status = BLK_STS_IOERR;
+	queue_work(op->fvd->copy_wq, &op->work);
+}
+
+static void fvd_buffer_io(struct fvd_op *op, blk_opf_t opf,
+			  struct block_device *bdev, sector_t sector,
+			  sector_t count, work_func_t next)
+{
+	struct fvd_target *fvd = op->fvd;
+	struct dm_io_region region = {
+		.bdev = bdev, .sector = sector, .count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.notify.fn = fvd_copy_io_done,
+		.notify.context = op,
+		.client = fvd->io_client,
+	};
+
+	if (is_vmalloc_addr(op->buffer)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = op->buffer;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = op->buffer;
+	}
+	INIT_WORK(&op->work, next);
+	/* Asynchronous: errors arrive through fvd_copy_io_done(). */
+	fvd_dm_io(&req, 1, &region);
+}
+
+/* The block's old content is in the buffer: lay the write over it, store. */
+static void fvd_copy_merge(struct fvd_op *op)
+{
+	struct fvd_target *fvd = op->fvd;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t start = fvd_block_start(sb, op->block);
+	char *dst = op->buffer +
+		    ((fvd_bio_sector(fvd, op->bio) - start) << SECTOR_SHIFT);
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	if (op->status) {
+		fvd_copy_finish(op);
+		return;
+	}
+	bio_for_each_segment(bv, op->bio, iter) {
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+	}
+	fvd_buffer_io(op, REQ_OP_WRITE | (op->fua ? REQ_FUA : 0),
+		      fvd->data_dev->bdev, sb->data_offset + start,
+		      fvd_block_len(sb, op->block), fvd_copy_finish_work);
+}
+
+static void fvd_copy_merge_work(struct work_struct *ws)
+{
+	fvd_copy_merge(container_of(ws, struct fvd_op, work));
+}
+
+/* A write covering part of an absent block: fetch the rest of the block. */
+static void fvd_copy_start(struct fvd_op *op)
+{
+	struct fvd_target *fvd = op->fvd;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	u32 len = fvd_block_len(sb, op->block);
+	u32 origin_len = fvd->origin_dev ? fvd_block_origin_len(sb, op->block) : 0;
+
+	op->buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
+	memset(op->buffer + ((size_t)origin_len << SECTOR_SHIFT), 0,
+	       (size_t)(len - origin_len) << SECTOR_SHIFT);
+	if (!origin_len) {
+		fvd_copy_merge(op);
+		return;
+	}
+	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
+		      fvd_block_start(sb, op->block), origin_len,
+		      fvd_copy_merge_work);
+}
+
+static void fvd_submit_local_write(struct fvd_target *fvd, struct bio *bio)
+{
+	fvd_remap_data(fvd, bio);
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/* Worker: a write that found its block absent in .map. */
+static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
+{
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+	u64 block = fvd_bio_block(fvd, bio);
+	struct fvd_op *op, *busy;
+
+	op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
+
+	spin_lock_irq(&fvd->lock);
+	if (fvd->mode != FVD_MODE_WRITE) {
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(op, &fvd->op_pool);
+		bio_io_error(bio);
+		return;
+	}
+	if (fvd_bit_test(fvd->meta.local, block)) {
+		/* Made local while this bio waited. */
+		ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(op, &fvd->op_pool);
+		fvd_submit_local_write(fvd, bio);
+		return;
+	}
+	busy = fvd_find_op(fvd, block);
+	if (busy) {
+		bio_list_add(&busy->waiters, bio);
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(op, &fvd->op_pool);
+		return;
+	}
+	memset(op, 0, sizeof(*op));
+	op->fvd = fvd;
+	op->block = block;
+	op->fua = bio->bi_opf & REQ_FUA;
+	bio_list_init(&op->waiters);
+	hash_add(fvd->ops, &op->node, block);
+	spin_unlock_irq(&fvd->lock);
+
+	if (fvd_bio_covers_block(fvd, bio, block)) {
+		/* Nothing of the old block survives: no copy needed. */
+		ctx->op = op;
+		ctx->needs_commit = op->fua;
+		atomic64_inc(&fvd->nr_whole_writes);
+		fvd_submit_local_write(fvd, bio);
+		return;
+	}
+	op->bio = bio;
+	fvd_copy_start(op);
+}
+
+static void fvd_worker(struct work_struct *ws)
+{
+	struct fvd_target *fvd = container_of(ws, struct fvd_target, worker);
+	struct bio_list bios;
+	struct bio *bio;
+	bool commit;
+
+	spin_lock_irq(&fvd->lock);
+	bios = fvd->deferred;
+	bio_list_init(&fvd->deferred);
+	spin_unlock_irq(&fvd->lock);
+
+	while ((bio = bio_list_pop(&bios)))
+		fvd_handle_absent_write(fvd, bio);
+
+	spin_lock_irq(&fvd->lock);
+	commit = !bio_list_empty(&fvd->commit_waiters);
+	spin_unlock_irq(&fvd->lock);
+	if (commit)
+		fvd_commit(fvd, false);
+}
+
+/* ---- dm target interface ---- */
+
+static int fvd_map_flush(struct fvd_target *fvd, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&fvd->lock, flags);
+	if (fvd_meta_clean(&fvd->meta)) {
+		/* No bit waits for a commit: flushing the data is enough. */
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		bio_set_dev(bio, fvd->data_dev->bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	bio_list_add(&fvd->commit_waiters, bio);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	fvd_wake_worker(fvd);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t sector = fvd_bio_sector(fvd, bio);
+	sector_t origin_end = fvd->origin_dev ? sb->origin_sectors : 0;
+
+	/*
+	 * No lock: bits are only ever set.  A read racing with the first
+	 * write of a block may see the old content, as it may on any disk.
+	 */
+	if (fvd_bit_test(fvd->meta.local, fvd_sector_to_block(sb, sector))) {
+		fvd_remap_data(fvd, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (sector >= origin_end) {
+		zero_fill_bio(bio);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (sector + bio_sectors(bio) > origin_end)
+		dm_accept_partial_bio(bio, origin_end - sector);
+	bio_set_dev(bio, fvd->origin_dev->bdev);
+	bio->bi_iter.bi_sector = sector;
+	return DM_MAPIO_REMAPPED;
+}
+
+static int fvd_map_write(struct fvd_target *fvd, struct bio *bio)
+{
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+	enum fvd_mode mode = READ_ONCE(fvd->mode);
+	u64 block = fvd_bio_block(fvd, bio);
+	unsigned long flags;
+
+	if (!fvd->writable || mode == FVD_MODE_FAIL)
+		return DM_MAPIO_KILL;
+
+	if (fvd_bit_test(fvd->meta.local, block)) {
+		if (bio->bi_opf & REQ_FUA) {
+			spin_lock_irqsave(&fvd->lock, flags);
+			ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
+			mode = fvd->mode;
+			spin_unlock_irqrestore(&fvd->lock, flags);
+			if (ctx->needs_commit && mode != FVD_MODE_WRITE)
+				return DM_MAPIO_KILL;
+		}
+		fvd_remap_data(fvd, bio);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (mode != FVD_MODE_WRITE)
+		return DM_MAPIO_KILL;
+
+	spin_lock_irqsave(&fvd->lock, flags);
+	bio_list_add(&fvd->deferred, bio);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	fvd_wake_worker(fvd);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int fvd_map(struct dm_target *ti, struct bio *bio)
+{
+	struct fvd_target *fvd = ti->private;
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+
+	ctx->op = NULL;
+	ctx->needs_commit = false;
+
+	if (bio->bi_opf & REQ_PREFLUSH)
+		return fvd_map_flush(fvd, bio);
+	if (bio_data_dir(bio) == READ)
+		return fvd_map_read(fvd, bio);
+	return fvd_map_write(fvd, bio);
+}
+
+static int fvd_end_io(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error)
+{
+	struct fvd_target *fvd = ti->private;
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+	unsigned long flags;
+
+	if (ctx->op) {
+		struct fvd_op *op = ctx->op;
+
+		ctx->op = NULL;
+		fvd_op_release(fvd, op, *error);
+		mempool_free(op, &fvd->op_pool);
+	}
+	if (ctx->needs_commit && !*error) {
+		/* Completed again with bio_endio() once the commit is done. */
+		ctx->needs_commit = false;
+		spin_lock_irqsave(&fvd->lock, flags);
+		bio_list_add(&fvd->commit_waiters, bio);
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		fvd_wake_worker(fvd);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	return DM_ENDIO_DONE;
+}
+
+static void fvd_destroy(struct fvd_target *fvd)
+{
+	if (fvd->wq)
+		destroy_workqueue(fvd->wq);
+	if (fvd->copy_wq)
+		destroy_workqueue(fvd->copy_wq);
+	if (fvd->io_client)
+		dm_io_client_destroy(fvd->io_client);
+	mempool_destroy(fvd->buffer_pool);
+	mempool_exit(&fvd->op_pool);
+	fvd_meta_close(&fvd->meta);
+	if (fvd->origin_dev)
+		dm_put_device(fvd->ti, fvd->origin_dev);
+	if (fvd->data_dev)
+		dm_put_device(fvd->ti, fvd->data_dev);
+	if (fvd->meta_dev)
+		dm_put_device(fvd->ti, fvd->meta_dev);
+	kfree(fvd);
+}
+
+/* Check the image against the devices of the table line. */
+static int fvd_check_devices(struct fvd_target *fvd, char **error)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	struct block_device *data = fvd->data_dev->bdev;
+
+	if (sb->ro_compat_features & ~FVD_RO_COMPAT_SUPPORTED && fvd->writable) {
+		*error = "Image has unknown read-only-compatible features: load it read_only";
+		return -EINVAL;
+	}
+	if (fvd->ti->len != sb->virtual_sectors) {
+		*error = "Target length does not match the image's virtual size";
+		return -EINVAL;
+	}
+	if (bdev_nr_sectors(fvd->meta_dev->bdev) < sb->metadata_sectors) {
+		*error = "Metadata device is smaller than the image's metadata";
+		return -EINVAL;
+	}
+	if (data == fvd->meta_dev->bdev && sb->data_offset < sb->metadata_sectors) {
+		*error = "Image keeps its data on a separate device, but the table names the metadata device";
+		return -EINVAL;
+	}
+	if (bdev_nr_sectors(data) < sb->data_offset + sb->virtual_sectors) {
+		*error = "Data device is too small for the image";
+		return -EINVAL;
+	}
+	if (!fvd->origin_dev && sb->origin_sectors &&
+	    !(sb->flags & FVD_FLAG_ALL_LOCAL)) {
+		*error = "Image needs its origin device, but the table says '-'";
+		return -EINVAL;
+	}
+	if (fvd->origin_dev && !sb->origin_sectors) {
+		*error = "Image has no origin, but the table names an origin device";
+		return -EINVAL;
+	}
+	if (fvd->origin_dev && (fvd->origin_dev->bdev == data ||
+				fvd->origin_dev->bdev == fvd->meta_dev->bdev)) {
+		*error = "Origin device must differ from the metadata and data devices";
+		return -EINVAL;
+	}
+	if (fvd->origin_dev &&
+	    bdev_nr_sectors(fvd->origin_dev->bdev) != sb->origin_sectors) {
+		*error = "Origin device size does not match the image";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int fvd_open_devices(struct fvd_target *fvd, char **error)
+{
+	struct dm_target *ti = fvd->ti;
+	fmode_t mode = fvd->writable ? FMODE_READ | FMODE_WRITE : FMODE_READ;
+	int r;
+
+	r = dm_get_device(ti, fvd->args.meta_path, mode, &fvd->meta_dev);
+	if (r) {
+		*error = "Error opening metadata device";
+		return r;
+	}
+	r = dm_get_device(ti, fvd->args.data_path, mode, &fvd->data_dev);
+	if (r) {
+		*error = "Error opening data device";
+		return r;
+	}
+	if (fvd->args.origin_path) {
+		r = dm_get_device(ti, fvd->args.origin_path, FMODE_READ,
+				  &fvd->origin_dev);
+		if (r) {
+			*error = "Error opening origin device";
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int fvd_alloc_resources(struct fvd_target *fvd, char **error)
+{
+	const char *name = dm_table_device_name(fvd->ti->table);
+	size_t block_bytes = (size_t)fvd->meta.sb.block_sectors << SECTOR_SHIFT;
+
+	if (fvd_meta_alloc_bitmap(&fvd->meta)) {
+		*error = "Cannot allocate the block bitmap";
+		return -ENOMEM;
+	}
+	if (mempool_init_kmalloc_pool(&fvd->op_pool, FVD_RESERVED_OPS,
+				      sizeof(struct fvd_op))) {
+		*error = "Cannot allocate the block operation pool";
+		return -ENOMEM;
+	}
+	fvd->buffer_pool = fvd_mempool_create_kvmalloc(FVD_RESERVED_BUFFERS,
+						       block_bytes);
+	if (!fvd->buffer_pool) {
+		*error = "Cannot allocate the copy buffers";
+		return -ENOMEM;
+	}
+	fvd->io_client = dm_io_client_create();
+	if (IS_ERR(fvd->io_client)) {
+		fvd->io_client = NULL;
+		*error = "Cannot create the dm-io client";
+		return -ENOMEM;
+	}
+	/* Two queues, each with a rescuer: a copy step never waits behind a worker. */
+	fvd->wq = alloc_workqueue("dm-fvd-%s", WQ_MEM_RECLAIM, 0, name);
+	fvd->copy_wq = alloc_workqueue("dm-fvd-copy-%s", WQ_MEM_RECLAIM, 0, name);
+	if (!fvd->wq || !fvd->copy_wq) {
+		*error = "Cannot allocate the workqueues";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * <metadata dev> <data dev> <origin dev|-> [<#feature args> [<arg>]*]
+ */
+static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct fvd_target *fvd;
+	enum fvd_sb_status status;
+	int r;
+
+	fvd = kzalloc(sizeof(*fvd), GFP_KERNEL);
+	if (!fvd) {
+		ti->error = "Cannot allocate the target context";
+		return -ENOMEM;
+	}
+	fvd->ti = ti;
+	ti->private = fvd;
+	spin_lock_init(&fvd->lock);
+	mutex_init(&fvd->commit_lock);
+	bio_list_init(&fvd->deferred);
+	bio_list_init(&fvd->commit_waiters);
+	hash_init(fvd->ops);
+	INIT_WORK(&fvd->worker, fvd_worker);
+	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
+	atomic64_set(&fvd->nr_copies, 0);
+	atomic64_set(&fvd->nr_whole_writes, 0);
+	atomic64_set(&fvd->nr_commits, 0);
+
+	r = fvd_parse_table_args(argc, argv, &fvd->args, &ti->error);
+	if (r)
+		goto bad;
+	fvd->writable = !fvd->args.read_only &&
+			(dm_table_get_mode(ti->table) & FMODE_WRITE);
+	fvd->mode = FVD_MODE_WRITE;
+
+	r = fvd_open_devices(fvd, &ti->error);
+	if (r)
+		goto bad;
+
+	r = fvd_meta_open(&fvd->meta, fvd->meta_dev->bdev, &status);
+	if (r == -EINVAL) {
+		DMERR("%s: invalid superblock: %s", fvd->meta_dev->name,
+		      fvd_sb_status_str(status));
+		/* dm declares ti->error non-const but never writes it */
+		ti->error = (char *)fvd_sb_status_str(status);
+		goto bad;
+	} else if (r) {
+		ti->error = "Error reading the superblock";
+		goto bad;
+	}
+	r = fvd_check_devices(fvd, &ti->error);
+	if (r)
+		goto bad;
+	r = fvd_alloc_resources(fvd, &ti->error);
+	if (r)
+		goto bad;
+
+	r = dm_set_target_max_io_len(ti, fvd->meta.sb.block_sectors);
+	if (r) {
+		ti->error = "Cannot set the maximum I/O size";
+		goto bad;
+	}
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->per_io_data_size = sizeof(struct fvd_bio_ctx);
+	ti->accounts_remapped_io = true;
+	return 0;
+
+bad:
+	fvd_destroy(fvd);
+	ti->private = NULL;
+	return r;
+}
+
+/* Commit everything and mark the image cleanly shut down. */
+static void fvd_shutdown(struct fvd_target *fvd)
+{
+	int r;
+
+	if (!fvd->resumed)
+		return;
+	fvd->resumed = false;
+	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
+		return;
+	fvd_commit(fvd, true);
+	if (READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
+		return;
+	fvd->meta.sb.flags |= FVD_FLAG_CLEAN;
+	r = fvd_meta_write_sb(&fvd->meta);
+	if (r)
+		fvd_metadata_error(fvd, "superblock write", r);
+}
+
+static void fvd_dtr(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+
+	/* An active table is suspended (and so shut down) before this. */
+	fvd_shutdown(fvd);
+	fvd_destroy(fvd);
+}
+
+static void fvd_postsuspend(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+
+	cancel_delayed_work_sync(&fvd->commit_timer);
+	flush_workqueue(fvd->copy_wq);
+	flush_workqueue(fvd->wq);
+	fvd_shutdown(fvd);
+}
+
+/*
+ * The bitmap is read here rather than in the ctr: a table loaded while
+ * another one is live over the same image must see what the live one
+ * committed when it was suspended.
+ */
+static int fvd_preresume(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+	struct fvd_sb_info sb;
+	enum fvd_sb_status status;
+	int r;
+
+	if (fvd->loaded)
+		return 0;
+	r = fvd_meta_read_sb(&fvd->meta, &sb, &status);
+	if (r) {
+		DMERR("%s: cannot read back the superblock: %s",
+		      dm_table_device_name(ti->table),
+		      r == -EINVAL ? fvd_sb_status_str(status) : "I/O error");
+		return r;
+	}
+	if (sb.virtual_sectors != fvd->meta.sb.virtual_sectors ||
+	    sb.block_sectors != fvd->meta.sb.block_sectors ||
+	    sb.bitmap_offset != fvd->meta.sb.bitmap_offset ||
+	    sb.data_offset != fvd->meta.sb.data_offset ||
+	    sb.origin_sectors != fvd->meta.sb.origin_sectors ||
+	    memcmp(sb.uuid, fvd->meta.sb.uuid, sizeof(sb.uuid))) {
+		DMERR("%s: the image was reformatted after the table was loaded",
+		      dm_table_device_name(ti->table));
+		return -EINVAL;
+	}
+	fvd->meta.sb = sb;
+	r = fvd_meta_load_bitmap(&fvd->meta);
+	if (r) {
+		DMERR("%s: cannot read the bitmap (%d)",
+		      dm_table_device_name(ti->table), r);
+		return r;
+	}
+	fvd->loaded = true;
+	return 0;
+}
+
+static void fvd_resume(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+	int r;
+
+	fvd->resumed = true;
+	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
+		return;
+	if (fvd->meta.sb.flags & FVD_FLAG_CLEAN) {
+		fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
+		r = fvd_meta_write_sb(&fvd->meta);
+		if (r) {
+			fvd_metadata_error(fvd, "superblock write", r);
+			return;
+		}
+	}
+	queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
+}
+
+static void fvd_status(struct dm_target *ti, status_type_t type,
+		       unsigned int status_flags, char *result,
+		       unsigned int maxlen)
+{
+	struct fvd_target *fvd = ti->private;
+	unsigned int sz = 0;
+	unsigned long flags;
+	u64 nr_local;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		spin_lock_irqsave(&fvd->lock, flags);
+		nr_local = fvd->meta.nr_local;
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		DMEMIT("%s %u %llu/%llu %lld %lld %lld",
+		       fvd_mode_name(READ_ONCE(fvd->mode)),
+		       fvd->meta.sb.block_sectors, nr_local,
+		       fvd->meta.sb.nr_blocks,
+		       (long long)atomic64_read(&fvd->nr_copies),
+		       (long long)atomic64_read(&fvd->nr_whole_writes),
+		       (long long)atomic64_read(&fvd->nr_commits));
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
+		       fvd->origin_dev ? fvd->origin_dev->name : "-");
+		if (fvd->args.read_only)
+			DMEMIT(" 1 read_only");
+		break;
+	case STATUSTYPE_IMA:
+		*result = '\0';
+		break;
+	}
+}
+
+static int fvd_iterate_devices(struct dm_target *ti,
+			       iterate_devices_callout_fn fn, void *data)
+{
+	struct fvd_target *fvd = ti->private;
+	int r;
+
+	r = fn(ti, fvd->data_dev, fvd->meta.sb.data_offset, ti->len, data);
+	if (!r && fvd->origin_dev)
+		r = fn(ti, fvd->origin_dev, 0, fvd->meta.sb.origin_sectors, data);
+	return r;
+}
+
+static void fvd_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct fvd_target *fvd = ti->private;
+
+	/* Whole-block writes to absent blocks need no copy from the origin. */
+	blk_limits_io_opt(limits, fvd->meta.sb.block_sectors << SECTOR_SHIFT);
+}
+
+static struct target_type fvd_target_type = {
+	.name = "fvd",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = fvd_ctr,
+	.dtr = fvd_dtr,
+	.map = fvd_map,
+	.end_io = fvd_end_io,
+	.postsuspend = fvd_postsuspend,
+	.preresume = fvd_preresume,
+	.resume = fvd_resume,
+	.status = fvd_status,
+	.iterate_devices = fvd_iterate_devices,
+	.io_hints = fvd_io_hints,
+};
+
+static int __init dm_fvd_init(void)
+{
+	int r = dm_register_target(&fvd_target_type);
+
+	if (r)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_fvd_exit(void)
+{
+	dm_unregister_target(&fvd_target_type);
+}
+
+module_init(dm_fvd_init);
+module_exit(dm_fvd_exit);
+
+MODULE_DESCRIPTION(DM_NAME " FVD target: copy-on-write virtual disk over a read-only origin");
+MODULE_AUTHOR("dm-fvd developers");
+MODULE_LICENSE("GPL");

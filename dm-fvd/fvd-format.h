@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-fvd on-disk format, version 1.
+ *
+ * This header is shared by the kernel target and the userspace tools, so it
+ * uses only fixed-width little-endian fields and a handful of helpers that
+ * both sides provide (see fvd-user.h for the userspace side).
+ *
+ * Metadata device layout (all offsets in 512-byte sectors):
+ *
+ *   0                superblock, 4 KiB
+ *   bitmap_offset    bitmap, one bit per block, LSB first within a byte,
+ *                    padded to a 4 KiB multiple
+ *   table_offset     chunk table (compact images; empty in this version)
+ *   journal_offset   journal region (reserved, zeroed by fvd-create)
+ *
+ * The data device holds block N of the virtual disk at
+ * data_offset + N * block_sectors.  data_offset is non-zero when the data
+ * shares the metadata device.
+ */
+#ifndef FVD_FORMAT_H
+#define FVD_FORMAT_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/kernel.h>
+#include <linux/build_bug.h>
+#else
+#include "fvd-user.h"
+#endif
+
+/* "FVD-DM1" followed by a NUL, read as a little-endian 64-bit word. */
+#define FVD_MAGIC			0x00314d442d445646ULL
+#define FVD_FORMAT_VERSION		1
+
+#define FVD_SECTOR_SHIFT		9
+#define FVD_SB_SIZE			4096
+#define FVD_META_BLOCK_SIZE		4096
+#define FVD_META_BLOCK_SECTORS		(FVD_META_BLOCK_SIZE >> FVD_SECTOR_SHIFT)
+
+#define FVD_MIN_BLOCK_SHIFT		12	/* 4 KiB */
+#define FVD_MAX_BLOCK_SHIFT		21	/* 2 MiB */
+#define FVD_DEFAULT_BLOCK_SIZE		(64 * 1024)
+#define FVD_DEFAULT_JOURNAL_SIZE	(16 * 1024 * 1024)
+/* Data placed after the metadata starts on a 1 MiB boundary (or a block). */
+#define FVD_DATA_ALIGN_SECTORS		2048
+
+/* Superblock flags. */
+#define FVD_FLAG_CLEAN			(1ULL << 0)	/* last shutdown was clean */
+#define FVD_FLAG_ALL_LOCAL		(1ULL << 1)	/* origin no longer needed */
+#define FVD_FLAGS_KNOWN			(FVD_FLAG_CLEAN | FVD_FLAG_ALL_LOCAL)
+
+/*
+ * Feature words.  No feature is defined in version 1; an image carrying an
+ * unknown incompatible bit must not be loaded, an unknown read-only-compatible
+ * bit allows a read-only load, unknown compatible bits are ignored.
+ */
+#define FVD_INCOMPAT_SUPPORTED		0ULL
+#define FVD_RO_COMPAT_SUPPORTED		0ULL
+
+struct fvd_disk_superblock {
+	__le64 magic;
+	__le32 version;
+	__le32 csum;		/* crc32c of the 4 KiB block, this field zero */
+	__le64 incompat_features;
+	__le64 ro_compat_features;
+	__le64 compat_features;
+	__le64 flags;
+	__u8 uuid[16];
+	__le64 virtual_sectors;
+	__le64 origin_sectors;	/* 0: no origin */
+	__le32 block_sectors;
+	__le32 chunk_sectors;	/* compact images only; 0 in version 1 */
+	__le64 bitmap_offset;
+	__le64 bitmap_sectors;
+	__le64 table_offset;
+	__le64 table_sectors;
+	__le64 journal_offset;
+	__le64 journal_sectors;
+	__le64 data_offset;	/* on the data device */
+	__le64 checkpoint_seq;	/* reserved for the journal */
+	__u8 padding[3944];
+} __packed;
+
+static_assert(sizeof(struct fvd_disk_superblock) == FVD_SB_SIZE);
+
+/* The superblock in CPU byte order, with values derived from it. */
+struct fvd_sb_info {
+	u32 version;
+	u64 incompat_features;
+	u64 ro_compat_features;
+	u64 compat_features;
+	u64 flags;
+	u8 uuid[16];
+	u64 virtual_sectors;
+	u64 origin_sectors;
+	u32 block_sectors;
+	u32 chunk_sectors;
+	u64 bitmap_offset;
+	u64 bitmap_sectors;
+	u64 table_offset;
+	u64 table_sectors;
+	u64 journal_offset;
+	u64 journal_sectors;
+	u64 data_offset;
+	u64 checkpoint_seq;
+
+	/* derived by fvd_sb_decode() and fvd_layout_init() */
+	u32 block_shift;
+	u64 nr_blocks;
+	u64 metadata_sectors;	/* end of the last metadata region */
+};
+
+enum fvd_sb_status {
+	FVD_SB_OK = 0,
+	FVD_SB_BAD_MAGIC,
+	FVD_SB_BAD_CSUM,
+	FVD_SB_BAD_VERSION,
+	FVD_SB_UNKNOWN_INCOMPAT,
+	FVD_SB_UNKNOWN_FLAGS,
+	FVD_SB_BAD_BLOCK_SIZE,
+	FVD_SB_BAD_VIRTUAL_SIZE,
+	FVD_SB_BAD_ORIGIN_SIZE,
+	FVD_SB_BAD_CHUNK_SIZE,
+	FVD_SB_BAD_BITMAP,
+	FVD_SB_BAD_TABLE,
+	FVD_SB_BAD_JOURNAL,
+	FVD_SB_REGIONS_OVERLAP,
+	FVD_SB_BAD_DATA_OFFSET,
+	FVD_SB_NR_STATUS
+};
+
+/*
+ * CRC-32C (Castagnoli) register update, without pre- or post-inversion:
+ * lib/crc32c in the kernel, a table in the tools.
+ */
+u32 fvd_crc32c_update(u32 crc, const void *buf, size_t len);
+/* Standard CRC-32C of @len bytes (check value of "123456789": 0xe3069283). */
+u32 fvd_crc32c(const void *buf, size_t len);
+u32 fvd_sb_csum(const struct fvd_disk_superblock *disk);
+
+const char *fvd_sb_status_str(enum fvd_sb_status status);
+enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb);
+void fvd_sb_encode(const struct fvd_sb_info *sb, void *block);
+enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb);
+int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
+		    u64 origin_sectors, u32 block_sectors,
+		    u64 journal_sectors, bool data_shares_metadata);
+
+static inline bool fvd_block_size_valid(u64 bytes)
+{
+	return bytes >= (1ULL << FVD_MIN_BLOCK_SHIFT) &&
+	       bytes <= (1ULL << FVD_MAX_BLOCK_SHIFT) &&
+	       (bytes & (bytes - 1)) == 0;
+}
+
+/* First virtual sector of @block. */
+static inline u64 fvd_block_start(const struct fvd_sb_info *sb, u64 block)
+{
+	return block << sb->block_shift;
+}
+
+static inline u64 fvd_sector_to_block(const struct fvd_sb_info *sb, u64 sector)
+{
+	return sector >> sb->block_shift;
+}
+
+/* Sectors of @block inside the virtual disk: short for a partial last block. */
+static inline u32 fvd_block_len(const struct fvd_sb_info *sb, u64 block)
+{
+	u64 start = fvd_block_start(sb, block);
+
+	if (start >= sb->virtual_sectors)
+		return 0;
+	if (sb->virtual_sectors - start < sb->block_sectors)
+		return sb->virtual_sectors - start;
+	return sb->block_sectors;
+}
+
+/* Sectors at the start of @block that the origin holds; the rest are zero. */
+static inline u32 fvd_block_origin_len(const struct fvd_sb_info *sb, u64 block)
+{
+	u64 start = fvd_block_start(sb, block);
+	u32 len = fvd_block_len(sb, block);
+
+	if (start >= sb->origin_sectors)
+		return 0;
+	if (sb->origin_sectors - start < len)
+		return sb->origin_sectors - start;
+	return len;
+}
+
+/* Bytes of bitmap needed for @nr_blocks, before padding. */
+static inline u64 fvd_bitmap_bytes(u64 nr_blocks)
+{
+	return (nr_blocks + 7) / 8;
+}
+
+/* The bitmap region: whole 4 KiB metadata blocks. */
+static inline u64 fvd_bitmap_region_sectors(u64 nr_blocks)
+{
+	u64 blocks = (fvd_bitmap_bytes(nr_blocks) + FVD_META_BLOCK_SIZE - 1) /
+		     FVD_META_BLOCK_SIZE;
+
+	return blocks * FVD_META_BLOCK_SECTORS;
+}
+
+#endif /* FVD_FORMAT_H */

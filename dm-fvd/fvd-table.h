@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* dm-fvd table line parsing, separate from device opening so it can be tested. */
+#ifndef FVD_TABLE_H
+#define FVD_TABLE_H
+
+#include <linux/types.h>
+
+struct fvd_table_args {
+	const char *meta_path;
+	const char *data_path;
+	const char *origin_path;	/* NULL when the table says "-" */
+	bool read_only;
+};
+
+int fvd_parse_table_args(unsigned int argc, char **argv,
+			 struct fvd_table_args *args, char **error);
+
+#endif /* FVD_TABLE_H */

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fvd-sbedit: test helper that rewrites superblock fields of an FVD image.
+ *
+ *   fvd-sbedit IMAGE                       print the fields
+ *   fvd-sbedit [--keep-csum] IMAGE f=v...  set fields, then fix the checksum
+ *                                          (unless --keep-csum)
+ *
+ * Used to build malformed images that the target must reject.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fvd-format.h"
+
+#define FIELD(name, width) \
+	{ #name, offsetof(struct fvd_disk_superblock, name), width }
+
+static const struct field {
+	const char *name;
+	size_t offset;
+	int width;
+} fields[] = {
+	FIELD(magic, 8), FIELD(version, 4), FIELD(csum, 4),
+	FIELD(incompat_features, 8), FIELD(ro_compat_features, 8),
+	FIELD(compat_features, 8), FIELD(flags, 8),
+	FIELD(virtual_sectors, 8), FIELD(origin_sectors, 8),
+	FIELD(block_sectors, 4), FIELD(chunk_sectors, 4),
+	FIELD(bitmap_offset, 8), FIELD(bitmap_sectors, 8),
+	FIELD(table_offset, 8), FIELD(table_sectors, 8),
+	FIELD(journal_offset, 8), FIELD(journal_sectors, 8),
+	FIELD(data_offset, 8), FIELD(checkpoint_seq, 8),
+};
+
+static uint64_t get_field(const uint8_t *sb, const struct field *f)
+{
+	uint64_t v64 = 0;
+	uint32_t v32 = 0;
+
+	if (f->width == 8) {
+		memcpy(&v64, sb + f->offset, 8);
+		return le64toh(v64);
+	}
+	memcpy(&v32, sb + f->offset, 4);
+	return le32toh(v32);
+}
+
+static void set_field(uint8_t *sb, const struct field *f, uint64_t value)
+{
+	uint64_t v64 = htole64(value);
+	uint32_t v32 = htole32((uint32_t)value);
+
+	if (f->width == 8)
+		memcpy(sb + f->offset, &v64, 8);
+	else
+		memcpy(sb + f->offset, &v32, 4);
+}
+
+int main(int argc, char **argv)
+{
+	static uint8_t sb[FVD_SB_SIZE];
+	bool keep_csum = false, csum_set = false;
+	const struct field *f;
+	size_t i;
+	int fd, arg = 1;
+
+	if (arg < argc && !strcmp(argv[arg], "--keep-csum")) {
+		keep_csum = true;
+		arg++;
+	}
+	if (arg >= argc) {
+		fprintf(stderr, "usage: fvd-sbedit [--keep-csum] IMAGE [field=value]...\n");
+		return 2;
+	}
+	fd = open(argv[arg], argc - arg > 1 ? O_RDWR : O_RDONLY);
+	if (fd < 0 || pread(fd, sb, sizeof(sb), 0) != sizeof(sb)) {
+		perror(argv[arg]);
+		return 1;
+	}
+	if (argc - arg == 1) {
+		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			printf("%s=%" PRIu64 "\n", fields[i].name, get_field(sb, &fields[i]));
+		return 0;
+	}
+	for (arg++; arg < argc; arg++) {
+		char *eq = strchr(argv[arg], '=');
+
+		f = NULL;
+		for (i = 0; eq && i < sizeof(fields) / sizeof(fields[0]); i++)
+			if (strlen(fields[i].name) == (size_t)(eq - argv[arg]) &&
+			    !strncmp(fields[i].name, argv[arg], eq - argv[arg]))
+				f = &fields[i];
+		if (!f) {
+			fprintf(stderr, "fvd-sbedit: bad assignment '%s'\n", argv[arg]);
+			return 2;
+		}
+		set_field(sb, f, strtoull(eq + 1, NULL, 0));
+		if (!strcmp(f->name, "csum"))
+			csum_set = true;
+	}
+	if (!keep_csum && !csum_set) {
+		uint32_t csum = htole32(fvd_sb_csum((struct fvd_disk_superblock *)sb));
+
+		memcpy(sb + offsetof(struct fvd_disk_superblock, csum), &csum, 4);
+	}
+	if (pwrite(fd, sb, sizeof(sb), 0) != sizeof(sb) || fsync(fd)) {
+		perror("write");
+		return 1;
+	}
+	return 0;
+}

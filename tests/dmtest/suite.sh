@@ -1,0 +1,525 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-fvd dmsetup-level tests.  Runs inside the test bed guest (see
+# tests/lib/testbed.sh), started by tests/dmtest/run:
+#   /dev/vda  origin, 64 MiB of pseudo-random data
+#   /dev/vdb  image disk (metadata, and data unless a test uses vdc)
+#   /dev/vdc  separate data disk
+#   /dev/vdd  small origin, 20 MiB + 12 KiB (not a multiple of the block size)
+#   /dev/vde  scratch disk (metadata-only images, small devices)
+#
+# Usage: suite.sh [TEST...]   (default: every test_* function)
+# Writes "ok - NAME" / "not ok - NAME" lines to /run/fvd/out/results.
+
+set -u
+SRC=/run/fvd/src
+OUT=/run/fvd/out
+KROOT=/run/fvd/kroot
+FVDIO="python3 $SRC/tests/dmtest/fvdio.py"
+FVD_CREATE=$SRC/tools/fvd-create
+SBEDIT=$SRC/tests/dmtest/fvd-sbedit
+ORIGIN=/dev/vda
+IMG=/dev/vdb
+DATA=/dev/vdc
+SMALL=/dev/vdd
+SCRATCH=/dev/vde
+DEV=fvd0
+MAPPER=/dev/mapper/$DEV
+KB=1024
+MB=$((1024 * 1024))
+
+# ---- helpers ----
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+say() {
+	echo "# $*"
+}
+
+sectors() {
+	blockdev --getsz "$1"
+}
+
+bytes() {
+	blockdev --getsize64 "$1"
+}
+
+# fvd_table META DATA ORIGIN [FEATURES...]: the table line for an image
+fvd_table() {
+	local meta=$1 data=$2 origin=$3 size
+	shift 3
+	size=$($SBEDIT "$meta" | sed -n 's/^virtual_sectors=//p')
+	if [ $# -gt 0 ]; then
+		echo "0 $size fvd $meta $data $origin $# $*"
+	else
+		echo "0 $size fvd $meta $data $origin"
+	fi
+}
+
+# fvd_up META DATA ORIGIN [FEATURES...]: create $DEV over an image
+fvd_up() {
+	dmsetup create "$DEV" --table "$(fvd_table "$@")" ||
+		fail "dmsetup create $DEV failed"
+	[ -b "$MAPPER" ] || fail "$MAPPER missing"
+}
+
+fvd_down() {
+	dmsetup remove "$DEV" || fail "dmsetup remove $DEV failed"
+}
+
+# status_field N: the Nth word of the INFO status (after "start len fvd")
+status_field() {
+	dmsetup status "$DEV" | awk -v n="$1" '{ print $(n + 3) }'
+}
+
+local_blocks() {
+	status_field 3 | cut -d/ -f1
+}
+
+event_nr() {
+	dmsetup info -c --noheadings -o events "$DEV" | tr -d ' '
+}
+
+sb_field() {
+	$SBEDIT "$1" | sed -n "s/^$2=//p"
+}
+
+expect_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"
+}
+
+# ---- tests ----
+
+test_untouched_reads_equal_origin() {
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	expect_eq "$(sectors $MAPPER)" "$(sectors $ORIGIN)" "virtual size"
+	$FVDIO compare $MAPPER $ORIGIN || fail "device differs from the origin"
+	expect_eq "$(status_field 1)" rw "metadata mode"
+	expect_eq "$(status_field 3)" "0/1024" "local blocks"
+	fvd_down
+}
+
+# Random unaligned writes of 512 B to 3 blocks, compared with a reference.
+random_writes_case() {
+	local block=$1 extra=$2
+	$FVD_CREATE --force --origin $ORIGIN --block-size "$block" $extra $IMG >/dev/null
+	fvd_up $IMG "$3" $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed "$block" --count 200 \
+		--block "$block" --max-bytes $((3 * block)) ||
+		fail "writes failed"
+	$FVDIO compare $MAPPER /tmp/ref || fail "device differs from the reference"
+	say "status: $(dmsetup status $DEV)"
+	[ "$(local_blocks)" -gt 0 ] || fail "no block became local"
+	[ "$(status_field 4)" -gt 0 ] || fail "no partial-block copy counted"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+test_random_writes_64k_blocks() {
+	random_writes_case 65536 "" $IMG
+}
+
+test_random_writes_4k_blocks() {
+	random_writes_case 4096 "" $IMG
+}
+
+test_random_writes_2m_blocks() {
+	random_writes_case $((2 * MB)) "" $IMG
+}
+
+test_random_writes_separate_data_device() {
+	random_writes_case 65536 "--data-dev $DATA" $DATA
+}
+
+test_persistence_across_remove_create() {
+	local before
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	expect_eq "$(sb_field $IMG flags)" 0 "flags while active (clean bit clear)"
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 7 --count 150 || fail "writes failed"
+	before=$(local_blocks)
+	fvd_down
+	expect_eq "$(sb_field $IMG flags)" 1 "flags after remove (clean bit set)"
+	fvd_up $IMG $IMG $ORIGIN
+	expect_eq "$(local_blocks)" "$before" "local blocks after reload"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data lost across remove/create"
+	# and once more after a suspend/resume cycle of the same table
+	dmsetup suspend $DEV && dmsetup resume $DEV || fail "suspend/resume failed"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after suspend/resume"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+test_table_reload_keeps_data() {
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 11 --count 100 || fail "writes failed"
+	# The new table is loaded while the old one still holds unflushed bits.
+	dmsetup reload $DEV --table "$(fvd_table $IMG $IMG $ORIGIN)" || fail "reload"
+	dmsetup resume $DEV || fail "resume after reload"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after a table reload"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+test_ext4_mkfs_mount_fsck() {
+	local mnt=/tmp/mnt
+	modprobe ext4 || fail "modprobe ext4"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	mkfs.ext4 -q -F $MAPPER || fail "mkfs.ext4"
+	mkdir -p $mnt
+	mount $MAPPER $mnt || fail "mount"
+	$FVDIO fill $mnt/big 12582912 --seed 3
+	for i in $(seq 1 200); do
+		echo "file $i $RANDOM" >"$mnt/small-$i"
+	done
+	mkdir -p $mnt/dir/sub && cp $mnt/small-1* $mnt/dir/sub/
+	(cd $mnt && find . -type f -print0 | sort -z | xargs -0 sha256sum) >/tmp/sums
+	umount $mnt || fail "umount"
+	e2fsck -fn $MAPPER || fail "e2fsck found errors"
+	fvd_down
+	fvd_up $IMG $IMG $ORIGIN
+	e2fsck -fn $MAPPER || fail "e2fsck found errors after reload"
+	mount -o ro $MAPPER $mnt || fail "mount after reload"
+	(cd $mnt && sha256sum --quiet -c /tmp/sums) || fail "file contents changed"
+	umount $mnt
+	fvd_down
+}
+
+# fio jobs writing interleaved slots of the same absent blocks at once.
+fio_same_blocks_case() {
+	local jobs=$1 slot=$2 len=$((16 * MB)) period=65536 i args=()
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	for ((i = 0; i < jobs; i++)); do
+		args+=(--name="slot$i" --offset=$((2 * i * slot)))
+	done
+	fio --filename=$MAPPER --direct=1 --ioengine=libaio --iodepth=8 \
+		--rw=write:$((period - slot)) --bs=$slot --size=$len \
+		--verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=42 \
+		--minimal "${args[@]}" >/tmp/fio.out 2>&1 ||
+		{ cat /tmp/fio.out; fail "fio verify failed"; }
+	# The odd slots were never written: they must still hold the origin.
+	local odd=""
+	for ((i = 0; i < jobs; i++)); do odd+="${odd:+,}$((2 * i + 1))"; done
+	$FVDIO slots $MAPPER $ORIGIN --period $period --slot-size $slot \
+		--slots "$odd" --length $len || fail "origin data lost next to a write"
+	fvd_down
+	fvd_up $IMG $IMG $ORIGIN
+	fio --filename=$MAPPER --direct=1 --ioengine=libaio --iodepth=8 \
+		--rw=write:$((period - slot)) --bs=$slot --size=$len \
+		--verify=crc32c --verify_fatal=1 --verify_only --randseed=42 \
+		--minimal "${args[@]}" >/tmp/fio.out 2>&1 ||
+		{ cat /tmp/fio.out; fail "fio verify after reload failed"; }
+	fvd_down
+}
+
+test_fio_concurrent_writes_same_blocks() {
+	fio_same_blocks_case 4 8192
+}
+
+test_fio_concurrent_writes_same_blocks_4k() {
+	fio_same_blocks_case 8 4096
+}
+
+test_no_origin_reads_zeroes() {
+	local size=$((40 * MB))
+	$FVD_CREATE --force --size $size $IMG >/dev/null
+	# stale data on the image's data area must never show through
+	dd if=$ORIGIN of=$IMG bs=1M seek=17 count=40 conv=notrunc status=none
+	$FVD_CREATE --force --size $size $IMG >/dev/null
+	fvd_up $IMG $IMG -
+	$FVDIO zeroes $MAPPER 0 $size || fail "unwritten space is not zero"
+	head -c 3000 /dev/urandom >/tmp/piece
+	truncate -s 3072 /tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=512 seek=$((100 * 128 + 3)) oflag=direct \
+		conv=notrunc status=none || fail "write"
+	$FVDIO compare /tmp/piece $MAPPER --offset-b $(((100 * 128 + 3) * 512)) ||
+		fail "written data differs"
+	$FVDIO zeroes $MAPPER $((100 * 65536)) 1536 || fail "block head not zero"
+	$FVDIO zeroes $MAPPER $((100 * 65536 + 1536 + 3072)) $((65536 - 4608)) ||
+		fail "block tail not zero"
+	expect_eq "$(local_blocks)" 1 "local blocks"
+	fvd_down
+}
+
+test_origin_smaller_than_virtual_size() {
+	local size=$((48 * MB)) small
+	small=$(bytes $SMALL)
+	$FVD_CREATE --force --origin $SMALL --size $size $IMG >/dev/null
+	fvd_up $IMG $IMG $SMALL
+	$FVDIO compare $SMALL $MAPPER || fail "origin part differs"
+	$FVDIO zeroes $MAPPER "$small" $((size - small)) || fail "past the origin not zero"
+	cp $SMALL /tmp/ref && truncate -s $size /tmp/ref
+	# writes clustered around the end of the origin, then everywhere
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 5 --count 80 \
+		--start $(((small / MB - 1) * MB)) --end $(((small / MB + 2) * MB)) ||
+		fail "writes near the origin end failed"
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 6 --count 80 || fail "writes failed"
+	$FVDIO compare $MAPPER /tmp/ref || fail "device differs from the reference"
+	fvd_down
+	fvd_up $IMG $IMG $SMALL
+	$FVDIO compare $MAPPER /tmp/ref || fail "differs after reload"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+test_table_and_status_lines() {
+	local table maj_min
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	table=$(dmsetup table $DEV)
+	maj_min() { printf '%d:%d' "$(stat -c 0x%t "$1")" "$(stat -c 0x%T "$1")"; }
+	expect_eq "$table" "0 131072 fvd $(maj_min $IMG) $(maj_min $IMG) $(maj_min $ORIGIN)" "table line"
+	expect_eq "$(dmsetup status $DEV | wc -w)" 9 "status word count"
+	expect_eq "$(status_field 2)" 128 "block size in sectors"
+	fvd_down
+	# read_only feature: reads work, writes fail, the image is not touched
+	dd if=$IMG of=/tmp/img.before bs=1M count=32 status=none
+	fvd_up $IMG $IMG $ORIGIN read_only
+	expect_eq "$(dmsetup table $DEV | awk '{print $7, $8}')" "1 read_only" "feature in table"
+	$FVDIO compare $MAPPER $ORIGIN || fail "read_only read differs"
+	if dd if=/dev/zero of=$MAPPER bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+		fail "write to a read_only target succeeded"
+	fi
+	fvd_down
+	cmp -n $((32 * MB)) /tmp/img.before $IMG || fail "read_only load changed the image"
+	rm -f /tmp/img.before
+}
+
+# expect_rejected NAME EXPECTED-MESSAGE TABLE
+expect_rejected() {
+	dmesg -c >/dev/null
+	if dmsetup create fvdbad --table "$3" 2>/dev/null; then
+		dmsetup remove fvdbad
+		fail "$1: table accepted: $3"
+	fi
+	dmsetup remove fvdbad 2>/dev/null
+	dmesg | grep -qF "$2" || { dmesg; fail "$1: no '$2' in the kernel log"; }
+	say "rejected: $1"
+	REJECTED=$((REJECTED + 1))
+}
+
+test_malformed_tables_rejected() {
+	local n v
+	REJECTED=0
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	n=$(sb_field $IMG virtual_sectors)
+	v="0 $n fvd"
+	expect_rejected "no arguments" "Not enough arguments" "$v"
+	expect_rejected "two arguments" "Not enough arguments" "$v $IMG $IMG"
+	expect_rejected "wrong length" "does not match the image's virtual size" "0 $((n - 8)) fvd $IMG $IMG $ORIGIN"
+	expect_rejected "bad metadata device" "Error opening metadata device" "$v /dev/nonexistent $IMG $ORIGIN"
+	expect_rejected "bad data device" "Error opening data device" "$v $IMG /dev/nonexistent $ORIGIN"
+	expect_rejected "bad origin device" "Error opening origin device" "$v $IMG $IMG /dev/nonexistent"
+	expect_rejected "feature count too big" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN 2 read_only"
+	expect_rejected "feature count not a number" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN x"
+	expect_rejected "unknown feature" "Unknown or repeated feature argument" "$v $IMG $IMG $ORIGIN 1 frobnicate"
+	expect_rejected "trailing argument" "Unexpected arguments" "$v $IMG $IMG $ORIGIN 0 extra"
+	expect_rejected "origin missing" "needs its origin device" "$v $IMG $IMG -"
+	expect_rejected "origin of the wrong size" "Origin device size does not match" "$v $IMG $IMG $SMALL"
+	expect_rejected "origin is the image" "Origin device must differ" "$v $IMG $IMG $IMG"
+
+	$FVD_CREATE --force --size 64M $IMG >/dev/null
+	expect_rejected "origin given to an image without one" "Image has no origin" "$v $IMG $IMG $ORIGIN"
+
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $IMG >/dev/null
+	expect_rejected "data on a separate device" "keeps its data on a separate device" "$v $IMG $IMG $ORIGIN"
+	expect_rejected "data device too small" "Data device is too small" "$v $IMG $SMALL $ORIGIN"
+
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT --keep-csum $IMG virtual_sectors=$((n + 8))
+	expect_rejected "corrupted field, stale crc" "checksum mismatch" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG csum=12345
+	expect_rejected "wrong crc" "checksum mismatch" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG incompat_features=0x100
+	expect_rejected "unknown incompatible feature" "unknown incompatible feature" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG version=2
+	expect_rejected "future format version" "unsupported format version" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG block_sectors=100
+	expect_rejected "block size not a power of two" "invalid block size" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG bitmap_offset=0
+	expect_rejected "bitmap over the superblock" "invalid bitmap region" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG journal_offset=8
+	expect_rejected "journal over the bitmap" "metadata regions overlap" "$v $IMG $IMG $ORIGIN"
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $IMG ro_compat_features=1
+	expect_rejected "unknown ro-compat feature, writable" "load it read_only" "$v $IMG $IMG $ORIGIN"
+	dmsetup create fvdbad --table "$v $IMG $IMG $ORIGIN 1 read_only" ||
+		fail "unknown ro-compat feature refused read_only"
+	dmsetup remove fvdbad
+
+	dd if=/dev/zero of=$IMG bs=4096 count=1 conv=notrunc status=none
+	expect_rejected "zeroed superblock" "bad magic" "$v $IMG $IMG $ORIGIN"
+	dd if=$ORIGIN of=$IMG bs=1M count=1 conv=notrunc status=none
+	expect_rejected "random superblock" "bad magic" "$v $IMG $IMG $ORIGIN"
+
+	say "$REJECTED malformed tables rejected"
+	[ "$REJECTED" -ge 15 ] || fail "only $REJECTED cases"
+}
+
+# Metadata behind a device whose writes fail: the target must go read-only,
+# raise an event, keep durable local blocks writable and refuse new ones.
+test_metadata_write_error_goes_read_only() {
+	local ev
+	modprobe dm-flakey || fail "modprobe dm-flakey"
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	DEV_META=/dev/mapper/fvdmeta
+	fvd_up $DEV_META $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	# block 0 becomes local and durable
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=65536 count=1 oflag=direct conv=fsync status=none || fail "write"
+	dd if=/tmp/blk of=/tmp/ref bs=65536 count=1 conv=notrunc status=none
+	ev=$(event_nr)
+	dmsetup suspend fvdmeta
+	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) flakey $SCRATCH 0 0 3600 1 error_writes" || fail "flakey"
+	dmsetup resume fvdmeta
+	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=5 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
+		fail "a write needing a metadata commit succeeded"
+	fi
+	expect_eq "$(status_field 1)" ro "metadata mode after a failed commit"
+	[ "$(event_nr)" -gt "$ev" ] || fail "no dm event raised"
+	# a durable local block still takes writes, an absent one does not
+	head -c 4096 /dev/urandom >/tmp/blk4
+	dd if=/tmp/blk4 of=$MAPPER bs=4096 seek=3 count=1 oflag=direct conv=fsync status=none ||
+		fail "write to a durable local block failed in read-only mode"
+	dd if=/tmp/blk4 of=/tmp/ref bs=4096 seek=3 count=1 conv=notrunc status=none
+	if dd if=/tmp/blk4 of=$MAPPER bs=4096 seek=4000 count=1 oflag=direct status=none 2>/dev/null; then
+		fail "write to an absent block succeeded in read-only mode"
+	fi
+	# The data write of block 5 completed before its commit failed, so it
+	# reads back; everything else reads as written or from the origin.
+	dd if=/tmp/blk of=/tmp/ref bs=65536 seek=5 count=1 conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "reads differ in read-only mode"
+	fvd_down
+	dmsetup remove fvdmeta
+	rm -f /tmp/ref /tmp/blk /tmp/blk4
+}
+
+# Metadata device gone entirely: fail mode, writes refused, reads served.
+test_metadata_lost_goes_fail_mode() {
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=65536 seek=2 count=1 oflag=direct conv=fsync status=none || fail "write"
+	dmsetup suspend fvdmeta
+	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
+	dmsetup resume fvdmeta
+	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=9 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
+		fail "write needing a commit succeeded without metadata"
+	fi
+	expect_eq "$(status_field 1)" fail "metadata mode"
+	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=2 count=1 oflag=direct status=none 2>/dev/null; then
+		fail "write succeeded in fail mode"
+	fi
+	dd if=$MAPPER of=/tmp/back bs=65536 skip=2 count=1 iflag=direct status=none || fail "read in fail mode"
+	cmp /tmp/blk /tmp/back || fail "local block reads wrong in fail mode"
+	$FVDIO compare $MAPPER $ORIGIN --length $((2 * 65536)) || fail "origin reads wrong in fail mode"
+	fvd_down
+	dmsetup remove fvdmeta
+	rm -f /tmp/blk /tmp/back
+}
+
+# A flush must make acknowledged writes survive without a clean shutdown:
+# after fsync, the metadata device is cut off so that the removal cannot
+# write anything, then reconnected.
+test_flushed_writes_survive_without_clean_shutdown() {
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 9 --count 120 || fail "writes"
+	sync
+	dmsetup suspend --nolockfs --noflush fvdmeta
+	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
+	dmsetup resume fvdmeta
+	dmsetup remove $DEV || fail "remove"
+	expect_eq "$(sb_field $SCRATCH flags)" 0 "clean flag (the shutdown must not have been recorded)"
+	dmsetup remove fvdmeta
+	fvd_up $SCRATCH $DATA $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+# ---- runner ----
+
+origin_sum() {
+	sha256sum $ORIGIN $SMALL | awk '{print $1}' | tr '\n' ' '
+}
+
+cleanup_devices() {
+	local d
+	for d in $DEV fvdbad fvdmeta; do
+		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
+	done
+	umount /tmp/mnt >/dev/null 2>&1 || true
+}
+
+load_modules() {
+	local m
+	for m in $(modinfo -F depends $SRC/dm-fvd/dm-fvd.ko | tr ',' ' '); do
+		modprobe -d $KROOT "$m" || return 1
+	done
+	insmod $SRC/dm-fvd/dm-fvd.ko
+}
+
+main() {
+	local tests=("$@") t rc passed=0 failed=0 sum_before kernel_log
+	: >$OUT/results
+	if ! load_modules; then
+		echo "not ok - load dm-fvd.ko" | tee -a $OUT/results
+		return 1
+	fi
+	echo "ok - load dm-fvd.ko" | tee -a $OUT/results
+	dmsetup targets | grep fvd
+	if [ ${#tests[@]} -eq 0 ]; then
+		mapfile -t tests < <(declare -F | awk '{print $3}' | grep '^test_')
+	fi
+	sum_before=$(origin_sum)
+	dmesg -c >/dev/null
+	for t in "${tests[@]}"; do
+		t=${t#test_}
+		echo "# --- $t"
+		(set -e; "test_$t") >$OUT/log.$t 2>&1
+		rc=$?
+		cleanup_devices
+		sed 's/^/    /' $OUT/log.$t
+		[ "$(origin_sum)" = "$sum_before" ] || { echo "    origin changed!"; rc=1; }
+		kernel_log=$(dmesg -c)
+		if grep -qE '(BUG|WARNING):|Oops|blocked for more than|general protection|Call Trace:' <<<"$kernel_log"; then
+			echo "    kernel log:"
+			sed 's/^/    /' <<<"$kernel_log"
+			rc=1
+		fi
+		if [ $rc -eq 0 ]; then
+			echo "ok - $t" | tee -a $OUT/results
+		else
+			echo "not ok - $t" | tee -a $OUT/results
+		fi
+	done
+	passed=$(grep -c '^ok' $OUT/results)
+	failed=$(grep -c '^not ok' $OUT/results)
+	echo "dmtest: $passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+}
+
+main "$@"

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fvd-create: format a dm-fvd image.
+ *
+ * The superblock is written last, after the metadata regions are zeroed and
+ * flushed, so an image whose formatting was interrupted never looks valid.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include "fvd-format.h"
+
+#define SECTOR 512ULL
+#define SIGNATURE_SCAN_BYTES (68 * 1024)
+
+static const char *prog = "fvd-create";
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
+		"       [--data-dev PATH] [--journal-size SIZE] [--force] IMAGE\n"
+		"\n"
+		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
+		"  --size SIZE        virtual disk size (default: the origin's size)\n"
+		"  --origin PATH      read-only base image the disk starts as a copy of\n"
+		"  --block-size SIZE  copy-on-write granularity, a power of two from\n"
+		"                     4K to 2M (default 64K)\n"
+		"  --data-dev PATH    keep the data on PATH instead of after the metadata\n"
+		"  --journal-size SIZE  metadata journal region (default 16M)\n"
+		"  --force            overwrite an existing image or filesystem\n"
+		"SIZE takes an optional K, M, G or T suffix (powers of 1024).\n",
+		prog);
+}
+
+/* Parse "123", "64K", "1.5G" is not accepted: sizes are whole numbers. */
+static int parse_size(const char *text, uint64_t *bytes)
+{
+	char *end;
+	unsigned long long value;
+	unsigned int shift = 0;
+
+	if (!*text || *text == '-' || *text == '+')
+		return -1;
+	errno = 0;
+	value = strtoull(text, &end, 10);
+	if (errno || end == text)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	case 't': case 'T':
+		shift = 40;
+		break;
+	default:
+		return -1;
+	}
+	if (*end) {
+		end++;
+		if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
+			end += 2;
+		else if (*end == 'B' || *end == 'b')
+			end++;
+	}
+	if (*end)
+		return -1;
+	if (shift && value > (UINT64_MAX >> shift))
+		return -1;
+	*bytes = (uint64_t)value << shift;
+	return 0;
+}
+
+static uint64_t fd_size(int fd, const char *path, bool *is_blockdev)
+{
+	struct stat st;
+	uint64_t size;
+
+	if (fstat(fd, &st))
+		die("cannot stat %s: %s", path, strerror(errno));
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &size))
+			die("cannot get the size of %s: %s", path, strerror(errno));
+		*is_blockdev = true;
+		return size;
+	}
+	if (!S_ISREG(st.st_mode))
+		die("%s is neither a block device nor a regular file", path);
+	*is_blockdev = false;
+	return st.st_size;
+}
+
+static bool match_at(const uint8_t *buf, size_t len, size_t off,
+		     const void *sig, size_t sig_len)
+{
+	return off + sig_len <= len && !memcmp(buf + off, sig, sig_len);
+}
+
+/* Name the content of @buf when it looks like something worth keeping. */
+static const char *detect_signature(const uint8_t *buf, size_t len)
+{
+	uint64_t magic;
+
+	if (len >= 8) {
+		memcpy(&magic, buf, 8);
+		if (le64toh(magic) == FVD_MAGIC)
+			return "an FVD image";
+	}
+	if (match_at(buf, len, 1080, "\x53\xef", 2))
+		return "an ext2/3/4 filesystem";
+	if (match_at(buf, len, 0, "XFSB", 4))
+		return "an XFS filesystem";
+	if (match_at(buf, len, 65600, "_BHRfS_M", 8))
+		return "a btrfs filesystem";
+	if (match_at(buf, len, 0, "LUKS\xba\xbe", 6))
+		return "a LUKS volume";
+	if (match_at(buf, len, 512 + 0, "LABELONE", 8) ||
+	    match_at(buf, len, 512 + 24, "LVM2 001", 8))
+		return "an LVM physical volume";
+	if (match_at(buf, len, 512, "EFI PART", 8))
+		return "a GPT partition table";
+	if (match_at(buf, len, 4086, "SWAPSPACE2", 10))
+		return "a swap area";
+	if (match_at(buf, len, 3, "NTFS    ", 8))
+		return "an NTFS filesystem";
+	if (match_at(buf, len, 82, "FAT32   ", 8) ||
+	    match_at(buf, len, 54, "FAT1", 4))
+		return "a FAT filesystem";
+	if (match_at(buf, len, 510, "\x55\xaa", 2))
+		return "a DOS partition table or boot sector";
+	return NULL;
+}
+
+static void refuse_if_in_use(int fd, const char *path, bool force)
+{
+	static uint8_t buf[SIGNATURE_SCAN_BYTES];
+	ssize_t got;
+	const char *what;
+
+	got = pread(fd, buf, sizeof(buf), 0);
+	if (got < 0)
+		die("cannot read %s: %s", path, strerror(errno));
+	what = detect_signature(buf, got);
+	if (what && !force)
+		die("%s holds %s; use --force to overwrite it", path, what);
+}
+
+static void write_all(int fd, const char *path, const void *buf, size_t len,
+		      uint64_t offset)
+{
+	const uint8_t *p = buf;
+	ssize_t done;
+
+	while (len) {
+		done = pwrite(fd, p, len, offset);
+		if (done < 0) {
+			if (errno == EINTR)
+				continue;
+			die("write to %s failed at byte %" PRIu64 ": %s", path,
+			    offset, strerror(errno));
+		}
+		p += done;
+		len -= done;
+		offset += done;
+	}
+}
+
+static void zero_range(int fd, const char *path, uint64_t offset, uint64_t len)
+{
+	static uint8_t zeroes[1 << 20];
+	size_t n;
+
+	while (len) {
+		n = len < sizeof(zeroes) ? len : sizeof(zeroes);
+		write_all(fd, path, zeroes, n, offset);
+		offset += n;
+		len -= n;
+	}
+}
+
+static void sync_or_die(int fd, const char *path)
+{
+	if (fsync(fd))
+		die("cannot flush %s: %s", path, strerror(errno));
+}
+
+/* Make @fd at least @bytes long: extend a file sparsely, check a device. */
+static void ensure_size(int fd, const char *path, bool is_blockdev,
+			uint64_t have, uint64_t need, const char *what)
+{
+	if (have >= need)
+		return;
+	if (is_blockdev)
+		die("%s is too small for %s: %" PRIu64 " bytes, needs %" PRIu64,
+		    path, what, have, need);
+	if (ftruncate(fd, need))
+		die("cannot extend %s to %" PRIu64 " bytes: %s", path, need,
+		    strerror(errno));
+}
+
+static void print_uuid(const uint8_t *u)
+{
+	int i;
+
+	for (i = 0; i < 16; i++)
+		printf("%02x%s", u[i], (i == 3 || i == 5 || i == 7 || i == 9) ? "-" : "");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "origin", required_argument, NULL, 'o' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "data-dev", required_argument, NULL, 'd' },
+		{ "journal-size", required_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *origin = NULL, *data_dev = NULL, *image;
+	uint64_t size = 0, block_size = FVD_DEFAULT_BLOCK_SIZE;
+	uint64_t journal_size = FVD_DEFAULT_JOURNAL_SIZE, origin_size = 0;
+	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
+	bool have_size = false, force = false, image_blk, data_blk = false;
+	bool shared;
+	int opt, image_fd, data_fd = -1, origin_fd;
+	struct fvd_sb_info sb;
+	static uint8_t block[FVD_SB_SIZE];
+	char probe[SECTOR];
+	struct stat st_image, st_data;
+
+	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:fh", options, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			if (parse_size(optarg, &size))
+				die("invalid size '%s'", optarg);
+			have_size = true;
+			break;
+		case 'o':
+			origin = optarg;
+			break;
+		case 'b':
+			if (parse_size(optarg, &block_size))
+				die("invalid block size '%s'", optarg);
+			break;
+		case 'd':
+			data_dev = optarg;
+			break;
+		case 'j':
+			if (parse_size(optarg, &journal_size))
+				die("invalid journal size '%s'", optarg);
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 1;
+	}
+	image = argv[optind];
+
+	if (!fvd_block_size_valid(block_size))
+		die("block size %" PRIu64 " is not a power of two from 4K to 2M",
+		    block_size);
+	if (have_size && (!size || size % SECTOR))
+		die("size %" PRIu64 " is not a positive multiple of 512 bytes", size);
+	if (journal_size % FVD_META_BLOCK_SIZE)
+		die("journal size %" PRIu64 " is not a multiple of 4K", journal_size);
+
+	if (origin) {
+		bool blk;
+
+		origin_fd = open(origin, O_RDONLY);
+		if (origin_fd < 0)
+			die("cannot open origin %s: %s", origin, strerror(errno));
+		origin_size = fd_size(origin_fd, origin, &blk);
+		if (!origin_size)
+			die("origin %s is empty", origin);
+		if (origin_size % SECTOR)
+			die("origin %s is %" PRIu64 " bytes, not a multiple of 512",
+			    origin, origin_size);
+		if (pread(origin_fd, probe, sizeof(probe), 0) != (ssize_t)sizeof(probe))
+			die("origin %s is unreadable", origin);
+		close(origin_fd);
+		if (!have_size)
+			size = origin_size;
+		if (size < origin_size)
+			die("size %" PRIu64 " is smaller than the origin (%" PRIu64 " bytes)",
+			    size, origin_size);
+	} else if (!have_size) {
+		die("--size is required without --origin");
+	}
+
+	image_fd = open(image, O_RDWR | O_CREAT, 0644);
+	if (image_fd < 0)
+		die("cannot open %s: %s", image, strerror(errno));
+	image_size = fd_size(image_fd, image, &image_blk);
+	refuse_if_in_use(image_fd, image, force);
+
+	shared = !data_dev;
+	if (data_dev) {
+		data_fd = open(data_dev, O_RDWR | O_CREAT, 0644);
+		if (data_fd < 0)
+			die("cannot open data device %s: %s", data_dev, strerror(errno));
+		if (fstat(image_fd, &st_image) || fstat(data_fd, &st_data))
+			die("cannot stat %s or %s", image, data_dev);
+		if ((S_ISBLK(st_image.st_mode) && st_image.st_rdev == st_data.st_rdev &&
+		     S_ISBLK(st_data.st_mode)) ||
+		    (st_image.st_dev == st_data.st_dev && st_image.st_ino == st_data.st_ino)) {
+			close(data_fd);
+			data_fd = -1;
+			shared = true;
+		} else {
+			data_size = fd_size(data_fd, data_dev, &data_blk);
+			refuse_if_in_use(data_fd, data_dev, force);
+		}
+	}
+
+	if (fvd_layout_init(&sb, size / SECTOR, origin_size / SECTOR,
+			    block_size / SECTOR, journal_size / SECTOR, shared))
+		die("cannot lay out a %" PRIu64 "-byte image", size);
+	if (getrandom(sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid))
+		die("cannot get random bytes for the UUID");
+	sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40;
+	sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+
+	meta_bytes = sb.metadata_sectors * SECTOR;
+	data_bytes = (sb.data_offset + sb.virtual_sectors) * SECTOR;
+	if (shared) {
+		ensure_size(image_fd, image, image_blk, image_size, data_bytes,
+			    "the metadata and data");
+	} else {
+		ensure_size(image_fd, image, image_blk, image_size, meta_bytes,
+			    "the metadata");
+		ensure_size(data_fd, data_dev, data_blk, data_size, data_bytes,
+			    "the data");
+		close(data_fd);
+	}
+
+	/* Invalidate whatever was there first, then zero, then the superblock. */
+	zero_range(image_fd, image, 0, FVD_SB_SIZE);
+	sync_or_die(image_fd, image);
+	zero_range(image_fd, image, FVD_SB_SIZE, meta_bytes - FVD_SB_SIZE);
+	sync_or_die(image_fd, image);
+	fvd_sb_encode(&sb, block);
+	write_all(image_fd, image, block, sizeof(block), 0);
+	sync_or_die(image_fd, image);
+	close(image_fd);
+
+	printf("Formatted %s as an FVD image\n", image);
+	printf("  uuid          ");
+	print_uuid(sb.uuid);
+	printf("\n  virtual size  %" PRIu64 " bytes (%" PRIu64 " sectors)\n",
+	       size, sb.virtual_sectors);
+	printf("  block size    %" PRIu64 " bytes, %" PRIu64 " blocks\n",
+	       block_size, sb.nr_blocks);
+	if (origin)
+		printf("  origin        %s, %" PRIu64 " bytes\n", origin, origin_size);
+	else
+		printf("  origin        none (unwritten blocks read as zeroes)\n");
+	printf("  superblock    sectors 0-%d\n", FVD_META_BLOCK_SECTORS - 1);
+	printf("  bitmap        sectors %" PRIu64 "-%" PRIu64 "\n", sb.bitmap_offset,
+	       sb.bitmap_offset + sb.bitmap_sectors - 1);
+	if (sb.journal_sectors)
+		printf("  journal       sectors %" PRIu64 "-%" PRIu64 "\n",
+		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
+	printf("  data          %s from sector %" PRIu64 "\n",
+	       shared ? image : data_dev, sb.data_offset);
+	printf("Table line:\n  0 %" PRIu64 " fvd %s %s %s\n", sb.virtual_sectors,
+	       image, shared ? image : data_dev, origin ? origin : "-");
+	printf("Create the device with:\n  dmsetup create NAME --table \"0 %" PRIu64
+	       " fvd %s %s %s\"\n", sb.virtual_sectors, image,
+	       shared ? image : data_dev, origin ? origin : "-");
+	if (!image_blk || (!shared && !data_blk))
+		printf("Regular files must be attached first (losetup --find --show FILE)\n"
+		       "and named by their loop device in the table.\n");
+	return 0;
+}
