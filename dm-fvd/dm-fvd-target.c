@@ -214,25 +214,43 @@ static bool fvd_fua_needs_commit(struct fvd_target *fvd, struct bio *bio,
 
 /* ---- metadata errors ---- */
 
+static void fvd_set_mode(struct fvd_target *fvd, enum fvd_mode mode,
+			 const char *what, int r)
+{
+	unsigned long flags;
+
+	DMERR("%s: %s failed (%d), switching to %s mode",
+	      dm_table_device_name(fvd->ti->table), what, r,
+	      mode == FVD_MODE_READ_ONLY ? "read-only" : "fail");
+	spin_lock_irqsave(&fvd->lock, flags);
+	WRITE_ONCE(fvd->mode, mode);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+}
+
+/*
+ * A metadata update failed.  If the metadata can still be read, drop the
+ * bits that never reached the disk and go read-only: reads then see exactly
+ * the committed image, local blocks stay writable, new ones are refused.
+ * Otherwise fail mode: writes fail, reads are served as before.  Either way
+ * userspace hears of it through a dm event.  Commit context (commit_lock).
+ */
 static void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 {
 	struct fvd_sb_info sb;
 	enum fvd_sb_status status;
-	enum fvd_mode mode = READ_ONCE(fvd->mode);
-	enum fvd_mode new_mode = FVD_MODE_FAIL;
-	unsigned long flags;
+	int r2;
 
-	/* Still readable and valid: keep serving what is local, read-only. */
-	if (mode == FVD_MODE_WRITE && !fvd_meta_read_sb(&fvd->meta, &sb, &status))
-		new_mode = FVD_MODE_READ_ONLY;
-	if (new_mode <= mode)
+	if (READ_ONCE(fvd->mode) == FVD_MODE_FAIL)
 		return;
-	DMERR("%s: %s failed (%d), switching to %s mode",
-	      dm_table_device_name(fvd->ti->table), what, r,
-	      new_mode == FVD_MODE_READ_ONLY ? "read-only" : "fail");
-	spin_lock_irqsave(&fvd->lock, flags);
-	WRITE_ONCE(fvd->mode, new_mode);
-	spin_unlock_irqrestore(&fvd->lock, flags);
+	if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE &&
+	    !fvd_meta_read_sb(&fvd->meta, &sb, &status)) {
+		fvd_set_mode(fvd, FVD_MODE_READ_ONLY, what, r);
+		r2 = fvd_meta_rollback(&fvd->meta, &fvd->lock);
+		if (r2)
+			fvd_set_mode(fvd, FVD_MODE_FAIL, "bitmap read-back", r2);
+	} else {
+		fvd_set_mode(fvd, FVD_MODE_FAIL, what, r);
+	}
 	dm_table_event(fvd->ti->table);
 }
 
@@ -309,12 +327,19 @@ static void fvd_commit_timer_fn(struct work_struct *ws)
  * The data write of @op finished: the block is local unless it failed.
  * Later writes to the block are handed back to the worker.  Any context.
  */
-static void fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
-			   blk_status_t status)
+/*
+ * The data write of @op finished: the block is local unless it failed, or
+ * unless the target lost the ability to commit meanwhile.  Later writes to
+ * the block are handed back to the worker.  Any context.
+ */
+static blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
+				   blk_status_t status)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&fvd->lock, flags);
+	if (!status && fvd->mode != FVD_MODE_WRITE)
+		status = BLK_STS_IOERR;
 	if (!status)
 		fvd_meta_mark_local(&fvd->meta, op->block);
 	hash_del(&op->node);
@@ -322,6 +347,7 @@ static void fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 	spin_unlock_irqrestore(&fvd->lock, flags);
 	if (!bio_list_empty(&op->waiters))
 		fvd_wake_worker(fvd);
+	return status;
 }
 
 static void fvd_copy_finish(struct fvd_op *op)
@@ -330,7 +356,7 @@ static void fvd_copy_finish(struct fvd_op *op)
 	struct bio *bio = op->bio;
 	unsigned long flags;
 
-	fvd_op_release(fvd, op, op->status);
+	op->status = fvd_op_release(fvd, op, op->status);
 	mempool_free(op->buffer, fvd->buffer_pool);
 	if (op->status) {
 		DMERR_LIMIT("%s: copy of block %llu failed",
@@ -622,7 +648,7 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 		struct fvd_op *op = ctx->op;
 
 		ctx->op = NULL;
-		fvd_op_release(fvd, op, *error);
+		*error = fvd_op_release(fvd, op, *error);
 		mempool_free(op, &fvd->op_pool);
 	}
 	if (ctx->needs_commit && !*error) {

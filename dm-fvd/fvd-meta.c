@@ -229,6 +229,50 @@ int fvd_meta_write_staged(struct fvd_meta *meta)
 	return dm_bufio_issue_flush(meta->bufio);
 }
 
+/*
+ * After a failed commit: make the in-memory bitmap what the disk holds, so
+ * that the target serves exactly the committed state from now on.  Blocks
+ * whose bits are dropped were never covered by a successful flush.  The
+ * caller guarantees that no bit is set meanwhile; @lock is the target's.
+ */
+int fvd_meta_rollback(struct fvd_meta *meta, spinlock_t *lock)
+{
+	struct dm_buffer *buf;
+	unsigned long mblock;
+	u8 *disk_copy;
+	size_t off, i;
+	void *data;
+	int r = 0;
+
+	disk_copy = kmalloc(FVD_META_BLOCK_SIZE, GFP_NOIO);
+	if (!disk_copy)
+		return -ENOMEM;
+	for_each_set_bit(mblock, meta->dirty, meta->nr_mblocks) {
+		dm_bufio_forget(meta->bufio, fvd_meta_bitmap_block(meta, mblock));
+		data = dm_bufio_read(meta->bufio, fvd_meta_bitmap_block(meta, mblock),
+				     &buf);
+		if (IS_ERR(data)) {
+			r = PTR_ERR(data);
+			break;
+		}
+		memcpy(disk_copy, data, FVD_META_BLOCK_SIZE);
+		dm_bufio_release(buf);
+
+		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
+		spin_lock_irq(lock);
+		for (i = 0; i < FVD_META_BLOCK_SIZE; i++)
+			meta->nr_local -= hweight8(meta->local[off + i]) -
+					  hweight8(disk_copy[i]);
+		memcpy(meta->local + off, disk_copy, FVD_META_BLOCK_SIZE);
+		memcpy(meta->staged + off, disk_copy, FVD_META_BLOCK_SIZE);
+		__clear_bit(mblock, meta->dirty);
+		meta->nr_dirty--;
+		spin_unlock_irq(lock);
+	}
+	kfree(disk_copy);
+	return r;
+}
+
 /* End a commit; a failed one leaves its blocks dirty (not durable). */
 void fvd_meta_commit_done(struct fvd_meta *meta, bool failed)
 {

@@ -78,5 +78,6 @@ static inline bool fvd_meta_clean(const struct fvd_meta *meta)
 
 /* Process context, no lock: writes the staged bitmap blocks and flushes. */
 int fvd_meta_write_staged(struct fvd_meta *meta);
+int fvd_meta_rollback(struct fvd_meta *meta, spinlock_t *lock);
 
 #endif /* FVD_META_H */

@@ -129,7 +129,7 @@ testbed_boot() {
 	timeout --foreground -k 10 "$timeout" \
 		qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot \
 		-kernel "$kroot/boot/vmlinuz-$rel" -initrd "$initrd" \
-		-nic none -append "console=ttyS0 quiet loglevel=4 panic=-1 softlockup_panic=0" \
+		-nic none -append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=0" \
 		"${drives[@]}" \
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$FVD_TOP,mount_tag=fvdsrc,security_model=none,readonly=on,multidevs=remap" \

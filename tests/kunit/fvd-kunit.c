@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for dm-fvd: superblock encoding and validation, block and
+ * bitmap geometry, the commit bookkeeping of the bitmap, and the table line
+ * parser.  tests/kunit/run places this file next to the dm-fvd sources in a
+ * kernel tree and runs it on UML.
+ */
+#include <kunit/test.h>
+#include <linux/device-mapper.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "fvd-format.h"
+#include "fvd-meta.h"
+#include "fvd-table.h"
+
+#define MiB_SECTORS	2048ULL
+
+/* A valid 1 GiB image over a 600 MiB origin, 64 KiB blocks, shared data. */
+static void fvd_test_layout(struct kunit *test, struct fvd_sb_info *sb)
+{
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(sb, 1024 * MiB_SECTORS,
+						 600 * MiB_SECTORS, 128,
+						 16 * MiB_SECTORS, true));
+}
+
+/* ---- superblock ---- */
+
+static void fvd_test_crc32c_check_value(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, 0xe3069283U, fvd_crc32c("123456789", 9));
+	KUNIT_EXPECT_EQ(test, 0U, fvd_crc32c("", 0));
+}
+
+static void fvd_test_sb_roundtrip(struct kunit *test)
+{
+	struct fvd_sb_info sb, out;
+	void *block = kunit_kzalloc(test, FVD_SB_SIZE, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, block);
+	fvd_test_layout(test, &sb);
+	memset(sb.uuid, 0xa5, sizeof(sb.uuid));
+	sb.flags = FVD_FLAG_CLEAN;
+	sb.compat_features = 1ULL << 40;	/* unknown compat bits are fine */
+	sb.ro_compat_features = 1;		/* decided by the target */
+	sb.checkpoint_seq = 77;
+	fvd_sb_encode(&sb, block);
+	KUNIT_ASSERT_EQ(test, FVD_SB_OK, fvd_sb_decode(block, &out));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(&sb, &out, sizeof(sb)));
+	KUNIT_EXPECT_EQ(test, out.nr_blocks, 16384ULL);
+	KUNIT_EXPECT_EQ(test, out.block_shift, 7U);
+}
+
+static void fvd_test_sb_little_endian(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u8 *block = kunit_kzalloc(test, FVD_SB_SIZE, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, block);
+	fvd_test_layout(test, &sb);
+	fvd_sb_encode(&sb, block);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(block, "FVD-DM1", 8));
+	/* version 1 at byte 8, little-endian */
+	KUNIT_EXPECT_EQ(test, block[8], 1);
+	KUNIT_EXPECT_EQ(test, block[9], 0);
+	/* block_sectors (128) at its fixed offset */
+	KUNIT_EXPECT_EQ(test, block[offsetof(struct fvd_disk_superblock,
+					     block_sectors)], 128);
+}
+
+struct fvd_sb_case {
+	const char *name;
+	void (*mutate)(struct fvd_sb_info *sb, struct fvd_disk_superblock *disk);
+	bool raw;	/* mutate the encoded block, do not re-encode */
+	enum fvd_sb_status expect;
+};
+
+static void mut_magic(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	d->magic = cpu_to_le64(FVD_MAGIC + 1);
+}
+
+static void mut_csum(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	d->csum = cpu_to_le32(le32_to_cpu(d->csum) ^ 1);
+}
+
+static void mut_payload(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	d->padding[100] ^= 0x10;	/* even the padding is checksummed */
+}
+
+static void mut_version(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->version = 2;
+}
+
+static void mut_incompat(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->incompat_features = 1ULL << 63;
+}
+
+static void mut_flags(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->flags = 1ULL << 5;
+}
+
+static void mut_block_small(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->block_sectors = 4;		/* 2 KiB */
+}
+
+static void mut_block_large(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->block_sectors = 8192;	/* 4 MiB */
+}
+
+static void mut_block_npot(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->block_sectors = 96;
+}
+
+static void mut_virtual_zero(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->virtual_sectors = 0;
+}
+
+static void mut_virtual_huge(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->virtual_sectors = 1ULL << 50;
+}
+
+static void mut_origin(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->origin_sectors = sb->virtual_sectors + 1;
+}
+
+static void mut_chunk(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->chunk_sectors = 2048;
+}
+
+static void mut_bitmap_offset(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->bitmap_offset = 0;		/* over the superblock */
+}
+
+static void mut_bitmap_align(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->bitmap_offset = 9;
+}
+
+static void mut_bitmap_short(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->virtual_sectors *= 4;	/* needs two bitmap blocks, has one */
+}
+
+static void mut_bitmap_long(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->bitmap_sectors += 8;
+}
+
+static void mut_table(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->table_sectors = 8;
+}
+
+static void mut_journal_align(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->journal_sectors = 12;
+}
+
+static void mut_journal_wrap(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->journal_offset = ~0ULL - 7;	/* offset + length overflows */
+}
+
+static void mut_overlap(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->journal_offset = sb->bitmap_offset;
+}
+
+static void mut_data_offset(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->data_offset = sb->bitmap_offset;	/* data over the bitmap */
+}
+
+static const struct fvd_sb_case fvd_sb_cases[] = {
+	{ "bad magic", mut_magic, true, FVD_SB_BAD_MAGIC },
+	{ "bad checksum", mut_csum, true, FVD_SB_BAD_CSUM },
+	{ "payload changed", mut_payload, true, FVD_SB_BAD_CSUM },
+	{ "version 2", mut_version, false, FVD_SB_BAD_VERSION },
+	{ "unknown incompat bit", mut_incompat, false, FVD_SB_UNKNOWN_INCOMPAT },
+	{ "unknown flag", mut_flags, false, FVD_SB_UNKNOWN_FLAGS },
+	{ "block size 2K", mut_block_small, false, FVD_SB_BAD_BLOCK_SIZE },
+	{ "block size 4M", mut_block_large, false, FVD_SB_BAD_BLOCK_SIZE },
+	{ "block size 48K", mut_block_npot, false, FVD_SB_BAD_BLOCK_SIZE },
+	{ "virtual size 0", mut_virtual_zero, false, FVD_SB_BAD_VIRTUAL_SIZE },
+	{ "virtual size 512 PiB", mut_virtual_huge, false, FVD_SB_BAD_VIRTUAL_SIZE },
+	{ "origin larger than disk", mut_origin, false, FVD_SB_BAD_ORIGIN_SIZE },
+	{ "chunk size set", mut_chunk, false, FVD_SB_BAD_CHUNK_SIZE },
+	{ "bitmap over superblock", mut_bitmap_offset, false, FVD_SB_BAD_BITMAP },
+	{ "bitmap misaligned", mut_bitmap_align, false, FVD_SB_BAD_BITMAP },
+	{ "bitmap too short", mut_bitmap_short, false, FVD_SB_BAD_BITMAP },
+	{ "bitmap too long", mut_bitmap_long, false, FVD_SB_BAD_BITMAP },
+	{ "chunk table present", mut_table, false, FVD_SB_BAD_TABLE },
+	{ "journal misaligned", mut_journal_align, false, FVD_SB_BAD_JOURNAL },
+	{ "journal wraps", mut_journal_wrap, false, FVD_SB_BAD_JOURNAL },
+	{ "journal over bitmap", mut_overlap, false, FVD_SB_REGIONS_OVERLAP },
+	{ "data over metadata", mut_data_offset, false, FVD_SB_BAD_DATA_OFFSET },
+};
+
+static void fvd_sb_case_desc(const struct fvd_sb_case *c, char *desc)
+{
+	strscpy(desc, c->name, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(fvd_sb, fvd_sb_cases, fvd_sb_case_desc);
+
+static void fvd_test_sb_rejects(struct kunit *test)
+{
+	const struct fvd_sb_case *c = test->param_value;
+	struct fvd_disk_superblock *disk;
+	struct fvd_sb_info sb, out;
+
+	disk = kunit_kzalloc(test, sizeof(*disk), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, disk);
+	fvd_test_layout(test, &sb);
+	fvd_sb_encode(&sb, disk);
+	c->mutate(&sb, disk);
+	if (!c->raw)
+		fvd_sb_encode(&sb, disk);
+	KUNIT_EXPECT_EQ(test, c->expect, fvd_sb_decode(disk, &out));
+	KUNIT_EXPECT_STRNEQ(test, "unknown error", fvd_sb_status_str(c->expect));
+}
+
+static void fvd_test_sb_status_strings(struct kunit *test)
+{
+	int i;
+
+	for (i = 0; i < FVD_SB_NR_STATUS; i++) {
+		KUNIT_EXPECT_NOT_NULL(test, fvd_sb_status_str(i));
+		KUNIT_EXPECT_STRNEQ(test, "unknown error", fvd_sb_status_str(i));
+	}
+	KUNIT_EXPECT_STREQ(test, "unknown error",
+			   fvd_sb_status_str(FVD_SB_NR_STATUS));
+}
+
+static struct kunit_case fvd_format_cases[] = {
+	KUNIT_CASE(fvd_test_crc32c_check_value),
+	KUNIT_CASE(fvd_test_sb_roundtrip),
+	KUNIT_CASE(fvd_test_sb_little_endian),
+	KUNIT_CASE_PARAM(fvd_test_sb_rejects, fvd_sb_gen_params),
+	KUNIT_CASE(fvd_test_sb_status_strings),
+	{}
+};
+
+static struct kunit_suite fvd_format_suite = {
+	.name = "dm-fvd-format",
+	.test_cases = fvd_format_cases,
+};
+
+/* ---- geometry ---- */
+
+static void fvd_test_layout_shared(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	fvd_test_layout(test, &sb);
+	KUNIT_EXPECT_EQ(test, sb.bitmap_offset, 8ULL);
+	/* 16384 blocks = 2 KiB of bits, padded to one 4 KiB block */
+	KUNIT_EXPECT_EQ(test, sb.bitmap_sectors, 8ULL);
+	KUNIT_EXPECT_EQ(test, sb.journal_offset, 16ULL);
+	KUNIT_EXPECT_EQ(test, sb.metadata_sectors, 16 + 16 * MiB_SECTORS);
+	/* data starts on the next 1 MiB boundary */
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 17 * MiB_SECTORS);
+}
+
+static void fvd_test_layout_separate_and_large_blocks(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
+						 4096, 0, false));
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 0ULL);
+	KUNIT_EXPECT_EQ(test, sb.journal_sectors, 0ULL);
+	KUNIT_EXPECT_EQ(test, sb.nr_blocks, 512ULL);
+	/* 2 MiB blocks: data aligned to a block, not just 1 MiB */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
+						 4096, 8, true));
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 4096ULL);
+}
+
+static void fvd_test_layout_rejects(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 0, 0, 128, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 101, 128, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 100, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 4, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 8192, 0, true));
+}
+
+static void fvd_test_bitmap_region_edges(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_bytes(1), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_bytes(8), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_bytes(9), 2ULL);
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_region_sectors(1), 8ULL);
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_region_sectors(32768), 8ULL);
+	KUNIT_EXPECT_EQ(test, fvd_bitmap_region_sectors(32769), 16ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_mblock_of(32767), 0UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_mblock_of(32768), 1UL);
+}
+
+/* 10 blocks and a half of 64 KiB; the origin ends inside block 4. */
+static void fvd_test_partial_geometry(struct kunit *test, struct fvd_sb_info *sb)
+{
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(sb, 10 * 128 + 64,
+						 4 * 128 + 24, 128, 0, true));
+}
+
+static void fvd_test_block_edges(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	fvd_test_partial_geometry(test, &sb);
+	KUNIT_EXPECT_EQ(test, sb.nr_blocks, 11ULL);
+	KUNIT_EXPECT_EQ(test, fvd_sector_to_block(&sb, 0), 0ULL);
+	KUNIT_EXPECT_EQ(test, fvd_sector_to_block(&sb, 127), 0ULL);
+	KUNIT_EXPECT_EQ(test, fvd_sector_to_block(&sb, 128), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_sector_to_block(&sb, 10 * 128 + 63), 10ULL);
+	KUNIT_EXPECT_EQ(test, fvd_block_start(&sb, 10), 1280ULL);
+	KUNIT_EXPECT_EQ(test, fvd_block_len(&sb, 0), 128U);
+	KUNIT_EXPECT_EQ(test, fvd_block_len(&sb, 9), 128U);
+	KUNIT_EXPECT_EQ(test, fvd_block_len(&sb, 10), 64U);	/* partial last */
+	KUNIT_EXPECT_EQ(test, fvd_block_len(&sb, 11), 0U);	/* past the end */
+}
+
+static void fvd_test_origin_edges(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	fvd_test_partial_geometry(test, &sb);
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 0), 128U);
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 3), 128U);
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 4), 24U);	/* straddles */
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 5), 0U);	/* past origin */
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 10), 0U);
+
+	/* origin as large as the disk, partial last block */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 10 * 128 + 64,
+						 10 * 128 + 64, 128, 0, true));
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 10), 64U);
+	/* no origin */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1280, 0, 128, 0, true));
+	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 0), 0U);
+}
+
+static void fvd_test_bit_order(struct kunit *test)
+{
+	u8 map[4] = { 0 };
+
+	fvd_bit_set(map, 0);
+	fvd_bit_set(map, 9);
+	fvd_bit_set(map, 31);
+	/* LSB first within each byte, as the FVD bitmap */
+	KUNIT_EXPECT_EQ(test, map[0], 0x01);
+	KUNIT_EXPECT_EQ(test, map[1], 0x02);
+	KUNIT_EXPECT_EQ(test, map[2], 0x00);
+	KUNIT_EXPECT_EQ(test, map[3], 0x80);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(map, 9));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(map, 8));
+}
+
+static struct kunit_case fvd_geometry_cases[] = {
+	KUNIT_CASE(fvd_test_layout_shared),
+	KUNIT_CASE(fvd_test_layout_separate_and_large_blocks),
+	KUNIT_CASE(fvd_test_layout_rejects),
+	KUNIT_CASE(fvd_test_bitmap_region_edges),
+	KUNIT_CASE(fvd_test_block_edges),
+	KUNIT_CASE(fvd_test_origin_edges),
+	KUNIT_CASE(fvd_test_bit_order),
+	{}
+};
+
+static struct kunit_suite fvd_geometry_suite = {
+	.name = "dm-fvd-geometry",
+	.test_cases = fvd_geometry_cases,
+};
+
+/* ---- commit bookkeeping ---- */
+
+/* Two bitmap metadata blocks' worth of blocks: 65536 + 10. */
+static struct fvd_meta *fvd_test_meta(struct kunit *test)
+{
+	struct fvd_meta *meta = kunit_kzalloc(test, sizeof(*meta), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, meta);
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&meta->sb, (65536 + 10) * 8ULL,
+						 0, 8, 0, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc_bitmap(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_mblocks, 3UL);
+	return meta;
+}
+
+static void fvd_test_meta_free(struct fvd_meta *meta)
+{
+	fvd_meta_close(meta);
+}
+
+static void fvd_test_commit_staging(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 5));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_mark_local(meta, 5));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 65536 + 3));
+	KUNIT_EXPECT_EQ(test, meta->nr_local, 2ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 2UL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 2UL);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 5));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
+
+	/*
+	 * A block that completes after the snapshot (and so possibly after
+	 * the data flush) must not be written by this commit.
+	 */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 6));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->staged, 6));
+	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 1UL);
+
+	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 65536 + 3));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 6));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 6));
+	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 6));
+	fvd_test_meta_free(meta);
+}
+
+static void fvd_test_commit_failure_keeps_dirty(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+
+	fvd_meta_mark_local(meta, 65536 + 9);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	fvd_meta_commit_done(meta, true);
+	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 1UL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 65536 + 9));
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+	fvd_test_meta_free(meta);
+}
+
+static struct kunit_case fvd_commit_cases[] = {
+	KUNIT_CASE(fvd_test_commit_staging),
+	KUNIT_CASE(fvd_test_commit_failure_keeps_dirty),
+	{}
+};
+
+static struct kunit_suite fvd_commit_suite = {
+	.name = "dm-fvd-commit",
+	.test_cases = fvd_commit_cases,
+};
+
+/* ---- table line ---- */
+
+struct fvd_table_case {
+	const char *name;
+	const char *line;
+	const char *error;	/* NULL: accepted */
+};
+
+static const struct fvd_table_case fvd_table_cases[] = {
+	{ "minimal", "/dev/m /dev/d /dev/o", NULL },
+	{ "no origin", "/dev/m /dev/m -", NULL },
+	{ "zero features", "/dev/m /dev/d /dev/o 0", NULL },
+	{ "read_only", "/dev/m /dev/d /dev/o 1 read_only", NULL },
+	{ "read_only any case", "/dev/m /dev/d - 1 READ_ONLY", NULL },
+	{ "no arguments", "", "Not enough arguments" },
+	{ "two arguments", "/dev/m /dev/d", "Not enough arguments" },
+	{ "count not a number", "/dev/m /dev/d /dev/o one", "Invalid number of feature" },
+	{ "count negative", "/dev/m /dev/d /dev/o -1", "Invalid number of feature" },
+	{ "count too large", "/dev/m /dev/d /dev/o 2 read_only read_only", "Invalid number of feature" },
+	{ "count beyond args", "/dev/m /dev/d /dev/o 1", "Invalid number of feature" },
+	{ "unknown feature", "/dev/m /dev/d /dev/o 1 discard", "Unknown or repeated" },
+	{ "trailing argument", "/dev/m /dev/d /dev/o 0 x", "Unexpected arguments" },
+	{ "trailing after feature", "/dev/m /dev/d /dev/o 1 read_only x", "Unexpected arguments" },
+};
+
+static void fvd_table_case_desc(const struct fvd_table_case *c, char *desc)
+{
+	strscpy(desc, c->name, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(fvd_table, fvd_table_cases, fvd_table_case_desc);
+
+static void fvd_test_table_parse(struct kunit *test)
+{
+	const struct fvd_table_case *c = test->param_value;
+	struct fvd_table_args args;
+	char *line, *argv[16], *error = NULL, *word;
+	unsigned int argc = 0;
+	int r;
+
+	line = kunit_kzalloc(test, strlen(c->line) + 1, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, line);
+	strcpy(line, c->line);
+	while ((word = strsep(&line, " ")) && argc < ARRAY_SIZE(argv))
+		if (*word)
+			argv[argc++] = word;
+
+	r = fvd_parse_table_args(argc, argv, &args, &error);
+	if (!c->error) {
+		KUNIT_EXPECT_EQ(test, r, 0);
+		return;
+	}
+	KUNIT_EXPECT_EQ(test, r, -EINVAL);
+	KUNIT_ASSERT_NOT_NULL(test, error);
+	KUNIT_EXPECT_NOT_NULL_MSG(test, strstr(error, c->error),
+				  "error was \"%s\"", error);
+}
+
+static void fvd_test_table_values(struct kunit *test)
+{
+	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "-", d[] = "1";
+	char e[] = "read_only";
+	char *argv[] = { a, b, c, d, e };
+	struct fvd_table_args args;
+	char *error = NULL;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(5, argv, &args, &error));
+	KUNIT_EXPECT_STREQ(test, args.meta_path, "/dev/meta");
+	KUNIT_EXPECT_STREQ(test, args.data_path, "/dev/data");
+	KUNIT_EXPECT_NULL(test, args.origin_path);
+	KUNIT_EXPECT_TRUE(test, args.read_only);
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(3, argv, &args, &error));
+	KUNIT_EXPECT_FALSE(test, args.read_only);
+}
+
+static struct kunit_case fvd_table_cases_list[] = {
+	KUNIT_CASE_PARAM(fvd_test_table_parse, fvd_table_gen_params),
+	KUNIT_CASE(fvd_test_table_values),
+	{}
+};
+
+static struct kunit_suite fvd_table_suite = {
+	.name = "dm-fvd-table",
+	.test_cases = fvd_table_cases_list,
+};
+
+kunit_test_suites(&fvd_format_suite, &fvd_geometry_suite, &fvd_commit_suite,
+		  &fvd_table_suite);
