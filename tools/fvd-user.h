@@ -19,7 +19,12 @@ typedef uint8_t u8;
 typedef uint32_t u32;
 typedef uint64_t u64;
 
-#define __packed __attribute__((packed))
+/*
+ * Every on-disk field is naturally aligned, and fvd-format.h asserts the
+ * superblock size, so packing changes nothing but the struct's alignment.
+ */
+#define __packed
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define le32_to_cpu(x) le32toh(x)
 #define le64_to_cpu(x) le64toh(x)

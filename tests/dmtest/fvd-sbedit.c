@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (argc - arg == 1) {
-		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		for (i = 0; i < ARRAY_SIZE(fields); i++)
 			printf("%s=%" PRIu64 "\n", fields[i].name, get_field(sb, &fields[i]));
 		return 0;
 	}
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 		char *eq = strchr(argv[arg], '=');
 
 		f = NULL;
-		for (i = 0; eq && i < sizeof(fields) / sizeof(fields[0]); i++)
+		for (i = 0; eq && i < ARRAY_SIZE(fields); i++)
 			if (strlen(fields[i].name) == (size_t)(eq - argv[arg]) &&
 			    !strncmp(fields[i].name, argv[arg], eq - argv[arg]))
 				f = &fields[i];

@@ -13,9 +13,9 @@
 # Writes "ok - NAME" / "not ok - NAME" lines to /run/fvd/out/results.
 
 set -u
-SRC=/run/fvd/src
-OUT=/run/fvd/out
-KROOT=/run/fvd/kroot
+. /run/fvd/src/tests/lib/guest-lib.sh
+SRC=$FVD_SRC
+OUT=$FVD_OUT
 FVDIO="python3 $SRC/tests/dmtest/fvdio.py"
 FVD_CREATE=$SRC/tools/fvd-create
 SBEDIT=$SRC/tests/dmtest/fvd-sbedit
@@ -30,11 +30,6 @@ KB=1024
 MB=$((1024 * 1024))
 
 # ---- helpers ----
-
-# The distro kernel's modules are not under /lib/modules of the chroot.
-modprobe() {
-	command modprobe -d $KROOT "$@"
-}
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -479,18 +474,10 @@ cleanup_devices() {
 	umount /tmp/mnt >/dev/null 2>&1 || true
 }
 
-load_modules() {
-	local m
-	for m in $(modinfo -F depends $SRC/dm-fvd/dm-fvd.ko | tr ',' ' '); do
-		modprobe "$m" || return 1
-	done
-	insmod $SRC/dm-fvd/dm-fvd.ko
-}
-
 main() {
 	local tests=("$@") t rc passed=0 failed=0 sum_before kernel_log
 	: >$OUT/results
-	if ! load_modules; then
+	if ! load_dm_fvd; then
 		echo "not ok - load dm-fvd.ko" | tee -a $OUT/results
 		return 1
 	fi

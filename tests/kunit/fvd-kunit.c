@@ -536,9 +536,15 @@ static void fvd_test_table_values(struct kunit *test)
 {
 	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "-", d[] = "1";
 	char e[] = "read_only";
-	char *argv[] = { a, b, c, d, e };
 	struct fvd_table_args args;
 	char *error = NULL;
+	char *argv[5];
+
+	argv[0] = a;
+	argv[1] = b;
+	argv[2] = c;
+	argv[3] = d;
+	argv[4] = e;
 
 	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(5, argv, &args, &error));
 	KUNIT_EXPECT_STREQ(test, args.meta_path, "/dev/meta");
