@@ -19,7 +19,7 @@ SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h
 
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
-	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils rsync
+	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils
 
 .PHONY: all module tools deps check kunit dmtest static demo clean
 

@@ -143,12 +143,19 @@ int fvd_meta_load_bitmap(struct fvd_meta *meta)
 	return 0;
 }
 
+/* Write every dirty buffer and flush the metadata device's cache. */
+static int fvd_meta_write_out(struct fvd_meta *meta)
+{
+	int r = dm_bufio_write_dirty_buffers(meta->bufio);
+
+	return r ? r : dm_bufio_issue_flush(meta->bufio);
+}
+
 /* Write the superblock and make it durable before returning. */
 int fvd_meta_write_sb(struct fvd_meta *meta)
 {
 	struct dm_buffer *buf;
 	void *data;
-	int r;
 
 	data = dm_bufio_new(meta->bufio, FVD_SB_BLOCK, &buf);
 	if (IS_ERR(data))
@@ -156,10 +163,7 @@ int fvd_meta_write_sb(struct fvd_meta *meta)
 	fvd_sb_encode(&meta->sb, data);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
-	r = dm_bufio_write_dirty_buffers(meta->bufio);
-	if (r)
-		return r;
-	return dm_bufio_issue_flush(meta->bufio);
+	return fvd_meta_write_out(meta);
 }
 
 /* Returns true when @block was absent before. */
@@ -211,7 +215,6 @@ int fvd_meta_write_staged(struct fvd_meta *meta)
 	struct dm_buffer *buf;
 	unsigned long mblock;
 	void *data;
-	int r;
 
 	for_each_set_bit(mblock, meta->committing, meta->nr_mblocks) {
 		data = dm_bufio_new(meta->bufio, fvd_meta_bitmap_block(meta, mblock),
@@ -223,10 +226,7 @@ int fvd_meta_write_staged(struct fvd_meta *meta)
 		dm_bufio_mark_buffer_dirty(buf);
 		dm_bufio_release(buf);
 	}
-	r = dm_bufio_write_dirty_buffers(meta->bufio);
-	if (r)
-		return r;
-	return dm_bufio_issue_flush(meta->bufio);
+	return fvd_meta_write_out(meta);
 }
 
 /*

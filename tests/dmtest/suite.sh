@@ -309,6 +309,20 @@ expect_rejected() {
 	REJECTED=$((REJECTED + 1))
 }
 
+# sb_rejected NAME EXPECTED-MESSAGE [--keep-csum] FIELD=VALUE...: a fresh
+# image with superblock fields rewritten must be refused
+sb_rejected() {
+	local name=$1 message=$2 keep=""
+	shift 2
+	if [ "$1" = --keep-csum ]; then
+		keep=$1
+		shift
+	fi
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	$SBEDIT $keep $IMG "$@" || fail "fvd-sbedit $*"
+	expect_rejected "$name" "$message" "0 $(sectors $ORIGIN) fvd $IMG $IMG $ORIGIN"
+}
+
 test_malformed_tables_rejected() {
 	local n v
 	REJECTED=0
@@ -336,30 +350,14 @@ test_malformed_tables_rejected() {
 	expect_rejected "data on a separate device" "keeps its data on a separate device" "$v $IMG $IMG $ORIGIN"
 	expect_rejected "data device too small" "Data device is too small" "$v $IMG $SMALL $ORIGIN"
 
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT --keep-csum $IMG virtual_sectors=$((n + 8))
-	expect_rejected "corrupted field, stale crc" "checksum mismatch" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG csum=12345
-	expect_rejected "wrong crc" "checksum mismatch" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG incompat_features=0x100
-	expect_rejected "unknown incompatible feature" "unknown incompatible feature" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG version=2
-	expect_rejected "future format version" "unsupported format version" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG block_sectors=100
-	expect_rejected "block size not a power of two" "invalid block size" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG bitmap_offset=0
-	expect_rejected "bitmap over the superblock" "invalid bitmap region" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG journal_offset=8
-	expect_rejected "journal over the bitmap" "metadata regions overlap" "$v $IMG $IMG $ORIGIN"
-	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
-	$SBEDIT $IMG ro_compat_features=1
-	expect_rejected "unknown ro-compat feature, writable" "load it read_only" "$v $IMG $IMG $ORIGIN"
+	sb_rejected "corrupted field, stale crc" "checksum mismatch" --keep-csum virtual_sectors=$((n + 8))
+	sb_rejected "wrong crc" "checksum mismatch" csum=12345
+	sb_rejected "unknown incompatible feature" "unknown incompatible feature" incompat_features=0x100
+	sb_rejected "future format version" "unsupported format version" version=2
+	sb_rejected "block size not a power of two" "invalid block size" block_sectors=100
+	sb_rejected "bitmap over the superblock" "invalid bitmap region" bitmap_offset=0
+	sb_rejected "journal over the bitmap" "metadata regions overlap" journal_offset=8
+	sb_rejected "unknown ro-compat feature, writable" "load it read_only" ro_compat_features=1
 	dmsetup create fvdbad --table "$v $IMG $IMG $ORIGIN 1 read_only" ||
 		fail "unknown ro-compat feature refused read_only"
 	dmsetup remove fvdbad
