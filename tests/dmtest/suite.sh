@@ -484,6 +484,51 @@ test_flushed_writes_survive_without_clean_shutdown() {
 	rm -f /tmp/ref
 }
 
+# FUA writes: a null_blk data device with a volatile cache advertises FUA,
+# so O_DSYNC writes reach the target as REQ_FUA (whole-block ones through
+# end_io, partial ones through the block copy) and complete only after a
+# commit.  The data must then survive a removal that cannot write metadata.
+test_fua_writes_survive_without_clean_shutdown() {
+	local i dm queue offsets=()
+	modprobe null_blk nr_devices=1 memory_backed=1 cache_size=16 gb=1 ||
+		fail "modprobe null_blk"
+	expect_eq "$(cat /sys/block/nullb0/queue/fua)" 1 "null_blk FUA support"
+	$FVD_CREATE --force --origin $ORIGIN --data-dev /dev/nullb0 $SCRATCH >/dev/null
+	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	fvd_up /dev/mapper/fvdmeta /dev/nullb0 $ORIGIN
+	dm=$(dmsetup info -c --noheadings -o blkdevname $DEV | tr -d " ")
+	expect_eq "$(cat /sys/block/$dm/queue/fua)" 1 "FUA passed up by the fvd device"
+	cp $ORIGIN /tmp/ref
+	for i in $(seq 0 11); do
+		if [ $((i % 2)) -eq 0 ]; then
+			offsets+=("$((i * 5 * 65536)) 65536")		# whole block
+		else
+			offsets+=("$((i * 5 * 65536 + 8192)) 4096")	# partial block
+		fi
+	done
+	for i in "${offsets[@]}"; do
+		set -- $i
+		head -c "$2" /dev/urandom >/tmp/piece
+		dd if=/tmp/piece of=$MAPPER bs="$2" seek="$1" oflag=direct,dsync,seek_bytes \
+			conv=notrunc status=none || fail "dsync write at $1"
+		dd if=/tmp/piece of=/tmp/ref bs="$2" seek="$1" oflag=seek_bytes \
+			conv=notrunc status=none
+	done
+	say "status after FUA writes: $(dmsetup status $DEV)"
+	[ "$(status_field 6)" -ge 12 ] || fail "fewer commits than dsync writes"
+	dmsetup suspend --nolockfs --noflush fvdmeta
+	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
+	dmsetup resume fvdmeta
+	fvd_down
+	expect_eq "$(sb_field $SCRATCH flags)" 0 "clean flag (shutdown must not be recorded)"
+	dmsetup remove fvdmeta
+	fvd_up $SCRATCH /dev/nullb0 $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "FUA writes lost"
+	fvd_down
+	rmmod null_blk
+	rm -f /tmp/ref /tmp/piece
+}
+
 # ---- runner ----
 
 origin_sum() {
@@ -495,6 +540,7 @@ cleanup_devices() {
 	for d in $DEV fvdbad fvdmeta; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
+	rmmod null_blk >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
 }
 
