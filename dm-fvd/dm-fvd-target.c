@@ -232,7 +232,9 @@ static void fvd_set_mode(struct fvd_target *fvd, enum fvd_mode mode,
  * bits that never reached the disk and go read-only: reads then see exactly
  * the committed image, local blocks stay writable, new ones are refused.
  * Otherwise fail mode: writes fail, reads are served as before.  Either way
- * userspace hears of it through a dm event.  Commit context (commit_lock).
+ * userspace hears of it through a dm event.  Never concurrent with a commit:
+ * called from one (under commit_lock) or from suspend/resume, when no bio
+ * and no commit is in flight.
  */
 static void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 {
@@ -571,8 +573,10 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 	sector_t origin_end = fvd->origin_dev ? sb->origin_sectors : 0;
 
 	/*
-	 * No lock: bits are only ever set.  A read racing with the first
-	 * write of a block may see the old content, as it may on any disk.
+	 * No lock: bits are only set, except by the rollback after a failed
+	 * commit, which drops writes that no flush ever acknowledged.  A read
+	 * racing with the first write of a block may see the old content, as
+	 * it may on any disk.
 	 */
 	if (fvd_bit_test(fvd->meta.local, fvd_sector_to_block(sb, sector))) {
 		fvd_remap_data(fvd, bio);
