@@ -369,6 +369,10 @@ test_malformed_tables_rejected() {
 	expect_rejected "origin of the wrong size" "Origin device size does not match" "$v $IMG $IMG $SMALL"
 	expect_rejected "origin is the image" "Origin device must differ" "$v $IMG $IMG $IMG"
 
+	dmsetup create fvdmeta --table "0 2048 linear $IMG 0" || fail "linear"
+	expect_rejected "metadata device cut short" "Metadata device is smaller" "$v /dev/mapper/fvdmeta $IMG $ORIGIN"
+	dmsetup remove fvdmeta
+
 	$FVD_CREATE --force --size 64M $IMG >/dev/null
 	expect_rejected "origin given to an image without one" "Image has no origin" "$v $IMG $IMG $ORIGIN"
 

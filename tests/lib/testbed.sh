@@ -10,7 +10,8 @@
 # starts in seconds.  Sourced by tests/dmtest/run and scripts/demo.
 
 FVD_TOP=${FVD_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-FVD_CACHE=${FVD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dm-fvd}
+# CI may run without HOME; root's home is the sensible default there.
+FVD_CACHE=${FVD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/dm-fvd}
 
 # Modules the initramfs loads, in dependency order, to reach the 9p root.
 TESTBED_BOOT_MODULES="
@@ -124,7 +125,7 @@ testbed_boot() {
 	for disk in "$@"; do
 		drives+=(-drive "file=$disk,if=virtio,format=raw,cache=none,aio=native")
 	done
-	timeout=${FVD_GUEST_TIMEOUT:-2400}
+	timeout=${FVD_GUEST_TIMEOUT:-1500}
 	testbed_log "booting $rel ($# disks, timeout ${timeout}s)"
 	timeout --foreground -k 10 "$timeout" \
 		qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot \
