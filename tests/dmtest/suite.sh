@@ -88,6 +88,19 @@ sb_field() {
 	$SBEDIT "$1" | sed -n "s/^$2=//p"
 }
 
+# Metadata on $SCRATCH behind a dm-linear "fvdmeta", so a test can swap it
+# for a failing device under the live target with meta_replace.
+meta_linear_up() {
+	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" ||
+		fail "cannot create fvdmeta"
+}
+
+meta_replace() {	# meta_replace TARGET [ARGS...]  (mapping all of $SCRATCH)
+	dmsetup suspend --nolockfs --noflush fvdmeta &&
+		dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) $*" &&
+		dmsetup resume fvdmeta || fail "cannot switch fvdmeta to $1"
+}
+
 expect_eq() {
 	[ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"
 }
@@ -407,18 +420,15 @@ test_metadata_write_error_goes_read_only() {
 	local ev
 	modprobe dm-flakey || fail "modprobe dm-flakey"
 	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
-	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
-	DEV_META=/dev/mapper/fvdmeta
-	fvd_up $DEV_META $DATA $ORIGIN
+	meta_linear_up
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
 	cp $ORIGIN /tmp/ref
 	# block 0 becomes local and durable
 	head -c 65536 /dev/urandom >/tmp/blk
 	dd if=/tmp/blk of=$MAPPER bs=65536 count=1 oflag=direct conv=fsync status=none || fail "write"
 	dd if=/tmp/blk of=/tmp/ref bs=65536 count=1 conv=notrunc status=none
 	ev=$(event_nr)
-	dmsetup suspend fvdmeta
-	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) flakey $SCRATCH 0 0 3600 1 error_writes" || fail "flakey"
-	dmsetup resume fvdmeta
+	meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
 	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=5 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
 		fail "a write needing a metadata commit succeeded"
 	fi
@@ -444,13 +454,11 @@ test_metadata_write_error_goes_read_only() {
 # Metadata device gone entirely: fail mode, writes refused, reads served.
 test_metadata_lost_goes_fail_mode() {
 	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
-	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	meta_linear_up
 	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
 	head -c 65536 /dev/urandom >/tmp/blk
 	dd if=/tmp/blk of=$MAPPER bs=65536 seek=2 count=1 oflag=direct conv=fsync status=none || fail "write"
-	dmsetup suspend fvdmeta
-	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
-	dmsetup resume fvdmeta
+	meta_replace error
 	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=9 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
 		fail "write needing a commit succeeded without metadata"
 	fi
@@ -471,14 +479,12 @@ test_metadata_lost_goes_fail_mode() {
 # write anything, then reconnected.
 test_flushed_writes_survive_without_clean_shutdown() {
 	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
-	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	meta_linear_up
 	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
 	cp $ORIGIN /tmp/ref
 	$FVDIO randwrite $MAPPER /tmp/ref --seed 9 --count 120 || fail "writes"
 	sync
-	dmsetup suspend --nolockfs --noflush fvdmeta
-	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
-	dmsetup resume fvdmeta
+	meta_replace error
 	dmsetup remove $DEV || fail "remove"
 	expect_eq "$(sb_field $SCRATCH flags)" 0 "clean flag (the shutdown must not have been recorded)"
 	dmsetup remove fvdmeta
@@ -498,7 +504,7 @@ test_fua_writes_survive_without_clean_shutdown() {
 		fail "modprobe null_blk"
 	expect_eq "$(cat /sys/block/nullb0/queue/fua)" 1 "null_blk FUA support"
 	$FVD_CREATE --force --origin $ORIGIN --data-dev /dev/nullb0 $SCRATCH >/dev/null
-	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" || fail "meta linear"
+	meta_linear_up
 	fvd_up /dev/mapper/fvdmeta /dev/nullb0 $ORIGIN
 	dm=$(dmsetup info -c --noheadings -o blkdevname $DEV | tr -d " ")
 	expect_eq "$(cat /sys/block/$dm/queue/fua)" 1 "FUA passed up by the fvd device"
@@ -520,9 +526,7 @@ test_fua_writes_survive_without_clean_shutdown() {
 	done
 	say "status after FUA writes: $(dmsetup status $DEV)"
 	[ "$(status_field 6)" -ge 12 ] || fail "fewer commits than dsync writes"
-	dmsetup suspend --nolockfs --noflush fvdmeta
-	dmsetup reload fvdmeta --table "0 $(sectors $SCRATCH) error" || fail "error table"
-	dmsetup resume fvdmeta
+	meta_replace error
 	fvd_down
 	expect_eq "$(sb_field $SCRATCH flags)" 0 "clean flag (shutdown must not be recorded)"
 	dmsetup remove fvdmeta
