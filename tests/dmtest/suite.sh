@@ -588,6 +588,12 @@ main() {
 			echo "not ok - $t" | tee -a $OUT/results
 		fi
 	done
+	# Every target is gone: the module must unload (no leaked reference).
+	if rmmod dm-fvd; then
+		echo "ok - unload dm-fvd.ko" | tee -a $OUT/results
+	else
+		echo "not ok - unload dm-fvd.ko" | tee -a $OUT/results
+	fi
 	passed=$(grep -c '^ok' $OUT/results)
 	failed=$(grep -c '^not ok' $OUT/results)
 	echo "dmtest: $passed passed, $failed failed"
