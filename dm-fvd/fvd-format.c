@@ -246,3 +246,135 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 	}
 	return fvd_sb_check(sb) == FVD_SB_OK ? 0 : -EINVAL;
 }
+
+/* ---- journal blocks ---- */
+
+void fvd_jblock_init(void *block)
+{
+	struct fvd_disk_jheader *h = block;
+
+	memset(block, 0, FVD_JOURNAL_BLOCK_SIZE);
+	h->magic = cpu_to_le64(FVD_JOURNAL_MAGIC);
+}
+
+/* Append a run of local blocks; -ENOSPC when the block is full. */
+int fvd_jblock_add_bitmap_run(void *block, u64 start, u32 count)
+{
+	struct fvd_disk_jheader *h = block;
+	u32 used = le32_to_cpu(h->used_bytes);
+	struct fvd_disk_jrecord *rec;
+
+	if (used + sizeof(*rec) > FVD_JOURNAL_PAYLOAD)
+		return -ENOSPC;
+	rec = (struct fvd_disk_jrecord *)((u8 *)(h + 1) + used);
+	rec->type = cpu_to_le16(FVD_JREC_BITMAP_SET);
+	rec->reserved = 0;
+	rec->count = cpu_to_le32(count);
+	rec->start = cpu_to_le64(start);
+	h->used_bytes = cpu_to_le32(used + sizeof(*rec));
+	h->nr_records = cpu_to_le32(le32_to_cpu(h->nr_records) + 1);
+	return 0;
+}
+
+static u32 fvd_jblock_csum(const struct fvd_disk_jheader *h)
+{
+	static const u8 zero_csum[sizeof(h->csum)];
+	size_t before = offsetof(struct fvd_disk_jheader, csum);
+	size_t after = before + sizeof(h->csum);
+	u32 crc = ~0U;
+
+	crc = fvd_crc32c_update(crc, h, before);
+	crc = fvd_crc32c_update(crc, zero_csum, sizeof(zero_csum));
+	crc = fvd_crc32c_update(crc, (const u8 *)h + after,
+				FVD_JOURNAL_BLOCK_SIZE - after);
+	return ~crc;
+}
+
+void fvd_jblock_seal(void *block, u64 seq, u16 index, u16 count)
+{
+	struct fvd_disk_jheader *h = block;
+
+	h->seq = cpu_to_le64(seq);
+	h->index = cpu_to_le16(index);
+	h->count = cpu_to_le16(count);
+	h->csum = cpu_to_le32(fvd_jblock_csum(h));
+}
+
+/*
+ * Walk the records of a block whose header was checked.  Stops at the first
+ * record that does not fit and returns -EINVAL, or at the first non-zero
+ * return of @fn, which it returns.
+ */
+int fvd_jblock_for_each(const void *block, fvd_jrec_fn fn, void *context)
+{
+	const struct fvd_disk_jheader *h = block;
+	const u8 *p = (const u8 *)(h + 1);
+	u32 used = le32_to_cpu(h->used_bytes);
+	u32 nr = le32_to_cpu(h->nr_records);
+	const struct fvd_disk_jrecord *rec;
+	struct fvd_jrec out;
+	u32 off = 0, i, size;
+	int r;
+
+	if (used > FVD_JOURNAL_PAYLOAD)
+		return -EINVAL;
+	for (i = 0; i < nr; i++) {
+		if (used - off < sizeof(*rec))
+			return -EINVAL;
+		rec = (const struct fvd_disk_jrecord *)(p + off);
+		out.type = le16_to_cpu(rec->type);
+		out.count = le32_to_cpu(rec->count);
+		out.start = le64_to_cpu(rec->start);
+		out.entries = NULL;
+		size = sizeof(*rec);
+		if (out.type == FVD_JREC_TABLE) {
+			if (out.count > (used - off - sizeof(*rec)) / sizeof(__le32))
+				return -EINVAL;
+			size += out.count * sizeof(__le32);
+			out.entries = (const __le32 *)(rec + 1);
+		} else if (out.type != FVD_JREC_BITMAP_SET) {
+			return -EINVAL;
+		}
+		r = fn(context, &out);
+		if (r)
+			return r;
+		off += size;
+	}
+	return off == used ? 0 : -EINVAL;
+}
+
+static int fvd_jrec_check(void *context, const struct fvd_jrec *rec)
+{
+	const struct fvd_sb_info *sb = context;
+
+	if (!rec->count)
+		return -EINVAL;
+	/* Version 1 images have no chunk table to log. */
+	if (rec->type != FVD_JREC_BITMAP_SET)
+		return -EINVAL;
+	if (rec->start >= sb->nr_blocks || rec->count > sb->nr_blocks - rec->start)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Is @block a valid journal block of a commit at or after @min_seq, whose
+ * records all make sense for the image described by @sb?
+ */
+enum fvd_jblock_status fvd_jblock_check(const void *block, u64 min_seq,
+					const struct fvd_sb_info *sb)
+{
+	const struct fvd_disk_jheader *h = block;
+
+	if (le64_to_cpu(h->magic) != FVD_JOURNAL_MAGIC)
+		return FVD_JB_BAD_MAGIC;
+	if (fvd_jblock_csum(h) != le32_to_cpu(h->csum))
+		return FVD_JB_BAD_CSUM;
+	if (le64_to_cpu(h->seq) < min_seq)
+		return FVD_JB_STALE;
+	if (!le16_to_cpu(h->count) || le16_to_cpu(h->index) >= le16_to_cpu(h->count))
+		return FVD_JB_BAD_INDEX;
+	if (fvd_jblock_for_each(block, fvd_jrec_check, (void *)sb))
+		return FVD_JB_BAD_RECORD;
+	return FVD_JB_OK;
+}

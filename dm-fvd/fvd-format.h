@@ -205,4 +205,66 @@ static inline u64 fvd_bitmap_region_sectors(u64 nr_blocks)
 	return blocks * FVD_META_BLOCK_SECTORS;
 }
 
+/*
+ * Journal blocks.  The journal region is reserved and zeroed by fvd-create;
+ * the target does not write it yet.  A commit will append one or more 4 KiB
+ * blocks carrying the same sequence number, each self-contained and
+ * checksummed, so a torn or stale block is recognised on replay.
+ */
+#define FVD_JOURNAL_MAGIC		0x004c4e524a445646ULL	/* "FVDJRNL" */
+#define FVD_JOURNAL_BLOCK_SIZE		4096
+
+enum fvd_jrec_type {
+	FVD_JREC_BITMAP_SET = 1,	/* blocks [start, start + count) are local */
+	FVD_JREC_TABLE = 2,		/* count chunk table entries follow */
+};
+
+struct fvd_disk_jheader {
+	__le64 magic;
+	__le64 seq;		/* commit sequence number */
+	__le32 csum;		/* crc32c of the whole block, this field zero */
+	__le16 index;		/* this block's place in its commit */
+	__le16 count;		/* blocks in the commit */
+	__le32 nr_records;
+	__le32 used_bytes;	/* bytes of records after the header */
+} __packed;
+
+struct fvd_disk_jrecord {
+	__le16 type;
+	__le16 reserved;
+	__le32 count;
+	__le64 start;
+} __packed;
+
+static_assert(sizeof(struct fvd_disk_jheader) == 32);
+static_assert(sizeof(struct fvd_disk_jrecord) == 16);
+
+#define FVD_JOURNAL_PAYLOAD	(FVD_JOURNAL_BLOCK_SIZE - sizeof(struct fvd_disk_jheader))
+
+enum fvd_jblock_status {
+	FVD_JB_OK = 0,
+	FVD_JB_BAD_MAGIC,	/* never written, or not a journal block */
+	FVD_JB_BAD_CSUM,	/* torn or corrupted */
+	FVD_JB_STALE,		/* older than the last checkpoint */
+	FVD_JB_BAD_INDEX,
+	FVD_JB_BAD_RECORD,
+};
+
+/* A decoded journal record; @entries points into the block (TABLE only). */
+struct fvd_jrec {
+	enum fvd_jrec_type type;
+	u64 start;
+	u32 count;
+	const __le32 *entries;
+};
+
+typedef int (*fvd_jrec_fn)(void *context, const struct fvd_jrec *rec);
+
+void fvd_jblock_init(void *block);
+int fvd_jblock_add_bitmap_run(void *block, u64 start, u32 count);
+void fvd_jblock_seal(void *block, u64 seq, u16 index, u16 count);
+enum fvd_jblock_status fvd_jblock_check(const void *block, u64 min_seq,
+					const struct fvd_sb_info *sb);
+int fvd_jblock_for_each(const void *block, fvd_jrec_fn fn, void *context);
+
 #endif /* FVD_FORMAT_H */

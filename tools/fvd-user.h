@@ -16,6 +16,7 @@
 #include <linux/types.h>
 
 typedef uint8_t u8;
+typedef uint16_t u16;
 typedef uint32_t u32;
 typedef uint64_t u64;
 
@@ -26,8 +27,10 @@ typedef uint64_t u64;
 #define __packed
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+#define le16_to_cpu(x) le16toh(x)
 #define le32_to_cpu(x) le32toh(x)
 #define le64_to_cpu(x) le64toh(x)
+#define cpu_to_le16(x) htole16(x)
 #define cpu_to_le32(x) htole32(x)
 #define cpu_to_le64(x) htole64(x)
 

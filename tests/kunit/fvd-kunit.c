@@ -474,6 +474,157 @@ static struct kunit_suite fvd_commit_suite = {
 	.test_cases = fvd_commit_cases,
 };
 
+/* ---- journal blocks ---- */
+
+struct fvd_jrec_log {
+	int nr;
+	struct fvd_jrec recs[8];
+};
+
+static int fvd_test_collect(void *context, const struct fvd_jrec *rec)
+{
+	struct fvd_jrec_log *log = context;
+
+	if (log->nr == ARRAY_SIZE(log->recs))
+		return -E2BIG;
+	log->recs[log->nr++] = *rec;
+	return 0;
+}
+
+/* A sealed block with three runs, commit 9, block 1 of 2. */
+static void *fvd_test_jblock(struct kunit *test, struct fvd_sb_info *sb)
+{
+	void *block = kunit_kzalloc(test, FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, block);
+	fvd_test_layout(test, sb);
+	fvd_jblock_init(block);
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_add_bitmap_run(block, 0, 1));
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_add_bitmap_run(block, 100, 28));
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_add_bitmap_run(block, 16383, 1));
+	fvd_jblock_seal(block, 9, 1, 2);
+	return block;
+}
+
+static void fvd_test_jblock_roundtrip(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	void *block = fvd_test_jblock(test, &sb);
+	struct fvd_disk_jheader *h = block;
+	struct fvd_jrec_log log = { 0 };
+
+	KUNIT_EXPECT_EQ(test, FVD_JB_OK, fvd_jblock_check(block, 9, &sb));
+	KUNIT_EXPECT_EQ(test, le64_to_cpu(h->seq), 9ULL);
+	KUNIT_EXPECT_EQ(test, le16_to_cpu(h->index), 1);
+	KUNIT_EXPECT_EQ(test, le16_to_cpu(h->count), 2);
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(block, fvd_test_collect, &log));
+	KUNIT_ASSERT_EQ(test, log.nr, 3);
+	KUNIT_EXPECT_EQ(test, log.recs[1].type, FVD_JREC_BITMAP_SET);
+	KUNIT_EXPECT_EQ(test, log.recs[1].start, 100ULL);
+	KUNIT_EXPECT_EQ(test, log.recs[1].count, 28U);
+	KUNIT_EXPECT_EQ(test, log.recs[2].start, 16383ULL);
+}
+
+static void fvd_test_jblock_torn_and_stale(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u8 *block = fvd_test_jblock(test, &sb);
+
+	/* a block from before the last checkpoint */
+	KUNIT_EXPECT_EQ(test, FVD_JB_STALE, fvd_jblock_check(block, 10, &sb));
+	/* a torn write: the tail of the block is from an older write */
+	block[FVD_JOURNAL_BLOCK_SIZE - 1] ^= 0xff;
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_CSUM, fvd_jblock_check(block, 0, &sb));
+	/* never written */
+	memset(block, 0, FVD_JOURNAL_BLOCK_SIZE);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_MAGIC, fvd_jblock_check(block, 0, &sb));
+}
+
+static void fvd_test_jblock_bad_fields(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u8 *block = fvd_test_jblock(test, &sb);
+	struct fvd_disk_jheader *h = (struct fvd_disk_jheader *)block;
+
+	fvd_jblock_seal(block, 9, 2, 2);		/* index past count */
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_INDEX, fvd_jblock_check(block, 0, &sb));
+	fvd_jblock_seal(block, 9, 0, 0);		/* empty commit */
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_INDEX, fvd_jblock_check(block, 0, &sb));
+
+	h->nr_records = cpu_to_le32(4);			/* more than written */
+	fvd_jblock_seal(block, 9, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+	h->nr_records = cpu_to_le32(3);
+	h->used_bytes = cpu_to_le32(FVD_JOURNAL_BLOCK_SIZE);	/* past the block */
+	fvd_jblock_seal(block, 9, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+}
+
+static void fvd_test_jblock_bad_records(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u8 *block = fvd_test_jblock(test, &sb);
+	struct fvd_disk_jrecord *rec;
+
+	fvd_jblock_init(block);
+	fvd_jblock_add_bitmap_run(block, 16380, 5);	/* runs past the disk */
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+
+	fvd_jblock_init(block);
+	fvd_jblock_add_bitmap_run(block, 5, 0);		/* empty run */
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+
+	fvd_jblock_init(block);
+	fvd_jblock_add_bitmap_run(block, 1ULL << 63, 2);	/* start + count wraps */
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+
+	fvd_jblock_init(block);
+	fvd_jblock_add_bitmap_run(block, 5, 1);
+	rec = (struct fvd_disk_jrecord *)(block + sizeof(struct fvd_disk_jheader));
+	rec->type = cpu_to_le16(7);			/* unknown record type */
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+
+	rec->type = cpu_to_le16(FVD_JREC_TABLE);	/* no table in version 1 */
+	rec->count = cpu_to_le32(1);
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+}
+
+static void fvd_test_jblock_full(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	void *block = fvd_test_jblock(test, &sb);
+	int i, added = 0;
+
+	fvd_jblock_init(block);
+	for (i = 0; i < 1000; i++)
+		if (!fvd_jblock_add_bitmap_run(block, 2 * i, 1))
+			added++;
+	KUNIT_EXPECT_EQ(test, added, (int)(FVD_JOURNAL_PAYLOAD /
+					   sizeof(struct fvd_disk_jrecord)));
+	KUNIT_EXPECT_EQ(test, -ENOSPC, fvd_jblock_add_bitmap_run(block, 1, 1));
+	fvd_jblock_seal(block, 3, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_OK, fvd_jblock_check(block, 3, &sb));
+}
+
+static struct kunit_case fvd_journal_format_cases[] = {
+	KUNIT_CASE(fvd_test_jblock_roundtrip),
+	KUNIT_CASE(fvd_test_jblock_torn_and_stale),
+	KUNIT_CASE(fvd_test_jblock_bad_fields),
+	KUNIT_CASE(fvd_test_jblock_bad_records),
+	KUNIT_CASE(fvd_test_jblock_full),
+	{}
+};
+
+static struct kunit_suite fvd_journal_format_suite = {
+	.name = "dm-fvd-journal-format",
+	.test_cases = fvd_journal_format_cases,
+};
+
 /* ---- table line ---- */
 
 struct fvd_table_case {
@@ -567,4 +718,4 @@ static struct kunit_suite fvd_table_suite = {
 };
 
 kunit_test_suites(&fvd_format_suite, &fvd_geometry_suite, &fvd_commit_suite,
-		  &fvd_table_suite);
+		  &fvd_journal_format_suite, &fvd_table_suite);
