@@ -19,9 +19,10 @@ SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h
 
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
-	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils
+	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils \
+	clang libclang-rt-14-dev
 
-.PHONY: all module tools deps check kunit dmtest static demo clean
+.PHONY: all module tools deps check kunit dmtest static fuzz demo clean
 
 all: module tools
 
@@ -57,6 +58,9 @@ dmtest: deps
 
 static:
 	@tests/static/run
+
+fuzz:
+	@tests/fuzz/run
 
 demo: deps
 	@scripts/demo
