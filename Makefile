@@ -2,7 +2,8 @@
 #
 # make            build dm-fvd/dm-fvd.ko and the tools
 # make deps       install the Debian packages the project needs
-# make check      KUnit on UML + dmsetup tests in a QEMU guest + static checks
+# make check      static checks, tool tests, fuzzing, KUnit on UML, dmsetup
+#                 tests in a QEMU guest; ends with 'N passed, N failed'
 # make demo       boot the guest and show an FVD disk over an ext4 base image
 #
 # KDIR selects the kernel to build against: the running kernel's build tree
