@@ -326,10 +326,6 @@ static void fvd_commit_timer_fn(struct work_struct *ws)
 /* ---- absent blocks ---- */
 
 /*
- * The data write of @op finished: the block is local unless it failed.
- * Later writes to the block are handed back to the worker.  Any context.
- */
-/*
  * The data write of @op finished: the block is local unless it failed, or
  * unless the target lost the ability to commit meanwhile.  Later writes to
  * the block are handed back to the worker.  Any context.
