@@ -23,19 +23,23 @@ u32 fvd_crc32c(const void *buf, size_t len)
 	return ~fvd_crc32c_update(~0U, buf, len);
 }
 
-/* The checksum of the superblock block, taken with its csum field as zero. */
-u32 fvd_sb_csum(const struct fvd_disk_superblock *disk)
+/* CRC-32C of @len bytes with the 4-byte checksum field at @csum_offset as 0. */
+static u32 fvd_csum_except(const void *buf, size_t len, size_t csum_offset)
 {
-	static const u8 zero_csum[sizeof(disk->csum)];
-	size_t before = offsetof(struct fvd_disk_superblock, csum);
-	size_t after = before + sizeof(disk->csum);
+	static const u8 zero_csum[4];
+	size_t after = csum_offset + sizeof(zero_csum);
 	u32 crc = ~0U;
 
-	crc = fvd_crc32c_update(crc, disk, before);
+	crc = fvd_crc32c_update(crc, buf, csum_offset);
 	crc = fvd_crc32c_update(crc, zero_csum, sizeof(zero_csum));
-	crc = fvd_crc32c_update(crc, (const u8 *)disk + after,
-				sizeof(*disk) - after);
+	crc = fvd_crc32c_update(crc, (const u8 *)buf + after, len - after);
 	return ~crc;
+}
+
+u32 fvd_sb_csum(const struct fvd_disk_superblock *disk)
+{
+	return fvd_csum_except(disk, sizeof(*disk),
+			       offsetof(struct fvd_disk_superblock, csum));
 }
 
 /* Virtual disks up to 8 PiB: the bitmap of the smallest blocks stays < 256 MiB. */
@@ -278,16 +282,8 @@ int fvd_jblock_add_bitmap_run(void *block, u64 start, u32 count)
 
 static u32 fvd_jblock_csum(const struct fvd_disk_jheader *h)
 {
-	static const u8 zero_csum[sizeof(h->csum)];
-	size_t before = offsetof(struct fvd_disk_jheader, csum);
-	size_t after = before + sizeof(h->csum);
-	u32 crc = ~0U;
-
-	crc = fvd_crc32c_update(crc, h, before);
-	crc = fvd_crc32c_update(crc, zero_csum, sizeof(zero_csum));
-	crc = fvd_crc32c_update(crc, (const u8 *)h + after,
-				FVD_JOURNAL_BLOCK_SIZE - after);
-	return ~crc;
+	return fvd_csum_except(h, FVD_JOURNAL_BLOCK_SIZE,
+			       offsetof(struct fvd_disk_jheader, csum));
 }
 
 void fvd_jblock_seal(void *block, u64 seq, u16 index, u16 count)
