@@ -577,7 +577,12 @@ static void fvd_test_jblock_bad_records(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
 
 	fvd_jblock_init(block);
-	fvd_jblock_add_bitmap_run(block, 1ULL << 63, 2);	/* start + count wraps */
+	fvd_jblock_add_bitmap_run(block, 16384, 1);	/* starts past the disk */
+	fvd_jblock_seal(block, 1, 0, 1);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
+
+	fvd_jblock_init(block);
+	fvd_jblock_add_bitmap_run(block, 16383, U32_MAX);	/* huge count */
 	fvd_jblock_seal(block, 1, 0, 1);
 	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(block, 0, &sb));
 
