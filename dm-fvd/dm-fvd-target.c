@@ -14,9 +14,11 @@
  *    data device, a partial one is merged into a copy of the block read from
  *    the origin and written whole.  The block becomes local when that data
  *    write completes; later writes to the block wait until then;
- *  - a flush commits the bitmap: data device flush first, then the changed
- *    bitmap blocks, then the metadata device flush.  A FUA write whose block
- *    bit is not durable yet completes after such a commit.
+ *  - a flush commits the bitmap: data device flush first, then one FUA
+ *    journal write listing the blocks that became local (or, without a
+ *    journal or when it is full, a checkpoint: the changed bitmap blocks
+ *    written home, a metadata flush, the superblock).  A FUA write whose
+ *    block bit is not durable yet completes after such a commit.
  */
 
 #define DM_MSG_PREFIX "fvd"
@@ -33,6 +35,7 @@
 #include <linux/workqueue.h>
 
 #include "fvd-compat.h"
+#include "fvd-journal.h"
 #include "fvd-meta.h"
 #include "fvd-table.h"
 
@@ -55,6 +58,8 @@ struct fvd_target {
 	struct dm_dev *origin_dev;
 	struct fvd_table_args args;
 	struct fvd_meta meta;
+	struct fvd_journal journal;
+	bool journaled;		/* image has FVD_INCOMPAT_JOURNAL */
 	bool writable;		/* opened read-write and not read_only */
 	bool loaded;		/* bitmap read since the table was loaded */
 	bool resumed;
@@ -247,7 +252,7 @@ static void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 	if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE &&
 	    !fvd_meta_read_sb(&fvd->meta, &sb, &status)) {
 		fvd_set_mode(fvd, FVD_MODE_READ_ONLY, what, r);
-		r2 = fvd_meta_rollback(&fvd->meta, &fvd->lock);
+		r2 = fvd_meta_rollback(&fvd->meta, &sb, &fvd->lock);
 		if (r2)
 			fvd_set_mode(fvd, FVD_MODE_FAIL, "bitmap read-back", r2);
 	} else {
@@ -270,11 +275,38 @@ static void fvd_complete_bios(struct bio_list *bios, blk_status_t status)
 }
 
 /*
- * Make every bit set so far durable and complete the bios waiting for it.
- * Data device flush first: a bit may only reach the disk once its data has.
+ * Write the bitmap home and, for a journaled image, record in the superblock
+ * that the journal is empty from now on.  The checkpoint takes a sequence
+ * number of its own, so that no journal block written before it, even one
+ * of a commit torn by a crash, can ever follow it on replay.
  */
-static void fvd_commit(struct fvd_target *fvd, bool force_data_flush)
+static int fvd_checkpoint(struct fvd_target *fvd)
 {
+	struct fvd_journal *journal = &fvd->journal;
+	int r;
+
+	r = fvd_meta_write_home(&fvd->meta);
+	if (r || !fvd->journaled)
+		return r;
+	fvd->meta.sb.checkpoint_seq = journal->next_seq;
+	r = fvd_meta_write_sb(&fvd->meta);
+	if (r)
+		return r;
+	journal->next_seq++;
+	journal->head = 0;
+	atomic64_inc(&journal->nr_checkpoints);
+	return 0;
+}
+
+/*
+ * Make every bit set so far durable and complete the bios waiting for it;
+ * with @checkpoint, leave the journal empty too.  Data device flush first:
+ * a bit may only reach the disk once its data has.
+ */
+static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
+		       bool checkpoint)
+{
+	struct fvd_jbuilder *jb = fvd->journaled ? &fvd->journal.builder : NULL;
 	struct bio_list waiters;
 	blk_status_t status = BLK_STS_OK;
 	unsigned long nr_blocks;
@@ -289,15 +321,26 @@ static void fvd_commit(struct fvd_target *fvd, bool force_data_flush)
 		fvd_complete_bios(&waiters, BLK_STS_IOERR);
 		goto out;
 	}
-	nr_blocks = fvd_meta_snapshot(&fvd->meta);
+	nr_blocks = fvd_meta_snapshot(&fvd->meta, jb);
 	spin_unlock_irq(&fvd->lock);
 
-	if (!nr_blocks && bio_list_empty(&waiters) && !force_data_flush)
+	if (checkpoint)
+		checkpoint = fvd->journal.head ||
+			     !bitmap_empty(fvd->meta.home_stale,
+					   fvd->meta.nr_mblocks);
+	if (!nr_blocks && bio_list_empty(&waiters) && !force_data_flush &&
+	    !checkpoint)
 		goto out;
 
 	r = fvd_flush_bdev(fvd->data_dev->bdev);
-	if (!r && nr_blocks)
-		r = fvd_meta_write_staged(&fvd->meta);
+	if (!r && nr_blocks && !checkpoint && fvd_journal_fits(&fvd->journal)) {
+		r = fvd_journal_append(&fvd->journal, fvd->io_client,
+				       fvd->meta_dev->bdev, &fvd->meta.sb);
+		if (!r)
+			fvd_meta_journaled(&fvd->meta);
+	} else if (!r && (nr_blocks || checkpoint)) {
+		r = fvd_checkpoint(fvd);
+	}
 
 	spin_lock_irq(&fvd->lock);
 	fvd_meta_commit_done(&fvd->meta, r != 0);
@@ -319,7 +362,7 @@ static void fvd_commit_timer_fn(struct work_struct *ws)
 	struct fvd_target *fvd = container_of(to_delayed_work(ws),
 					      struct fvd_target, commit_timer);
 
-	fvd_commit(fvd, false);
+	fvd_commit(fvd, false, false);
 	queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
 }
 
@@ -540,7 +583,7 @@ static void fvd_worker(struct work_struct *ws)
 	commit = !bio_list_empty(&fvd->commit_waiters);
 	spin_unlock_irq(&fvd->lock);
 	if (commit)
-		fvd_commit(fvd, false);
+		fvd_commit(fvd, false, false);
 }
 
 /* ---- dm target interface ---- */
@@ -673,6 +716,7 @@ static void fvd_destroy(struct fvd_target *fvd)
 		dm_io_client_destroy(fvd->io_client);
 	mempool_destroy(fvd->buffer_pool);
 	mempool_exit(&fvd->op_pool);
+	fvd_journal_exit(&fvd->journal);
 	fvd_meta_close(&fvd->meta);
 	if (fvd->origin_dev)
 		dm_put_device(fvd->ti, fvd->origin_dev);
@@ -767,6 +811,10 @@ static int fvd_alloc_resources(struct fvd_target *fvd, char **error)
 		*error = "Cannot allocate the block bitmap";
 		return -ENOMEM;
 	}
+	if (fvd_journal_init(&fvd->journal, &fvd->meta.sb)) {
+		*error = "Cannot allocate the journal buffer";
+		return -ENOMEM;
+	}
 	if (mempool_init_kmalloc_pool(&fvd->op_pool, FVD_RESERVED_OPS,
 				      sizeof(struct fvd_op))) {
 		*error = "Cannot allocate the block operation pool";
@@ -846,6 +894,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = fvd_check_devices(fvd, &ti->error);
 	if (r)
 		goto bad;
+	fvd->journaled = fvd->meta.sb.incompat_features & FVD_INCOMPAT_JOURNAL;
 	r = fvd_alloc_resources(fvd, &ti->error);
 	if (r)
 		goto bad;
@@ -877,7 +926,7 @@ static void fvd_shutdown(struct fvd_target *fvd)
 	fvd->resumed = false;
 	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
 		return;
-	fvd_commit(fvd, true);
+	fvd_commit(fvd, true, true);
 	if (READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
 		return;
 	fvd->meta.sb.flags |= FVD_FLAG_CLEAN;
@@ -915,6 +964,7 @@ static int fvd_preresume(struct dm_target *ti)
 	struct fvd_target *fvd = ti->private;
 	struct fvd_sb_info sb;
 	enum fvd_sb_status status;
+	struct fvd_replay replay;
 	int r;
 
 	if (fvd->loaded)
@@ -931,17 +981,42 @@ static int fvd_preresume(struct dm_target *ti)
 	    sb.bitmap_offset != fvd->meta.sb.bitmap_offset ||
 	    sb.data_offset != fvd->meta.sb.data_offset ||
 	    sb.origin_sectors != fvd->meta.sb.origin_sectors ||
+	    sb.incompat_features != fvd->meta.sb.incompat_features ||
+	    sb.journal_offset != fvd->meta.sb.journal_offset ||
+	    sb.journal_sectors != fvd->meta.sb.journal_sectors ||
 	    memcmp(sb.uuid, fvd->meta.sb.uuid, sizeof(sb.uuid))) {
 		DMERR("%s: the image was reformatted after the table was loaded",
 		      dm_table_device_name(ti->table));
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;
-	r = fvd_meta_load_bitmap(&fvd->meta);
+	r = fvd_meta_load_bitmap(&fvd->meta, &replay);
 	if (r) {
-		DMERR("%s: cannot read the bitmap (%d)",
+		DMERR("%s: cannot read the bitmap and journal (%d)",
 		      dm_table_device_name(ti->table), r);
 		return r;
+	}
+	if (replay.nr_commits)
+		DMINFO("%s: replayed %llu journal commits (%llu blocks, %llu records) after sequence %llu; end of journal: %s",
+		       dm_table_device_name(ti->table), replay.nr_commits,
+		       replay.nr_jblocks, replay.nr_records, sb.checkpoint_seq,
+		       replay.full ? "region full" :
+		       fvd_jblock_status_str(replay.stop));
+	fvd->journal.next_seq = replay.next_seq;
+	fvd->journal.head = replay.head;
+
+	/*
+	 * Writable: start from an empty journal.  The checkpoint also takes
+	 * the sequence number a torn commit at the head may have used.
+	 */
+	if (fvd->writable && fvd->journaled) {
+		fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
+		r = fvd_checkpoint(fvd);
+		if (r) {
+			DMERR("%s: cannot checkpoint the replayed journal (%d)",
+			      dm_table_device_name(ti->table), r);
+			return r;
+		}
 	}
 	fvd->loaded = true;
 	return 0;
@@ -980,13 +1055,16 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		spin_lock_irqsave(&fvd->lock, flags);
 		nr_local = fvd->meta.nr_local;
 		spin_unlock_irqrestore(&fvd->lock, flags);
-		DMEMIT("%s %u %llu/%llu %lld %lld %lld",
+		DMEMIT("%s %u %llu/%llu %lld %lld %lld %lld %lld %lld",
 		       fvd_mode_name(READ_ONCE(fvd->mode)),
 		       fvd->meta.sb.block_sectors, nr_local,
 		       fvd->meta.sb.nr_blocks,
 		       (long long)atomic64_read(&fvd->nr_copies),
 		       (long long)atomic64_read(&fvd->nr_whole_writes),
-		       (long long)atomic64_read(&fvd->nr_commits));
+		       (long long)atomic64_read(&fvd->nr_commits),
+		       (long long)atomic64_read(&fvd->journal.nr_writes),
+		       (long long)atomic64_read(&fvd->journal.nr_written_blocks),
+		       (long long)atomic64_read(&fvd->journal.nr_checkpoints));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,

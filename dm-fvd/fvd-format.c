@@ -134,7 +134,9 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 	/* Version 1 images are never compact, so they carry no chunk table. */
 	if (sb->table_sectors || sb->table_offset)
 		return FVD_SB_BAD_TABLE;
-	if (!fvd_region_valid(&regions[2]))
+	if (!fvd_region_valid(&regions[2]) ||
+	    ((sb->incompat_features & FVD_INCOMPAT_JOURNAL) &&
+	     !fvd_journal_blocks(sb)))
 		return FVD_SB_BAD_JOURNAL;
 	for (i = 0; i < 3; i++) {
 		for (j = i + 1; j < 3; j++)
@@ -239,8 +241,10 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 	sb->bitmap_offset = FVD_META_BLOCK_SECTORS;
 	sb->bitmap_sectors = fvd_bitmap_region_sectors(sb->nr_blocks);
 	sb->journal_sectors = fvd_round_up(journal_sectors, FVD_META_BLOCK_SECTORS);
-	if (sb->journal_sectors)
+	if (sb->journal_sectors) {
 		sb->journal_offset = sb->bitmap_offset + sb->bitmap_sectors;
+		sb->incompat_features |= FVD_INCOMPAT_JOURNAL;
+	}
 	if (data_shares_metadata) {
 		align = block_sectors > FVD_DATA_ALIGN_SECTORS ?
 			block_sectors : FVD_DATA_ALIGN_SECTORS;
@@ -373,4 +377,148 @@ enum fvd_jblock_status fvd_jblock_check(const void *block, u64 min_seq,
 	if (fvd_jblock_for_each(block, fvd_jrec_check, (void *)sb))
 		return FVD_JB_BAD_RECORD;
 	return FVD_JB_OK;
+}
+
+static const char * const fvd_jblock_status_names[FVD_JB_NR_STATUS] = {
+	[FVD_JB_OK]		= "valid",
+	[FVD_JB_BAD_MAGIC]	= "not a journal block",
+	[FVD_JB_BAD_CSUM]	= "checksum mismatch (torn or corrupt)",
+	[FVD_JB_STALE]		= "stale (older than the checkpoint)",
+	[FVD_JB_BAD_INDEX]	= "invalid block index or count",
+	[FVD_JB_BAD_RECORD]	= "invalid record",
+	[FVD_JB_BAD_SEQ]	= "out-of-order sequence number",
+	[FVD_JB_TORN]		= "incomplete commit",
+};
+
+const char *fvd_jblock_status_str(enum fvd_jblock_status status)
+{
+	if (status >= FVD_JB_NR_STATUS)
+		return "unknown error";
+	return fvd_jblock_status_names[status];
+}
+
+/* ---- building commits ---- */
+
+static void *fvd_jbuilder_block(const struct fvd_jbuilder *jb, unsigned int i)
+{
+	return jb->buf + (size_t)i * FVD_JOURNAL_BLOCK_SIZE;
+}
+
+void fvd_jbuilder_reset(struct fvd_jbuilder *jb)
+{
+	jb->nr_blocks = 0;
+	jb->overflow = false;
+	jb->nr_records = 0;
+}
+
+void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count)
+{
+	if (jb->overflow)
+		return;
+	if (jb->nr_blocks &&
+	    !fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks - 1),
+				       start, count))
+		goto added;
+	if (jb->nr_blocks == jb->max_blocks) {
+		jb->overflow = true;
+		return;
+	}
+	fvd_jblock_init(fvd_jbuilder_block(jb, jb->nr_blocks));
+	fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks++),
+				  start, count);
+added:
+	jb->nr_records++;
+}
+
+void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq)
+{
+	unsigned int i;
+
+	for (i = 0; i < jb->nr_blocks; i++)
+		fvd_jblock_seal(fvd_jbuilder_block(jb, i), seq, i, jb->nr_blocks);
+}
+
+/* ---- replay ---- */
+
+/*
+ * Check block @index of the journal as block @nr of the commit @seq whose
+ * first block said it has @count blocks.
+ */
+static int fvd_replay_check(const struct fvd_sb_info *sb, fvd_jread_fn read,
+			    void *context, u64 index, u64 seq, u16 nr,
+			    u16 *count, enum fvd_jblock_status *status)
+{
+	const struct fvd_disk_jheader *h;
+	const void *block;
+	int r;
+
+	r = read(context, index, &block);
+	if (r)
+		return r;
+	h = block;
+	*status = fvd_jblock_check(block, seq, sb);
+	if (*status != FVD_JB_OK)
+		return 0;
+	if (le64_to_cpu(h->seq) != seq) {
+		*status = FVD_JB_BAD_SEQ;
+	} else if (le16_to_cpu(h->index) != nr) {
+		*status = FVD_JB_BAD_INDEX;
+	} else if (!nr) {
+		*count = le16_to_cpu(h->count);
+		if (*count > FVD_JOURNAL_MAX_COMMIT_BLOCKS ||
+		    *count > fvd_journal_blocks(sb) - index)
+			*status = FVD_JB_BAD_INDEX;
+	} else if (le16_to_cpu(h->count) != *count) {
+		*status = FVD_JB_BAD_INDEX;
+	}
+	return 0;
+}
+
+/*
+ * Apply every complete commit from the start of the journal whose sequence
+ * numbers follow on from the checkpoint.  A commit counts only when all its
+ * blocks are valid: its first block said how many there are, each carries its
+ * own index, sequence number and checksum.
+ */
+int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
+		       fvd_jrec_fn apply, void *context,
+		       struct fvd_replay *replay)
+{
+	u64 nr_blocks = fvd_journal_blocks(sb);
+	const void *block;
+	u16 count = 0, i;
+	int r;
+
+	memset(replay, 0, sizeof(*replay));
+	replay->next_seq = sb->checkpoint_seq + 1;
+	replay->stop = FVD_JB_OK;
+	while (replay->head < nr_blocks) {
+		for (i = 0; i == 0 || i < count; i++) {
+			r = fvd_replay_check(sb, read, context, replay->head + i,
+					     replay->next_seq, i, &count,
+					     &replay->stop);
+			if (r)
+				return r;
+			if (replay->stop != FVD_JB_OK) {
+				if (i)
+					replay->stop = FVD_JB_TORN;
+				return 0;
+			}
+		}
+		for (i = 0; i < count; i++) {
+			r = read(context, replay->head + i, &block);
+			if (!r)
+				r = fvd_jblock_for_each(block, apply, context);
+			if (r)
+				return r;
+			replay->nr_records +=
+				le32_to_cpu(((const struct fvd_disk_jheader *)block)->nr_records);
+		}
+		replay->head += count;
+		replay->nr_jblocks += count;
+		replay->nr_commits++;
+		replay->next_seq++;
+	}
+	replay->full = true;
+	return 0;
 }

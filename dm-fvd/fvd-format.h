@@ -12,7 +12,7 @@
  *   bitmap_offset    bitmap, one bit per block, LSB first within a byte,
  *                    padded to a 4 KiB multiple
  *   table_offset     chunk table (compact images; empty in this version)
- *   journal_offset   journal region (reserved, zeroed by fvd-create)
+ *   journal_offset   journal region: commits since the last checkpoint
  *
  * The data device holds block N of the virtual disk at
  * data_offset + N * block_sectors.  data_offset is non-zero when the data
@@ -51,11 +51,17 @@
 #define FVD_FLAGS_KNOWN			(FVD_FLAG_CLEAN | FVD_FLAG_ALL_LOCAL)
 
 /*
- * Feature words.  No feature is defined in version 1; an image carrying an
- * unknown incompatible bit must not be loaded, an unknown read-only-compatible
- * bit allows a read-only load, unknown compatible bits are ignored.
+ * Feature words.  An image carrying an unknown incompatible bit must not be
+ * loaded, an unknown read-only-compatible bit allows a read-only load,
+ * unknown compatible bits are ignored.
+ *
+ * JOURNAL: commits are appended to the journal region and the bitmap at home
+ * is only brought up to date by checkpoints, so the image is the home bitmap
+ * plus every valid journal commit newer than checkpoint_seq.  Code that does
+ * not replay the journal would see an out-of-date bitmap: incompatible.
  */
-#define FVD_INCOMPAT_SUPPORTED		0ULL
+#define FVD_INCOMPAT_JOURNAL		(1ULL << 0)
+#define FVD_INCOMPAT_SUPPORTED		FVD_INCOMPAT_JOURNAL
 #define FVD_RO_COMPAT_SUPPORTED		0ULL
 
 struct fvd_disk_superblock {
@@ -78,7 +84,7 @@ struct fvd_disk_superblock {
 	__le64 journal_offset;
 	__le64 journal_sectors;
 	__le64 data_offset;	/* on the data device */
-	__le64 checkpoint_seq;	/* reserved for the journal */
+	__le64 checkpoint_seq;	/* last journal commit in the home bitmap */
 	__u8 padding[3944];
 } __packed;
 
@@ -206,11 +212,15 @@ static inline u64 fvd_bitmap_region_sectors(u64 nr_blocks)
 }
 
 /*
- * Journal blocks.  The journal region is reserved and zeroed by fvd-create;
- * the target does not write it yet.  A commit will append one or more 4 KiB
- * blocks carrying the same sequence number, each self-contained and
- * checksummed, so a torn or stale block is recognised on replay.
+ * Journal blocks.  A commit appends one or more 4 KiB blocks carrying the same
+ * sequence number, written as one sequential write; each block is
+ * self-contained and checksummed, so a torn or stale block is recognised on
+ * replay.  Commits follow each other from the start of the region, with
+ * consecutive sequence numbers starting at checkpoint_seq + 1; a checkpoint
+ * writes the bitmap home, records its sequence number in the superblock and
+ * starts the journal again from its first block.
  */
+#define FVD_JOURNAL_MAX_COMMIT_BLOCKS	16
 #define FVD_JOURNAL_MAGIC		0x004c4e524a445646ULL	/* "FVDJRNL" */
 #define FVD_JOURNAL_BLOCK_SIZE		4096
 
@@ -248,6 +258,9 @@ enum fvd_jblock_status {
 	FVD_JB_STALE,		/* older than the last checkpoint */
 	FVD_JB_BAD_INDEX,
 	FVD_JB_BAD_RECORD,
+	FVD_JB_BAD_SEQ,		/* valid, but not the commit expected next */
+	FVD_JB_TORN,		/* a later block of the commit is missing */
+	FVD_JB_NR_STATUS
 };
 
 /* A decoded journal record; @entries points into the block (TABLE only). */
@@ -266,5 +279,50 @@ void fvd_jblock_seal(void *block, u64 seq, u16 index, u16 count);
 enum fvd_jblock_status fvd_jblock_check(const void *block, u64 min_seq,
 					const struct fvd_sb_info *sb);
 int fvd_jblock_for_each(const void *block, fvd_jrec_fn fn, void *context);
+const char *fvd_jblock_status_str(enum fvd_jblock_status status);
+
+/*
+ * Builds the journal blocks of one commit in a caller-provided buffer of
+ * @max_blocks blocks.  Runs that do not fit set @overflow; the caller then
+ * writes the bitmap home instead (a checkpoint).
+ */
+struct fvd_jbuilder {
+	u8 *buf;
+	unsigned int max_blocks;
+	unsigned int nr_blocks;
+	bool overflow;
+	u64 nr_records;
+};
+
+void fvd_jbuilder_reset(struct fvd_jbuilder *jb);
+void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count);
+void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq);
+
+/*
+ * Replay.  @read returns journal block @index (0-based in the region) in
+ * *@block, valid until the next call, or a negative errno.  @apply is called
+ * for every record of every complete commit newer than sb->checkpoint_seq,
+ * in order; a non-zero return stops the replay and is returned.
+ */
+typedef int (*fvd_jread_fn)(void *context, u64 index, const void **block);
+
+struct fvd_replay {
+	u64 next_seq;		/* first sequence number not in the image */
+	u64 head;		/* journal block after the last commit */
+	u64 nr_commits;
+	u64 nr_jblocks;
+	u64 nr_records;
+	enum fvd_jblock_status stop;	/* why the replay ended at @head */
+	bool full;		/* it ended at the end of the region */
+};
+
+static inline u64 fvd_journal_blocks(const struct fvd_sb_info *sb)
+{
+	return sb->journal_sectors / (FVD_JOURNAL_BLOCK_SIZE >> FVD_SECTOR_SHIFT);
+}
+
+int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
+		       fvd_jrec_fn apply, void *context,
+		       struct fvd_replay *replay);
 
 #endif /* FVD_FORMAT_H */

@@ -2,11 +2,13 @@
 /*
  * dm-fvd metadata I/O: superblock and bitmap through dm-bufio.
  *
- * The bitmap only ever gains bits in this format version, and a commit
- * writes a bitmap block only after the data device was flushed.  So a torn
+ * The bitmap only ever gains bits in this format version, and a bitmap
+ * block is written home only after the data device was flushed.  So a torn
  * bitmap block write after a crash leaves each bit either at its old value
  * (block read from the origin again, never acknowledged by a flush) or at
- * its new value (data already durable): no commit record is needed.
+ * its new value (data already durable).  That is what lets a checkpoint
+ * write home blocks in place, and an image without a journal commit by
+ * writing them directly.
  */
 #include <linux/bitmap.h>
 #include <linux/dm-bufio.h>
@@ -15,6 +17,7 @@
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 
+#include "fvd-journal.h"
 #include "fvd-meta.h"
 
 #define FVD_SB_BLOCK 0
@@ -71,7 +74,9 @@ int fvd_meta_alloc_bitmap(struct fvd_meta *meta)
 	meta->staged = kvzalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
 	meta->dirty = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
 	meta->committing = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
-	if (!meta->local || !meta->staged || !meta->dirty || !meta->committing)
+	meta->home_stale = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
+	if (!meta->local || !meta->staged || !meta->dirty || !meta->committing ||
+	    !meta->home_stale)
 		return -ENOMEM;
 	return 0;
 }
@@ -84,6 +89,7 @@ void fvd_meta_close(struct fvd_meta *meta)
 	kvfree(meta->staged);
 	bitmap_free(meta->dirty);
 	bitmap_free(meta->committing);
+	bitmap_free(meta->home_stale);
 	memset(meta, 0, sizeof(*meta));
 }
 
@@ -94,27 +100,44 @@ static sector_t fvd_meta_bitmap_block(const struct fvd_meta *meta,
 }
 
 /* Bits past the last block of the disk are ignored, whatever the disk says. */
-static void fvd_meta_clear_tail(struct fvd_meta *meta)
+static void fvd_meta_clear_tail(struct fvd_meta *meta, u8 *map)
 {
 	u64 nr = meta->sb.nr_blocks;
 	size_t first_byte = nr / 8;
 
 	if (nr % 8) {
-		meta->local[first_byte] &= (1U << (nr % 8)) - 1;
+		map[first_byte] &= (1U << (nr % 8)) - 1;
 		first_byte++;
 	}
-	memset(meta->local + first_byte, 0, meta->bitmap_bytes - first_byte);
+	memset(map + first_byte, 0, meta->bitmap_bytes - first_byte);
 }
 
-/* Read the whole bitmap from disk into both in-memory copies. */
-int fvd_meta_load_bitmap(struct fvd_meta *meta)
+static u64 fvd_meta_count(const u8 *map, size_t bytes)
+{
+	const u64 *words = (const u64 *)map;
+	u64 count = 0;
+	size_t w;
+
+	for (w = 0; w < bytes / sizeof(u64); w++)
+		count += hweight64(words[w]);
+	return count;
+}
+
+/*
+ * Read the committed bitmap into @map: the home copy, then the journal
+ * commits newer than @sb's checkpoint.  Bitmap blocks the journal changed
+ * are marked home_stale.
+ */
+static int fvd_meta_read_committed(struct fvd_meta *meta,
+				   const struct fvd_sb_info *sb, u8 *map,
+				   struct fvd_replay *replay)
 {
 	struct dm_buffer *buf;
 	unsigned long i;
-	const u64 *words;
-	size_t w;
 	void *data;
+	int r;
 
+	memset(replay, 0, sizeof(*replay));
 	dm_bufio_forget_buffers(meta->bufio, fvd_meta_bitmap_block(meta, 0),
 				meta->nr_mblocks);
 	dm_bufio_prefetch(meta->bufio, fvd_meta_bitmap_block(meta, 0),
@@ -124,18 +147,29 @@ int fvd_meta_load_bitmap(struct fvd_meta *meta)
 				     &buf);
 		if (IS_ERR(data))
 			return PTR_ERR(data);
-		memcpy(meta->local + i * FVD_META_BLOCK_SIZE, data,
-		       FVD_META_BLOCK_SIZE);
+		memcpy(map + i * FVD_META_BLOCK_SIZE, data, FVD_META_BLOCK_SIZE);
 		dm_bufio_release(buf);
 		cond_resched();
 	}
-	fvd_meta_clear_tail(meta);
-	memcpy(meta->staged, meta->local, meta->bitmap_bytes);
+	bitmap_zero(meta->home_stale, meta->nr_mblocks);
+	if (sb->incompat_features & FVD_INCOMPAT_JOURNAL) {
+		r = fvd_journal_replay_bitmap(meta, sb, map, replay);
+		if (r)
+			return r;
+	}
+	fvd_meta_clear_tail(meta, map);
+	return 0;
+}
 
-	meta->nr_local = 0;
-	words = (const u64 *)meta->local;
-	for (w = 0; w < meta->bitmap_bytes / sizeof(u64); w++)
-		meta->nr_local += hweight64(words[w]);
+/* Load the committed bitmap into both in-memory copies. */
+int fvd_meta_load_bitmap(struct fvd_meta *meta, struct fvd_replay *replay)
+{
+	int r = fvd_meta_read_committed(meta, &meta->sb, meta->local, replay);
+
+	if (r)
+		return r;
+	memcpy(meta->staged, meta->local, meta->bitmap_bytes);
+	meta->nr_local = fvd_meta_count(meta->local, meta->bitmap_bytes);
 	bitmap_zero(meta->dirty, meta->nr_mblocks);
 	bitmap_zero(meta->committing, meta->nr_mblocks);
 	meta->nr_dirty = 0;
@@ -190,16 +224,58 @@ bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block)
 }
 
 /*
- * Start a commit: freeze the current bits of every dirty bitmap block into
- * the staged copy.  Returns the number of blocks to write.
+ * Append to @jb the runs of bits set in local but not in staged within
+ * bitmap block @mblock: exactly the blocks that became local since the
+ * last snapshot.
  */
-unsigned long fvd_meta_snapshot(struct fvd_meta *meta)
+static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
+			      struct fvd_jbuilder *jb)
+{
+	const size_t words = FVD_META_BLOCK_SIZE / sizeof(u64);
+	size_t off = (size_t)mblock * FVD_META_BLOCK_SIZE;
+	const __le64 *local = (const __le64 *)(meta->local + off);
+	const __le64 *staged = (const __le64 *)(meta->staged + off);
+	u64 first = (u64)mblock * FVD_META_BLOCK_SIZE * 8;
+	u64 run_start = 0, run_end = 0, bit;
+	size_t w;
+	u64 added;
+
+	for (w = 0; w < words; w++) {
+		added = le64_to_cpu(local[w]) & ~le64_to_cpu(staged[w]);
+		while (added) {
+			bit = first + w * 64 + __ffs64(added);
+			added &= added - 1;
+			if (bit == run_end && run_end > run_start) {
+				run_end++;
+				continue;
+			}
+			if (run_end > run_start)
+				fvd_jbuilder_add_run(jb, run_start,
+						     run_end - run_start);
+			run_start = bit;
+			run_end = bit + 1;
+		}
+	}
+	if (run_end > run_start)
+		fvd_jbuilder_add_run(jb, run_start, run_end - run_start);
+}
+
+/*
+ * Start a commit: freeze the current bits of every dirty bitmap block into
+ * the staged copy, and describe the new bits in @jb when it is given.
+ * Returns the number of bitmap blocks concerned.
+ */
+unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb)
 {
 	unsigned long mblock, n = 0;
 	size_t off;
 
+	if (jb)
+		fvd_jbuilder_reset(jb);
 	for_each_set_bit(mblock, meta->dirty, meta->nr_mblocks) {
 		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
+		if (jb)
+			fvd_meta_add_runs(meta, mblock, jb);
 		memcpy(meta->staged + off, meta->local + off, FVD_META_BLOCK_SIZE);
 		__set_bit(mblock, meta->committing);
 		n++;
@@ -210,13 +286,21 @@ unsigned long fvd_meta_snapshot(struct fvd_meta *meta)
 	return n;
 }
 
-int fvd_meta_write_staged(struct fvd_meta *meta)
+/*
+ * Write home the staged copy of the bitmap blocks of the commit under way
+ * and of those only the journal holds, then flush: after this the home
+ * bitmap alone is the committed state.
+ */
+int fvd_meta_write_home(struct fvd_meta *meta)
 {
 	struct dm_buffer *buf;
 	unsigned long mblock;
 	void *data;
+	int r;
 
-	for_each_set_bit(mblock, meta->committing, meta->nr_mblocks) {
+	bitmap_or(meta->home_stale, meta->home_stale, meta->committing,
+		  meta->nr_mblocks);
+	for_each_set_bit(mblock, meta->home_stale, meta->nr_mblocks) {
 		data = dm_bufio_new(meta->bufio, fvd_meta_bitmap_block(meta, mblock),
 				    &buf);
 		if (IS_ERR(data))
@@ -226,51 +310,55 @@ int fvd_meta_write_staged(struct fvd_meta *meta)
 		dm_bufio_mark_buffer_dirty(buf);
 		dm_bufio_release(buf);
 	}
-	return fvd_meta_write_out(meta);
+	r = fvd_meta_write_out(meta);
+	if (!r)
+		bitmap_zero(meta->home_stale, meta->nr_mblocks);
+	return r;
+}
+
+/* The commit under way reached the journal: its blocks are stale at home. */
+void fvd_meta_journaled(struct fvd_meta *meta)
+{
+	bitmap_or(meta->home_stale, meta->home_stale, meta->committing,
+		  meta->nr_mblocks);
 }
 
 /*
- * After a failed commit: make the in-memory bitmap what the disk holds, so
- * that the target serves exactly the committed state from now on.  Blocks
- * whose bits are dropped were never covered by a successful flush.  The
- * caller guarantees that no bit is set meanwhile; @lock is the target's.
+ * After a failed commit: make the in-memory bitmap what the disk holds
+ * (home bitmap plus the journal, as the superblock @sb read back describes
+ * it), so that the target serves exactly the committed state from now on.
+ * Blocks whose bits are dropped were never covered by a successful flush.
+ * The caller guarantees that no bit is set and no commit runs meanwhile;
+ * @lock is the target's.
  */
-int fvd_meta_rollback(struct fvd_meta *meta, spinlock_t *lock)
+int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
+		      spinlock_t *lock)
 {
-	struct dm_buffer *buf;
+	struct fvd_replay replay;
 	unsigned long mblock;
-	u8 *disk_copy;
-	size_t off, i;
-	void *data;
-	int r = 0;
+	size_t off;
+	u64 delta;
+	int r;
 
-	disk_copy = kmalloc(FVD_META_BLOCK_SIZE, GFP_NOIO);
-	if (!disk_copy)
-		return -ENOMEM;
-	for_each_set_bit(mblock, meta->dirty, meta->nr_mblocks) {
-		dm_bufio_forget(meta->bufio, fvd_meta_bitmap_block(meta, mblock));
-		data = dm_bufio_read(meta->bufio, fvd_meta_bitmap_block(meta, mblock),
-				     &buf);
-		if (IS_ERR(data)) {
-			r = PTR_ERR(data);
-			break;
-		}
-		memcpy(disk_copy, data, FVD_META_BLOCK_SIZE);
-		dm_bufio_release(buf);
-
+	r = fvd_meta_read_committed(meta, sb, meta->staged, &replay);
+	if (r)
+		return r;
+	for (mblock = 0; mblock < meta->nr_mblocks; mblock++) {
 		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
+		delta = fvd_meta_count(meta->staged + off, FVD_META_BLOCK_SIZE);
 		spin_lock_irq(lock);
-		for (i = 0; i < FVD_META_BLOCK_SIZE; i++)
-			meta->nr_local -= hweight8(meta->local[off + i]) -
-					  hweight8(disk_copy[i]);
-		memcpy(meta->local + off, disk_copy, FVD_META_BLOCK_SIZE);
-		memcpy(meta->staged + off, disk_copy, FVD_META_BLOCK_SIZE);
-		__clear_bit(mblock, meta->dirty);
-		meta->nr_dirty--;
+		meta->nr_local -= fvd_meta_count(meta->local + off,
+						 FVD_META_BLOCK_SIZE);
+		meta->nr_local += delta;
+		memcpy(meta->local + off, meta->staged + off, FVD_META_BLOCK_SIZE);
 		spin_unlock_irq(lock);
+		cond_resched();
 	}
-	kfree(disk_copy);
-	return r;
+	spin_lock_irq(lock);
+	bitmap_zero(meta->dirty, meta->nr_mblocks);
+	meta->nr_dirty = 0;
+	spin_unlock_irq(lock);
+	return 0;
 }
 
 /* End a commit; a failed one leaves its blocks dirty (not durable). */

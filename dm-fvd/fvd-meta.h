@@ -32,9 +32,13 @@ struct fvd_meta {
 	size_t bitmap_bytes;	/* whole 4 KiB metadata blocks */
 	u64 nr_local;
 
-	/* Bitmap metadata blocks changed since the last snapshot / in commit. */
+	/*
+	 * Bitmap metadata blocks changed since the last snapshot / in the
+	 * commit under way / committed to the journal but not written home.
+	 */
 	unsigned long *dirty;
 	unsigned long *committing;
+	unsigned long *home_stale;
 	unsigned long nr_mblocks;
 	unsigned long nr_dirty;
 	bool commit_active;
@@ -62,13 +66,13 @@ void fvd_meta_close(struct fvd_meta *meta);
 int fvd_meta_read_sb(struct fvd_meta *meta, struct fvd_sb_info *sb,
 		     enum fvd_sb_status *status);
 int fvd_meta_alloc_bitmap(struct fvd_meta *meta);
-int fvd_meta_load_bitmap(struct fvd_meta *meta);
+int fvd_meta_load_bitmap(struct fvd_meta *meta, struct fvd_replay *replay);
 int fvd_meta_write_sb(struct fvd_meta *meta);
 
 /* Under the target's lock. */
 bool fvd_meta_mark_local(struct fvd_meta *meta, u64 block);
 bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block);
-unsigned long fvd_meta_snapshot(struct fvd_meta *meta);
+unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb);
 void fvd_meta_commit_done(struct fvd_meta *meta, bool failed);
 
 static inline bool fvd_meta_clean(const struct fvd_meta *meta)
@@ -76,8 +80,10 @@ static inline bool fvd_meta_clean(const struct fvd_meta *meta)
 	return !meta->nr_dirty && !meta->commit_active;
 }
 
-/* Process context, no lock: writes the staged bitmap blocks and flushes. */
-int fvd_meta_write_staged(struct fvd_meta *meta);
-int fvd_meta_rollback(struct fvd_meta *meta, spinlock_t *lock);
+/* Process context, no lock. */
+int fvd_meta_write_home(struct fvd_meta *meta);
+void fvd_meta_journaled(struct fvd_meta *meta);
+int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
+		      spinlock_t *lock);
 
 #endif /* FVD_META_H */

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * KUnit tests for dm-fvd: superblock encoding and validation, block and
- * bitmap geometry, the commit bookkeeping of the bitmap, and the table line
- * parser.  tests/kunit/run places this file next to the dm-fvd sources in a
+ * bitmap geometry, the commit bookkeeping of the bitmap, journal blocks,
+ * commits and replay, and the table line parser.  tests/kunit/run places this file next to the dm-fvd sources in a
  * kernel tree and runs it on UML.
  */
 #include <kunit/test.h>
@@ -423,7 +423,7 @@ static void fvd_test_commit_staging(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 2UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 2UL);
 	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
 
@@ -440,7 +440,7 @@ static void fvd_test_commit_staging(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 6));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
 	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 6));
 	fvd_meta_commit_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
@@ -453,11 +453,11 @@ static void fvd_test_commit_failure_keeps_dirty(struct kunit *test)
 	struct fvd_meta *meta = fvd_test_meta(test);
 
 	fvd_meta_mark_local(meta, 65536 + 9);
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
 	fvd_meta_commit_done(meta, true);
 	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 1UL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 65536 + 9));
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta), 1UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
 	fvd_meta_commit_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
 	fvd_test_meta_free(meta);
@@ -630,6 +630,364 @@ static struct kunit_suite fvd_journal_format_suite = {
 	.test_cases = fvd_journal_format_cases,
 };
 
+/* ---- journal commits and replay ---- */
+
+#define FVD_TEST_JBLOCKS	8
+
+/* An in-memory journal region of FVD_TEST_JBLOCKS blocks. */
+struct fvd_test_journal {
+	struct kunit *test;
+	struct fvd_sb_info sb;
+	u8 *blocks;
+	int reads;
+	/* replayed runs, in order */
+	int nr_runs;
+	u64 starts[32];
+	u32 counts[32];
+};
+
+static struct fvd_test_journal *fvd_test_journal(struct kunit *test, u64 ckpt)
+{
+	struct fvd_test_journal *tj = kunit_kzalloc(test, sizeof(*tj), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, tj);
+	tj->test = test;
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&tj->sb, 1024 * MiB_SECTORS,
+						 0, 128, FVD_TEST_JBLOCKS * 8,
+						 true));
+	KUNIT_EXPECT_TRUE(test, tj->sb.incompat_features & FVD_INCOMPAT_JOURNAL);
+	KUNIT_EXPECT_EQ(test, fvd_journal_blocks(&tj->sb), (u64)FVD_TEST_JBLOCKS);
+	tj->sb.checkpoint_seq = ckpt;
+	tj->blocks = kunit_kzalloc(test, FVD_TEST_JBLOCKS * FVD_JOURNAL_BLOCK_SIZE,
+				   GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, tj->blocks);
+	return tj;
+}
+
+static u8 *fvd_test_jslot(struct fvd_test_journal *tj, u64 index)
+{
+	return tj->blocks + index * FVD_JOURNAL_BLOCK_SIZE;
+}
+
+/*
+ * Write a commit of @nr_blocks blocks at @index with sequence @seq; block i
+ * holds the single run [first + i * 10, + i + 1).
+ */
+static void fvd_test_jcommit(struct fvd_test_journal *tj, u64 index, u64 seq,
+			     u16 nr_blocks, u64 first)
+{
+	u16 i;
+
+	for (i = 0; i < nr_blocks; i++) {
+		u8 *block = fvd_test_jslot(tj, index + i);
+
+		fvd_jblock_init(block);
+		KUNIT_ASSERT_EQ(tj->test, 0,
+				fvd_jblock_add_bitmap_run(block, first + i * 10,
+							  i + 1));
+		fvd_jblock_seal(block, seq, i, nr_blocks);
+	}
+}
+
+static int fvd_test_jread(void *context, u64 index, const void **block)
+{
+	struct fvd_test_journal *tj = context;
+
+	KUNIT_EXPECT_LT(tj->test, index, (u64)FVD_TEST_JBLOCKS);
+	if (index >= FVD_TEST_JBLOCKS)
+		return -EIO;
+	tj->reads++;
+	*block = fvd_test_jslot(tj, index);
+	return 0;
+}
+
+static int fvd_test_japply(void *context, const struct fvd_jrec *rec)
+{
+	struct fvd_test_journal *tj = context;
+
+	if (tj->nr_runs == ARRAY_SIZE(tj->starts))
+		return -E2BIG;
+	tj->starts[tj->nr_runs] = rec->start;
+	tj->counts[tj->nr_runs++] = rec->count;
+	return 0;
+}
+
+static void fvd_test_replay_order(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 41);
+	struct fvd_replay replay;
+
+	fvd_test_jcommit(tj, 0, 42, 1, 100);
+	fvd_test_jcommit(tj, 1, 43, 2, 200);
+	fvd_test_jcommit(tj, 3, 44, 1, 300);
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 3ULL);
+	KUNIT_EXPECT_EQ(test, replay.nr_jblocks, 4ULL);
+	KUNIT_EXPECT_EQ(test, replay.nr_records, 4ULL);
+	KUNIT_EXPECT_EQ(test, replay.head, 4ULL);
+	KUNIT_EXPECT_EQ(test, replay.next_seq, 45ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_MAGIC);
+	KUNIT_EXPECT_FALSE(test, replay.full);
+	KUNIT_ASSERT_EQ(test, tj->nr_runs, 4);
+	KUNIT_EXPECT_EQ(test, tj->starts[0], 100ULL);
+	KUNIT_EXPECT_EQ(test, tj->starts[1], 200ULL);
+	KUNIT_EXPECT_EQ(test, tj->starts[2], 210ULL);
+	KUNIT_EXPECT_EQ(test, tj->counts[2], 2U);
+	KUNIT_EXPECT_EQ(test, tj->starts[3], 300ULL);
+}
+
+/* A commit counts only when every one of its blocks made it. */
+static void fvd_test_replay_torn_commit(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 0);
+	struct fvd_replay replay;
+	u8 *saved;
+
+	fvd_test_jcommit(tj, 0, 1, 1, 100);
+	fvd_test_jcommit(tj, 1, 2, 3, 200);
+	fvd_test_jslot(tj, 3)[100] ^= 1;		/* last block torn */
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.head, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.next_seq, 2ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_TORN);
+	KUNIT_ASSERT_EQ(test, tj->nr_runs, 1);
+	KUNIT_EXPECT_EQ(test, tj->starts[0], 100ULL);
+
+	/*
+	 * The last block is left over from an earlier, longer commit with the
+	 * same sequence number and index (a torn commit before a crash whose
+	 * load did not checkpoint): its block count gives it away.
+	 */
+	saved = kunit_kzalloc(test, FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, saved);
+	fvd_test_jcommit(tj, 1, 2, 4, 200);
+	memcpy(saved, fvd_test_jslot(tj, 3), FVD_JOURNAL_BLOCK_SIZE);
+	fvd_test_jcommit(tj, 1, 2, 3, 200);
+	memcpy(fvd_test_jslot(tj, 3), saved, FVD_JOURNAL_BLOCK_SIZE);
+	tj->nr_runs = 0;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_TORN);
+	KUNIT_EXPECT_EQ(test, tj->nr_runs, 1);
+
+	/* with the right block in place the commit replays whole */
+	fvd_test_jcommit(tj, 1, 2, 3, 200);
+	tj->nr_runs = 0;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
+	KUNIT_EXPECT_EQ(test, tj->nr_runs, 4);
+}
+
+/* Blocks from before the checkpoint, and commits out of order, end it. */
+static void fvd_test_replay_stale_and_gaps(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 10);
+	struct fvd_replay replay;
+
+	/* what a journal looks like right after checkpoint 10 */
+	fvd_test_jcommit(tj, 0, 8, 2, 100);
+	fvd_test_jcommit(tj, 2, 9, 1, 200);
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 0ULL);
+	KUNIT_EXPECT_EQ(test, replay.next_seq, 11ULL);
+	KUNIT_EXPECT_EQ(test, replay.head, 0ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_STALE);
+	KUNIT_EXPECT_EQ(test, tj->nr_runs, 0);
+
+	/* commit 11 overwrote block 0; block 1 is a leftover of commit 8 */
+	fvd_test_jcommit(tj, 0, 11, 1, 300);
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_STALE);
+
+	/* a valid block that skips a sequence number is not replayed */
+	fvd_test_jcommit(tj, 1, 13, 1, 400);
+	tj->nr_runs = 0;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_SEQ);
+	KUNIT_EXPECT_EQ(test, tj->nr_runs, 1);
+	KUNIT_EXPECT_EQ(test, tj->starts[0], 300ULL);
+}
+
+/*
+ * A checkpoint takes a sequence number of its own: after a crash that tore
+ * commit 6, the load checkpoints at 6, and the torn blocks of commit 6 are
+ * stale from then on even where the next commits do not overwrite them.
+ */
+static void fvd_test_replay_checkpoint_rules(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 3);
+	struct fvd_replay replay;
+
+	fvd_test_jcommit(tj, 0, 4, 1, 100);
+	fvd_test_jcommit(tj, 1, 5, 1, 200);
+	fvd_test_jcommit(tj, 2, 6, 3, 300);
+	fvd_test_jslot(tj, 4)[4000] ^= 1;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
+	KUNIT_EXPECT_EQ(test, replay.next_seq, 6ULL);
+
+	/* the load's checkpoint, then the first new commit, one block */
+	tj->sb.checkpoint_seq = replay.next_seq;
+	fvd_test_jcommit(tj, 0, 7, 1, 500);
+	tj->nr_runs = 0;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.next_seq, 8ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_STALE);
+	KUNIT_ASSERT_EQ(test, tj->nr_runs, 1);
+	KUNIT_EXPECT_EQ(test, tj->starts[0], 500ULL);
+}
+
+static void fvd_test_replay_region_edges(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 0);
+	struct fvd_replay replay;
+
+	/* commits filling the region exactly */
+	fvd_test_jcommit(tj, 0, 1, 4, 100);
+	fvd_test_jcommit(tj, 4, 2, 4, 200);
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
+	KUNIT_EXPECT_TRUE(test, replay.full);
+	KUNIT_EXPECT_EQ(test, replay.head, (u64)FVD_TEST_JBLOCKS);
+
+	/* a commit claiming to run past the end of the region */
+	fvd_test_jcommit(tj, 4, 2, 5, 200);
+	tj->reads = 0;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_INDEX);
+	KUNIT_EXPECT_FALSE(test, replay.full);
+
+	/* a commit whose first block is not index 0 */
+	fvd_test_jcommit(tj, 3, 2, 2, 200);
+	memcpy(fvd_test_jslot(tj, 0), fvd_test_jslot(tj, 4), FVD_JOURNAL_BLOCK_SIZE);
+	tj->sb.checkpoint_seq = 1;
+	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
+						    fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 0ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_INDEX);
+}
+
+static int fvd_test_jread_fail(void *context, u64 index, const void **block)
+{
+	return index ? -EIO : fvd_test_jread(context, index, block);
+}
+
+static void fvd_test_replay_read_error(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 0);
+	struct fvd_replay replay;
+
+	fvd_test_jcommit(tj, 0, 1, 2, 100);
+	KUNIT_EXPECT_EQ(test, -EIO,
+			fvd_journal_replay(&tj->sb, fvd_test_jread_fail,
+					   fvd_test_japply, tj, &replay));
+	KUNIT_EXPECT_EQ(test, tj->nr_runs, 0);
+}
+
+/* What a snapshot writes to the journal rebuilds exactly the new bits. */
+static void fvd_test_snapshot_runs_replay(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+	struct fvd_jbuilder jb = { .max_blocks = 4 };
+	struct fvd_sb_info sb = meta->sb;
+	u8 *rebuilt = kunit_kzalloc(test, meta->bitmap_bytes, GFP_KERNEL);
+	u64 blocks[] = { 0, 1, 2, 63, 64, 65, 1000, 32767, 32768, 65535, 65536,
+			 65545 };
+	struct fvd_jrec_log log = { 0 };
+	unsigned int i;
+
+	jb.buf = kunit_kzalloc(test, 4 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	KUNIT_ASSERT_NOT_NULL(test, rebuilt);
+
+	/* block 500 is committed already: not part of the next commit */
+	fvd_meta_mark_local(meta, 500);
+	fvd_meta_snapshot(meta, NULL);
+	fvd_meta_commit_done(meta, false);
+	for (i = 0; i < ARRAY_SIZE(blocks); i++)
+		fvd_meta_mark_local(meta, blocks[i]);
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, &jb), 3UL);
+	KUNIT_EXPECT_FALSE(test, jb.overflow);
+	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 1U);
+	/*
+	 * Runs never cross a bitmap block (32768 blocks): 0-2, 63-65, 1000,
+	 * 32767 | 32768, 65535 | 65536, 65545.
+	 */
+	KUNIT_EXPECT_EQ(test, jb.nr_records, 8ULL);
+	fvd_jbuilder_seal(&jb, 1);
+
+	sb.checkpoint_seq = 0;
+	KUNIT_ASSERT_EQ(test, FVD_JB_OK, fvd_jblock_check(jb.buf, 1, &sb));
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
+	for (i = 0; i < log.nr; i++) {
+		u64 b;
+
+		for (b = log.recs[i].start;
+		     b < log.recs[i].start + log.recs[i].count; b++)
+			fvd_bit_set(rebuilt, b);
+	}
+	fvd_bit_set(rebuilt, 500);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rebuilt, meta->local, meta->bitmap_bytes));
+	fvd_meta_commit_done(meta, false);
+	fvd_test_meta_free(meta);
+}
+
+/* More runs than the buffer holds: the commit must become a checkpoint. */
+static void fvd_test_builder_overflow(struct kunit *test)
+{
+	struct fvd_jbuilder jb = { .max_blocks = 2 };
+	const unsigned int per_block = FVD_JOURNAL_PAYLOAD /
+				       sizeof(struct fvd_disk_jrecord);
+	unsigned int i;
+
+	jb.buf = kunit_kzalloc(test, 2 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	fvd_jbuilder_reset(&jb);
+	for (i = 0; i < 2 * per_block; i++)
+		fvd_jbuilder_add_run(&jb, 2 * i, 1);
+	KUNIT_EXPECT_FALSE(test, jb.overflow);
+	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 2U);
+	fvd_jbuilder_add_run(&jb, 10 * per_block, 1);
+	KUNIT_EXPECT_TRUE(test, jb.overflow);
+	KUNIT_EXPECT_EQ(test, jb.nr_records, 2ULL * per_block);
+	fvd_jbuilder_reset(&jb);
+	KUNIT_EXPECT_FALSE(test, jb.overflow);
+	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 0U);
+}
+
+static struct kunit_case fvd_journal_replay_cases[] = {
+	KUNIT_CASE(fvd_test_replay_order),
+	KUNIT_CASE(fvd_test_replay_torn_commit),
+	KUNIT_CASE(fvd_test_replay_stale_and_gaps),
+	KUNIT_CASE(fvd_test_replay_checkpoint_rules),
+	KUNIT_CASE(fvd_test_replay_region_edges),
+	KUNIT_CASE(fvd_test_replay_read_error),
+	KUNIT_CASE(fvd_test_snapshot_runs_replay),
+	KUNIT_CASE(fvd_test_builder_overflow),
+	{}
+};
+
+static struct kunit_suite fvd_journal_replay_suite = {
+	.name = "dm-fvd-journal-replay",
+	.test_cases = fvd_journal_replay_cases,
+};
+
 /* ---- table line ---- */
 
 struct fvd_table_case {
@@ -723,4 +1081,5 @@ static struct kunit_suite fvd_table_suite = {
 };
 
 kunit_test_suites(&fvd_format_suite, &fvd_geometry_suite, &fvd_commit_suite,
-		  &fvd_journal_format_suite, &fvd_table_suite);
+		  &fvd_journal_format_suite, &fvd_journal_replay_suite,
+		  &fvd_table_suite);
