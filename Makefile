@@ -14,7 +14,7 @@ KDIR ?= $(if $(wildcard $(RUNNING_KDIR)/Makefile),$(RUNNING_KDIR),$(lastword $(s
 
 CC ?= cc
 TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
-TOOLS := tools/fvd-create tests/dmtest/fvd-sbedit
+TOOLS := tools/fvd-create tools/fvd-check tests/dmtest/fvd-sbedit
 SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c
 SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h
 
@@ -34,6 +34,9 @@ module:
 tools: $(TOOLS)
 
 tools/fvd-create: tools/fvd-create.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
+
+tools/fvd-check: tools/fvd-check.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
 
 tests/dmtest/fvd-sbedit: tests/dmtest/fvd-sbedit.c $(SHARED_SRC) $(SHARED_HDR)

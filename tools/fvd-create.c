@@ -363,6 +363,8 @@ int main(int argc, char **argv)
 		die("cannot get random bytes for the UUID");
 	sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40;
 	sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+	/* Nothing to replay or check on a new image. */
+	sb.flags = FVD_FLAG_CLEAN;
 
 	meta_bytes = sb.metadata_sectors * SECTOR;
 	data_bytes = (sb.data_offset + sb.virtual_sectors) * SECTOR;

@@ -5,8 +5,12 @@
  *   fvd-sbedit IMAGE                       print the fields
  *   fvd-sbedit [--keep-csum] IMAGE f=v...  set fields, then fix the checksum
  *                                          (unless --keep-csum)
+ *   fvd-sbedit --jcommit IMAGE INDEX SEQ START+COUNT...
+ *                                          write a journal commit of these
+ *                                          runs at journal block INDEX
  *
- * Used to build malformed images that the target must reject.
+ * Used to build malformed images that the target must reject, and journals
+ * for fvd-check to replay.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -60,6 +64,56 @@ static void set_field(uint8_t *sb, const struct field *f, uint64_t value)
 		memcpy(sb + f->offset, &v32, 4);
 }
 
+/* Write one commit through the same builder the target uses. */
+static int write_commit(int argc, char **argv)
+{
+	static uint8_t sb_block[FVD_SB_SIZE];
+	static uint8_t buf[FVD_JOURNAL_MAX_COMMIT_BLOCKS * FVD_JOURNAL_BLOCK_SIZE];
+	struct fvd_jbuilder jb = { .buf = buf,
+				   .max_blocks = FVD_JOURNAL_MAX_COMMIT_BLOCKS };
+	struct fvd_sb_info sb;
+	uint64_t index, seq, start, count;
+	size_t len;
+	int fd, i;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: fvd-sbedit --jcommit IMAGE INDEX SEQ START+COUNT...\n");
+		return 2;
+	}
+	fd = open(argv[0], O_RDWR);
+	if (fd < 0 || pread(fd, sb_block, sizeof(sb_block), 0) != sizeof(sb_block)) {
+		perror(argv[0]);
+		return 1;
+	}
+	if (fvd_sb_decode(sb_block, &sb) != FVD_SB_OK) {
+		fprintf(stderr, "fvd-sbedit: %s: invalid superblock\n", argv[0]);
+		return 1;
+	}
+	index = strtoull(argv[1], NULL, 0);
+	seq = strtoull(argv[2], NULL, 0);
+	fvd_jbuilder_reset(&jb);
+	for (i = 3; i < argc; i++) {
+		if (sscanf(argv[i], "%" SCNu64 "+%" SCNu64, &start, &count) != 2) {
+			fprintf(stderr, "fvd-sbedit: bad run '%s'\n", argv[i]);
+			return 2;
+		}
+		fvd_jbuilder_add_run(&jb, start, count);
+	}
+	if (jb.overflow) {
+		fprintf(stderr, "fvd-sbedit: too many runs for one commit\n");
+		return 2;
+	}
+	fvd_jbuilder_seal(&jb, seq);
+	len = (size_t)jb.nr_blocks * FVD_JOURNAL_BLOCK_SIZE;
+	if (pwrite(fd, buf, len, sb.journal_offset * 512 + index * FVD_JOURNAL_BLOCK_SIZE) !=
+	    (ssize_t)len || fsync(fd)) {
+		perror("write");
+		return 1;
+	}
+	printf("%u\n", jb.nr_blocks);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static uint8_t sb[FVD_SB_SIZE];
@@ -68,6 +122,8 @@ int main(int argc, char **argv)
 	size_t i;
 	int fd, arg = 1;
 
+	if (arg < argc && !strcmp(argv[arg], "--jcommit"))
+		return write_commit(argc - 2, argv + 2);
 	if (arg < argc && !strcmp(argv[arg], "--keep-csum")) {
 		keep_csum = true;
 		arg++;

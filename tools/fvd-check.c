@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fvd-check: check a dm-fvd image, replaying its journal in memory.
+ *
+ * Exit codes follow fsck(8): 0 no errors, 1 errors corrected (--repair wrote
+ * the image), 4 errors left uncorrected, 8 operational error (cannot open or
+ * read the image, bad usage).
+ *
+ * Everything read from the image goes through the shared validators of
+ * dm-fvd/fvd-format.c before it is used, so a corrupt or hostile image gets
+ * a diagnosis, not a crash.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include "fvd-format.h"
+
+#define SECTOR ((uint64_t)512)
+
+enum {
+	EXIT_CLEAN = 0,
+	EXIT_CORRECTED = 1,
+	EXIT_UNCORRECTED = 4,
+	EXIT_OPERATIONAL = 8,
+};
+
+static const char *prog = "fvd-check";
+
+struct image {
+	const char *path;
+	int fd;
+	uint64_t size;
+	struct fvd_sb_info sb;
+	uint8_t *home;		/* bitmap region as on disk */
+	uint8_t *bitmap;	/* home + journal: the image's state */
+	size_t bitmap_bytes;
+	struct fvd_replay replay;
+	uint64_t max_seq;	/* newest valid journal block anywhere */
+	uint8_t jblock[FVD_JOURNAL_BLOCK_SIZE];
+	unsigned int errors;	/* found, each correctable by --repair */
+	unsigned int fatal;	/* found, not correctable */
+	bool needs_write;	/* --repair has something to write */
+};
+
+static void fail_op(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_OPERATIONAL);
+}
+
+/* A problem --repair can fix. */
+static void problem(struct image *img, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s: error: ", img->path);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	img->errors++;
+	img->needs_write = true;
+}
+
+/* A problem nothing here can fix. */
+static void fatal(struct image *img, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s: error: ", img->path);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	img->fatal++;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: %s [--repair] [--dump] [--data-dev PATH] IMAGE\n"
+		"\n"
+		"Checks a dm-fvd image: superblock, device sizes, bitmap, journal.\n"
+		"The journal is replayed in memory; nothing is written unless\n"
+		"--repair is given.\n"
+		"  --repair          write the replayed state home, fix what can be\n"
+		"                    fixed, mark the image clean\n"
+		"  --dump            print the superblock, the journal and the\n"
+		"                    allocation map\n"
+		"  --data-dev PATH   also check the size of a separate data device\n"
+		"Exit status: 0 clean, 1 errors corrected, 4 errors left,\n"
+		"8 operational error.\n",
+		prog);
+}
+
+static uint64_t fd_size(int fd, const char *path)
+{
+	struct stat st;
+	uint64_t size;
+
+	if (fstat(fd, &st))
+		fail_op("cannot stat %s: %s", path, strerror(errno));
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &size))
+			fail_op("cannot get the size of %s: %s", path, strerror(errno));
+		return size;
+	}
+	if (!S_ISREG(st.st_mode))
+		fail_op("%s is neither a block device nor a regular file", path);
+	return st.st_size;
+}
+
+static void read_at(struct image *img, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+	size_t done = 0;
+
+	while (done < len) {
+		n = pread(img->fd, (char *)buf + done, len - done, off + done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail_op("read error on %s at byte %" PRIu64 ": %s", img->path,
+				off + done, strerror(errno));
+		if (n == 0)
+			fail_op("%s: unexpected end of device at byte %" PRIu64,
+				img->path, off + done);
+		done += n;
+	}
+}
+
+static void write_at(struct image *img, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+	size_t done = 0;
+
+	while (done < len) {
+		n = pwrite(img->fd, (const char *)buf + done, len - done, off + done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fail_op("write error on %s at byte %" PRIu64 ": %s", img->path,
+				off + done, n < 0 ? strerror(errno) : "short write");
+		done += n;
+	}
+}
+
+static void sync_image(struct image *img)
+{
+	if (fsync(img->fd))
+		fail_op("cannot flush %s: %s", img->path, strerror(errno));
+}
+
+static bool bit_test(const uint8_t *map, uint64_t nr)
+{
+	return (map[nr >> 3] >> (nr & 7)) & 1;
+}
+
+static void bit_set(uint8_t *map, uint64_t nr)
+{
+	map[nr >> 3] |= 1U << (nr & 7);
+}
+
+static void bit_clear(uint8_t *map, uint64_t nr)
+{
+	map[nr >> 3] &= ~(1U << (nr & 7));
+}
+
+static int journal_read(void *context, uint64_t index, const void **block)
+{
+	struct image *img = context;
+
+	read_at(img, img->jblock, sizeof(img->jblock),
+		img->sb.journal_offset * SECTOR + index * FVD_JOURNAL_BLOCK_SIZE);
+	*block = img->jblock;
+	return 0;
+}
+
+static int journal_apply(void *context, const struct fvd_jrec *rec)
+{
+	struct image *img = context;
+	uint64_t block;
+
+	/* fvd_jblock_check() accepted the block; check again, cheaply. */
+	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= img->sb.nr_blocks ||
+	    rec->count > img->sb.nr_blocks - rec->start)
+		return -EINVAL;
+	for (block = rec->start; block < rec->start + rec->count; block++)
+		bit_set(img->bitmap, block);
+	return 0;
+}
+
+/* Bits past the last block are cleared by check_bitmap() first. */
+static uint64_t count_bits(const uint8_t *map, size_t bytes)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	for (i = 0; i < bytes; i++)
+		n += __builtin_popcount(map[i]);
+	return n;
+}
+
+static void check_superblock(struct image *img)
+{
+	static uint8_t block[FVD_SB_SIZE];
+	enum fvd_sb_status status;
+
+	if (img->size < FVD_SB_SIZE) {
+		printf("%s: error: %" PRIu64 " bytes, too small for a superblock\n",
+		       img->path, img->size);
+		exit(EXIT_UNCORRECTED);
+	}
+	read_at(img, block, sizeof(block), 0);
+	status = fvd_sb_decode(block, &img->sb);
+	if (status != FVD_SB_OK) {
+		printf("%s: error: invalid superblock: %s\n", img->path,
+		       fvd_sb_status_str(status));
+		exit(EXIT_UNCORRECTED);
+	}
+	if (img->size < img->sb.metadata_sectors * SECTOR) {
+		printf("%s: error: the metadata needs %" PRIu64 " bytes, the device has %" PRIu64 " (truncated?)\n",
+		       img->path, img->sb.metadata_sectors * SECTOR, img->size);
+		exit(EXIT_UNCORRECTED);
+	}
+}
+
+static void check_data_device(struct image *img, const char *data_path)
+{
+	uint64_t need = (img->sb.data_offset + img->sb.virtual_sectors) * SECTOR;
+	uint64_t size;
+	int fd;
+
+	if (img->sb.data_offset) {
+		size = img->size;
+		data_path = img->path;
+	} else if (data_path) {
+		fd = open(data_path, O_RDONLY);
+		if (fd < 0)
+			fail_op("cannot open %s: %s", data_path, strerror(errno));
+		size = fd_size(fd, data_path);
+		close(fd);
+	} else {
+		return;
+	}
+	if (size < need)
+		fatal(img, "data device %s has %" PRIu64 " bytes, the image needs %" PRIu64,
+		      data_path, size, need);
+}
+
+static void check_bitmap(struct image *img)
+{
+	uint64_t block, stray = 0;
+
+	img->bitmap_bytes = img->sb.bitmap_sectors * SECTOR;
+	img->home = malloc(img->bitmap_bytes);
+	img->bitmap = malloc(img->bitmap_bytes);
+	if (!img->home || !img->bitmap)
+		fail_op("out of memory for a %zu-byte bitmap", img->bitmap_bytes);
+	read_at(img, img->home, img->bitmap_bytes, img->sb.bitmap_offset * SECTOR);
+	memcpy(img->bitmap, img->home, img->bitmap_bytes);
+	for (block = img->sb.nr_blocks; block < img->bitmap_bytes * 8ULL; block++) {
+		if (bit_test(img->bitmap, block)) {
+			bit_clear(img->bitmap, block);
+			stray++;
+		}
+	}
+	if (stray)
+		problem(img, "%" PRIu64 " bitmap bits set past the last block (%" PRIu64 ")",
+			stray, img->sb.nr_blocks);
+}
+
+/*
+ * A block the replay did not reach, yet valid and newer than where it
+ * stopped, means commits were lost: no crash leaves one behind, because a
+ * load checkpoints past every sequence number a torn commit could hold.
+ */
+static void check_journal_tail(struct image *img)
+{
+	const struct fvd_disk_jheader *h = (const void *)img->jblock;
+	uint64_t index, nr = fvd_journal_blocks(&img->sb), newer = 0;
+
+	for (index = img->replay.head; index < nr; index++) {
+		journal_read(img, index, &(const void *){ NULL });
+		if (fvd_jblock_check(img->jblock, img->replay.next_seq + 1,
+				     &img->sb) == FVD_JB_OK) {
+			if (!newer)
+				printf("%s: journal block %" PRIu64 " holds commit %" PRIu64
+				       " but the journal ends at commit %" PRIu64 "\n",
+				       img->path, index, (uint64_t)le64_to_cpu(h->seq),
+				       img->replay.next_seq - 1);
+			newer++;
+			if (le64_to_cpu(h->seq) > img->max_seq)
+				img->max_seq = le64_to_cpu(h->seq);
+		}
+	}
+	if (newer)
+		problem(img, "%" PRIu64 " journal blocks newer than the end of the journal (lost commits)",
+			newer);
+}
+
+static void check_journal(struct image *img)
+{
+	struct fvd_replay *replay = &img->replay;
+	int r;
+
+	if (!(img->sb.incompat_features & FVD_INCOMPAT_JOURNAL))
+		return;
+	r = fvd_journal_replay(&img->sb, journal_read, journal_apply, img, replay);
+	if (r)
+		fail_op("journal replay failed: %s", strerror(-r));
+	printf("%s: journal: %" PRIu64 " commits (%" PRIu64 " blocks, %" PRIu64
+	       " records) after checkpoint %" PRIu64 "; ends at block %" PRIu64 ": %s\n",
+	       img->path, replay->nr_commits, replay->nr_jblocks,
+	       replay->nr_records, img->sb.checkpoint_seq, replay->head,
+	       replay->full ? "region full" : fvd_jblock_status_str(replay->stop));
+	if (replay->nr_commits) {
+		img->needs_write = true;
+		if (img->sb.flags & FVD_FLAG_CLEAN)
+			problem(img, "marked clean, but the journal holds %" PRIu64 " commits",
+				replay->nr_commits);
+	}
+	check_journal_tail(img);
+}
+
+static void check_flags(struct image *img)
+{
+	uint64_t local = count_bits(img->bitmap, img->bitmap_bytes);
+
+	if ((img->sb.flags & FVD_FLAG_ALL_LOCAL) && local != img->sb.nr_blocks)
+		problem(img, "marked all-local, but %" PRIu64 " of %" PRIu64 " blocks are not local",
+			img->sb.nr_blocks - local, img->sb.nr_blocks);
+	printf("%s: %" PRIu64 "/%" PRIu64 " blocks local, %s\n", img->path, local,
+	       img->sb.nr_blocks,
+	       img->sb.flags & FVD_FLAG_CLEAN ? "clean" : "not cleanly shut down");
+}
+
+static void dump(struct image *img)
+{
+	const struct fvd_sb_info *sb = &img->sb;
+	uint64_t block, start = 0;
+	bool in_run = false;
+	unsigned int i;
+
+	printf("superblock:\n");
+	printf("  version             %u\n", sb->version);
+	printf("  features            incompat 0x%" PRIx64 " ro_compat 0x%" PRIx64
+	       " compat 0x%" PRIx64 "\n", sb->incompat_features,
+	       sb->ro_compat_features, sb->compat_features);
+	printf("  flags               0x%" PRIx64 "%s%s\n", sb->flags,
+	       sb->flags & FVD_FLAG_CLEAN ? " clean" : "",
+	       sb->flags & FVD_FLAG_ALL_LOCAL ? " all-local" : "");
+	printf("  uuid                ");
+	for (i = 0; i < sizeof(sb->uuid); i++)
+		printf("%02x%s", sb->uuid[i], i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
+	printf("\n");
+	printf("  virtual sectors     %" PRIu64 "\n", sb->virtual_sectors);
+	printf("  origin sectors      %" PRIu64 "\n", sb->origin_sectors);
+	printf("  block sectors       %u (%" PRIu64 " blocks)\n", sb->block_sectors,
+	       sb->nr_blocks);
+	printf("  bitmap              sectors %" PRIu64 "+%" PRIu64 "\n",
+	       sb->bitmap_offset, sb->bitmap_sectors);
+	printf("  journal             sectors %" PRIu64 "+%" PRIu64 " (%" PRIu64 " blocks)\n",
+	       sb->journal_offset, sb->journal_sectors, fvd_journal_blocks(sb));
+	printf("  data offset         %" PRIu64 "\n", sb->data_offset);
+	printf("  checkpoint seq      %" PRIu64 "\n", sb->checkpoint_seq);
+	printf("journal:\n");
+	printf("  commits to replay   %" PRIu64 " (sequence %" PRIu64 "-%" PRIu64 ")\n",
+	       img->replay.nr_commits, sb->checkpoint_seq + 1,
+	       img->replay.next_seq - 1);
+	printf("  blocks, records     %" PRIu64 ", %" PRIu64 "\n",
+	       img->replay.nr_jblocks, img->replay.nr_records);
+	printf("allocation map (local blocks, after the journal):\n");
+	for (block = 0; block <= sb->nr_blocks; block++) {
+		bool local = block < sb->nr_blocks && bit_test(img->bitmap, block);
+
+		if (local && !in_run)
+			start = block;
+		if (!local && in_run)
+			printf("  %" PRIu64 "-%" PRIu64 "%s\n", start, block - 1,
+			       bit_test(img->home, start) ? "" : " (journal)");
+		in_run = local;
+	}
+}
+
+/* Write the replayed bitmap home, then the superblock: a checkpoint. */
+static void repair(struct image *img)
+{
+	static uint8_t block[FVD_SB_SIZE];
+	size_t off;
+
+	for (off = 0; off < img->bitmap_bytes; off += FVD_META_BLOCK_SIZE)
+		if (memcmp(img->home + off, img->bitmap + off, FVD_META_BLOCK_SIZE))
+			write_at(img, img->bitmap + off, FVD_META_BLOCK_SIZE,
+				 img->sb.bitmap_offset * SECTOR + off);
+	sync_image(img);
+
+	/*
+	 * The checkpoint takes the sequence number a torn commit may hold, and
+	 * any newer one found past the end, so no such block replays later.
+	 */
+	if (img->sb.incompat_features & FVD_INCOMPAT_JOURNAL)
+		img->sb.checkpoint_seq = img->replay.next_seq > img->max_seq ?
+					 img->replay.next_seq : img->max_seq;
+	if ((img->sb.flags & FVD_FLAG_ALL_LOCAL) &&
+	    count_bits(img->bitmap, img->bitmap_bytes) != img->sb.nr_blocks)
+		img->sb.flags &= ~FVD_FLAG_ALL_LOCAL;
+	img->sb.flags |= FVD_FLAG_CLEAN;
+	fvd_sb_encode(&img->sb, block);
+	write_at(img, block, sizeof(block), 0);
+	sync_image(img);
+	printf("%s: repaired: journal written home, checkpoint %" PRIu64 ", marked clean\n",
+	       img->path, img->sb.checkpoint_seq);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "dump", no_argument, NULL, 'd' },
+		{ "data-dev", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct image img = { 0 };
+	const char *data_path = NULL;
+	bool do_repair = false, do_dump = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "rdD:h", options, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			do_repair = true;
+			break;
+		case 'd':
+			do_dump = true;
+			break;
+		case 'D':
+			data_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_CLEAN;
+		default:
+			usage(stderr);
+			return EXIT_OPERATIONAL;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_OPERATIONAL;
+	}
+	img.path = argv[optind];
+	/* Repairing an image a live target holds would corrupt it: O_EXCL. */
+	img.fd = open(img.path, do_repair ? O_RDWR | O_EXCL : O_RDONLY);
+	if (img.fd < 0)
+		fail_op("cannot open %s%s: %s", img.path,
+			do_repair ? " exclusively for repair" : "", strerror(errno));
+	img.size = fd_size(img.fd, img.path);
+
+	check_superblock(&img);
+	check_data_device(&img, data_path);
+	check_bitmap(&img);
+	check_journal(&img);
+	check_flags(&img);
+	if (do_dump)
+		dump(&img);
+
+	if (img.fatal) {
+		printf("%s: %u errors that --repair cannot fix\n", img.path, img.fatal);
+		return EXIT_UNCORRECTED;
+	}
+	if (do_repair && img.needs_write) {
+		repair(&img);
+		return EXIT_CORRECTED;
+	}
+	if (img.errors) {
+		printf("%s: %u errors, run with --repair\n", img.path, img.errors);
+		return EXIT_UNCORRECTED;
+	}
+	return EXIT_CLEAN;
+}
