@@ -18,6 +18,7 @@ SRC=$FVD_SRC
 OUT=$FVD_OUT
 FVDIO="python3 $SRC/tests/dmtest/fvdio.py"
 FVD_CREATE=$SRC/tools/fvd-create
+FVD_CHECK=$SRC/tools/fvd-check
 SBEDIT=$SRC/tests/dmtest/fvd-sbedit
 ORIGIN=/dev/vda
 IMG=/dev/vdb
@@ -90,6 +91,12 @@ sb_field() {
 
 # Metadata on $SCRATCH behind a dm-linear "fvdmeta", so a test can swap it
 # for a failing device under the live target with meta_replace.
+# Non-zero bytes in the home bitmap region of image $1.
+home_bitmap_bytes() {
+	dd if="$1" bs=512 iflag=direct skip="$(sb_field "$1" bitmap_offset)" \
+		count="$(sb_field "$1" bitmap_sectors)" status=none | tr -d '\0' | wc -c
+}
+
 meta_linear_up() {
 	dmsetup create fvdmeta --table "0 $(sectors $SCRATCH) linear $SCRATCH 0" ||
 		fail "cannot create fvdmeta"
@@ -318,7 +325,7 @@ test_table_and_status_lines() {
 	table=$(dmsetup table $DEV)
 	maj_min() { printf '%d:%d' "$(stat -c 0x%t "$1")" "$(stat -c 0x%T "$1")"; }
 	expect_eq "$table" "0 131072 fvd $(maj_min $IMG) $(maj_min $IMG) $(maj_min $ORIGIN)" "table line"
-	expect_eq "$(dmsetup status $DEV | wc -w)" 9 "status word count"
+	expect_eq "$(dmsetup status $DEV | wc -w)" 12 "status word count"
 	expect_eq "$(status_field 2)" 128 "block size in sectors"
 	fvd_down
 	# read_only feature: reads work, writes fail, the image is not touched
@@ -487,6 +494,88 @@ test_flushed_writes_survive_without_clean_shutdown() {
 	meta_replace error
 	dmsetup remove $DEV || fail "remove"
 	expect_eq "$(sb_field $SCRATCH flags)" 0 "clean flag (the shutdown must not have been recorded)"
+	dmsetup remove fvdmeta
+	# The commits are in the journal only: the home bitmap is still empty.
+	expect_eq "$(home_bitmap_bytes $SCRATCH)" 0 "non-zero home bitmap bytes before the replay"
+	$FVD_CHECK $SCRATCH >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check"; }
+	cat /tmp/check.out
+	grep -q "journal: [1-9][0-9]* commits" /tmp/check.out || fail "no journal commits to replay"
+	fvd_up $SCRATCH $DATA $ORIGIN
+	dmesg | grep -q "fvd: [0-9:]*: replayed [1-9][0-9]* journal commits" ||
+		{ dmesg | tail -5; fail "the load did not report a replay"; }
+	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
+	fvd_down
+	$FVD_CHECK $SCRATCH | grep -q "0 commits.*after checkpoint" || fail "journal not checkpointed"
+	rm -f /tmp/ref /tmp/check.out
+}
+
+# A commit of many new blocks is one journal write, and the bitmap at home
+# is only written by checkpoints: here the load's and the clean shutdown's.
+test_journal_commit_is_one_write() {
+	local commits jwrites jblocks ckpts local_blocks
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	fvd_up $SCRATCH $DATA $ORIGIN
+	expect_eq "$(status_field 9)" 1 "checkpoints after the load"
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 21 --count 300 --max-bytes 65536 || fail "writes"
+	commits=$(status_field 6)
+	jwrites=$(status_field 7)
+	jblocks=$(status_field 8)
+	ckpts=$(status_field 9)
+	local_blocks=$(local_blocks)
+	say "$local_blocks blocks made local in $commits commits: $jwrites journal writes of $jblocks blocks, $ckpts checkpoints"
+	[ "$commits" -ge 1 ] || fail "no commit"
+	expect_eq "$jwrites" "$commits" "journal writes (one per commit)"
+	expect_eq "$ckpts" 1 "checkpoints while running"
+	[ "$jblocks" -le $((commits * 2)) ] || fail "more than two journal blocks per commit"
+	expect_eq "$(home_bitmap_bytes $SCRATCH)" 0 "non-zero home bitmap bytes while running"
+	fvd_down
+	[ "$(home_bitmap_bytes $SCRATCH)" -gt 0 ] || fail "the clean shutdown did not write the bitmap home"
+	$FVD_CHECK $SCRATCH >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check"; }
+	grep -q "$local_blocks/1024 blocks local, clean" /tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check disagrees with the target"; }
+	fvd_up $SCRATCH $DATA $ORIGIN
+	expect_eq "$(local_blocks)" "$local_blocks" "local blocks after reload"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data after reload"
+	fvd_down
+	rm -f /tmp/ref /tmp/check.out
+}
+
+# A journal of two blocks fills at almost every commit: commits become
+# checkpoints, and nothing is lost across them or across a crash.
+test_small_journal_checkpoints() {
+	local i
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA --journal-size 8K $SCRATCH >/dev/null
+	meta_linear_up
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	for i in 1 2 3 4 5 6; do
+		$FVDIO randwrite $MAPPER /tmp/ref --seed $((30 + i)) --count 40 || fail "writes $i"
+	done
+	say "status: $(dmsetup status $DEV)"
+	[ "$(status_field 9)" -ge 3 ] || fail "the full journal did not force checkpoints"
+	meta_replace error
+	dmsetup remove $DEV || fail "remove"
+	dmsetup remove fvdmeta
+	$FVD_CHECK $SCRATCH || fail "fvd-check after the crash"
+	fvd_up $SCRATCH $DATA $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
+	fvd_down
+	rm -f /tmp/ref
+}
+
+# No journal region: every commit writes the bitmap home directly.
+test_image_without_journal() {
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA --journal-size 0 $SCRATCH >/dev/null
+	expect_eq "$(sb_field $SCRATCH incompat_features)" 0 "incompat features"
+	meta_linear_up
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 41 --count 100 || fail "writes"
+	expect_eq "$(status_field 7)" 0 "journal writes"
+	[ "$(home_bitmap_bytes $SCRATCH)" -gt 0 ] || fail "bitmap not written home by the commit"
+	meta_replace error
+	dmsetup remove $DEV || fail "remove"
 	dmsetup remove fvdmeta
 	fvd_up $SCRATCH $DATA $ORIGIN
 	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
