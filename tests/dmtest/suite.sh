@@ -8,6 +8,8 @@
 #   /dev/vdc  separate data disk
 #   /dev/vdd  small origin, 20 MiB + 12 KiB (not a multiple of the block size)
 #   /dev/vde  scratch disk (metadata-only images, small devices)
+#   /dev/vdf  crash tests: the image as replayed from the write log
+#   /dev/vdg  crash tests: copy-on-write store of the throw-away snapshots
 #
 # Usage: suite.sh [TEST...]   (default: every test_* function)
 # Writes "ok - NAME" / "not ok - NAME" lines to /run/fvd/out/results.
@@ -25,6 +27,9 @@ IMG=/dev/vdb
 DATA=/dev/vdc
 SMALL=/dev/vdd
 SCRATCH=/dev/vde
+REPLAY=/dev/vdf
+COW=/dev/vdg
+CRASH="python3 $SRC/tests/dmtest/crash.py"
 DEV=fvd0
 MAPPER=/dev/mapper/$DEV
 KB=1024
@@ -541,6 +546,35 @@ test_journal_commit_is_one_write() {
 	rm -f /tmp/ref /tmp/check.out
 }
 
+# fio random 4K writes with an fsync every 32 writes, then a verify pass:
+# prints the journal cost of the commits it caused.  Every commit is one
+# journal write unless it was a checkpoint, and carries few journal blocks.
+test_journal_writes_per_commit_fio() {
+	local commits jwrites jblocks ckpts
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	fio --name=jr --filename=$MAPPER --direct=1 --ioengine=libaio --iodepth=16 \
+		--rw=randwrite --bs=4k --size=$((64 * MB)) --io_size=$((16 * MB)) \
+		--fsync=32 --randseed=3 --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
+		--output=/tmp/fio.out >/dev/null || { cat /tmp/fio.out; fail "fio"; }
+	commits=$(status_field 6)
+	jwrites=$(status_field 7)
+	jblocks=$(status_field 8)
+	ckpts=$(status_field 9)
+	say "fio 4K randwrite, fsync every 32 writes: $(local_blocks) blocks local;" \
+		"$commits commits, $jwrites journal writes ($jblocks blocks)," \
+		"$((ckpts - 1)) checkpoints besides the load's;" \
+		"journal writes per commit: $(awk -v w="$jwrites" -v c="$commits" 'BEGIN { printf "%.2f", w / c }')," \
+		"blocks per journal write: $(awk -v b="$jblocks" -v w="$jwrites" 'BEGIN { printf "%.2f", b / w }')"
+	[ "$commits" -gt 10 ] || fail "too few commits to measure"
+	[ $((jwrites + ckpts - 1)) -ge "$commits" ] || fail "a commit wrote neither journal nor checkpoint"
+	[ "$jwrites" -le "$commits" ] || fail "more journal writes than commits"
+	[ "$jblocks" -le "$((jwrites * 2))" ] || fail "more than two journal blocks per write"
+	fvd_down
+	$FVD_CHECK $IMG >/dev/null || fail "fvd-check after fio"
+	rm -f /tmp/fio.out
+}
+
 # A journal of two blocks fills at almost every commit: commits become
 # checkpoints, and nothing is lost across them or across a crash.
 test_small_journal_checkpoints() {
@@ -626,6 +660,79 @@ test_fua_writes_survive_without_clean_shutdown() {
 	rm -f /tmp/ref /tmp/piece
 }
 
+# ---- crash consistency ----
+
+# A 9 MiB disk over an 8 MiB origin, 16K blocks and a 64K journal (so the
+# workloads cross journal-full checkpoints), image and data on $IMG.  The
+# image is copied to $REPLAY before logging starts: the log replays on it.
+crash_setup() {	# crash_setup VIRTUAL_MIB
+	local image_bytes
+	dmsetup create crashorigin --table "0 16384 linear $SMALL 0" || fail "crashorigin"
+	$FVD_CREATE --force --origin /dev/mapper/crashorigin --size "$1M" --block-size 16K \
+		--journal-size 64K $IMG >/dev/null || fail "fvd-create"
+	image_bytes=$(( ($(sb_field $IMG data_offset) + $1 * 2048) * 512 ))
+	dd if=$IMG of=$REPLAY bs=64K count=$((image_bytes / 65536)) conv=fsync status=none ||
+		fail "copy the image to the replay disk"
+	dmsetup create crashlog --table "0 $(sectors $IMG) log-writes $IMG $DATA" ||
+		fail "log-writes"
+	fvd_up /dev/mapper/crashlog /dev/mapper/crashlog /dev/mapper/crashorigin
+}
+
+crash_teardown() {
+	fvd_down
+	dmsetup remove crashlog || fail "remove log-writes"
+}
+
+# Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
+# the log must load and read back every acknowledged write exactly.
+test_crash_points_random_writes() {
+	local rc=0 n
+	modprobe dm-log-writes || fail "modprobe dm-log-writes"
+	modprobe dm-snapshot || fail "modprobe dm-snapshot"
+	crash_setup 9
+	$CRASH raw-workload $MAPPER --seed 7 --steps 160 --log-dev crashlog || fail "workload"
+	say "status after the workload: $(dmsetup status $DEV)"
+	crash_teardown
+	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
+		--virtual $((9 * 2048)) --workload raw --seed 7 --steps 160 \
+		--random-points 40 --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+	cat /tmp/crash.out
+	[ $rc -eq 0 ] || fail "crash point check failed"
+	n=$(sed -n 's/^crash points checked: \([0-9]*\).*/\1/p' /tmp/crash.out)
+	[ "$n" -ge 200 ] || fail "only $n crash points"
+	dmsetup remove crashorigin
+}
+
+# ext4 with fsync-heavy file creation: at every crash point the fsynced
+# files are intact after the journal replay and e2fsck -fn is clean.
+test_crash_points_ext4() {
+	local rc=0
+	modprobe dm-log-writes || fail "modprobe dm-log-writes"
+	modprobe dm-snapshot || fail "modprobe dm-snapshot"
+	dmsetup create crashorigin --table "0 16384 linear $SMALL 0" || fail "crashorigin"
+	$FVD_CREATE --force --origin /dev/mapper/crashorigin --size 24M --block-size 16K \
+		--journal-size 64K $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/crashorigin
+	mkfs.ext4 -q -F $MAPPER || fail "mkfs.ext4"
+	fvd_down
+	dd if=$IMG of=$REPLAY bs=64K count=$(( ($(sb_field $IMG data_offset) * 512 + 24 * MB) / 65536 )) \
+		conv=fsync status=none || fail "copy the image to the replay disk"
+	dmsetup create crashlog --table "0 $(sectors $IMG) log-writes $IMG $DATA" ||
+		fail "log-writes"
+	fvd_up /dev/mapper/crashlog /dev/mapper/crashlog /dev/mapper/crashorigin
+	mkdir -p /tmp/mnt
+	mount $MAPPER /tmp/mnt || fail "mount"
+	$CRASH ext4-workload /tmp/mnt --seed 11 --files 16 --log-dev crashlog || fail "workload"
+	umount /tmp/mnt
+	crash_teardown
+	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
+		--virtual $((24 * 2048)) --workload ext4 --seed 11 \
+		--random-points 10 --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+	cat /tmp/crash.out
+	[ $rc -eq 0 ] || fail "crash point check failed"
+	dmsetup remove crashorigin
+}
+
 # ---- runner ----
 
 origin_sum() {
@@ -634,11 +741,12 @@ origin_sum() {
 
 cleanup_devices() {
 	local d
-	for d in $DEV fvdbad fvdmeta; do
+	umount /tmp/crashmnt >/dev/null 2>&1 || true
+	umount /tmp/mnt >/dev/null 2>&1 || true
+	for d in $DEV fvdbad fvdmeta crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true
-	umount /tmp/mnt >/dev/null 2>&1 || true
 }
 
 main() {
