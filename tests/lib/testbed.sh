@@ -109,7 +109,8 @@ testbed_build() {
 #   /run/fvd/kroot  the distro kernel tree, for modprobe -d (read-only)
 #   /run/fvd/out    RUN_DIR/out (read-write)
 # Console output goes to RUN_DIR/console.log and to stderr.  Returns the exit
-# status of COMMAND, or 125 when the guest did not report one.
+# status of COMMAND, or 125 when the guest did not report one.  With
+# FVD_QEMU_PIDFILE set, QEMU writes its pid there (the power-cut test kills it).
 testbed_boot() {
 	local run=$1 cmd=$2 rel kroot initrd disk timeout
 	shift 2
@@ -131,6 +132,7 @@ testbed_boot() {
 		qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot \
 		-kernel "$kroot/boot/vmlinuz-$rel" -initrd "$initrd" \
 		-nic none -append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=0" \
+		${FVD_QEMU_PIDFILE:+-pidfile "$FVD_QEMU_PIDFILE"} \
 		"${drives[@]}" \
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$FVD_TOP,mount_tag=fvdsrc,security_model=none,readonly=on,multidevs=remap" \
