@@ -55,7 +55,8 @@ static const char * const fvd_sb_status_names[FVD_SB_NR_STATUS] = {
 	[FVD_SB_BAD_BLOCK_SIZE]		= "invalid block size",
 	[FVD_SB_BAD_VIRTUAL_SIZE]	= "invalid virtual size",
 	[FVD_SB_BAD_ORIGIN_SIZE]	= "origin larger than the virtual size",
-	[FVD_SB_BAD_CHUNK_SIZE]		= "chunk size set on a non-compact image",
+	[FVD_SB_BAD_CHUNK_SIZE]		= "invalid chunk size",
+	[FVD_SB_COMPACT_NO_JOURNAL]	= "compact image without a journal",
 	[FVD_SB_BAD_BITMAP]		= "invalid bitmap region",
 	[FVD_SB_BAD_TABLE]		= "invalid chunk table region",
 	[FVD_SB_BAD_JOURNAL]		= "invalid journal region",
@@ -122,8 +123,23 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 			sb->block_shift;
 	if (sb->origin_sectors > sb->virtual_sectors)
 		return FVD_SB_BAD_ORIGIN_SIZE;
-	if (sb->chunk_sectors)
+	sb->chunk_shift = 0;
+	sb->nr_chunks = 0;
+	if (fvd_compact(sb)) {
+		/* a power of two, from one block to 1 GiB */
+		if (sb->chunk_sectors < sb->block_sectors ||
+		    sb->chunk_sectors > (1U << (FVD_MAX_CHUNK_SHIFT - FVD_SECTOR_SHIFT)) ||
+		    (sb->chunk_sectors & (sb->chunk_sectors - 1)))
+			return FVD_SB_BAD_CHUNK_SIZE;
+		while ((1U << sb->chunk_shift) < sb->chunk_sectors)
+			sb->chunk_shift++;
+		sb->nr_chunks = (sb->virtual_sectors + sb->chunk_sectors - 1) >>
+				sb->chunk_shift;
+		if (!(sb->incompat_features & FVD_INCOMPAT_JOURNAL))
+			return FVD_SB_COMPACT_NO_JOURNAL;
+	} else if (sb->chunk_sectors) {
 		return FVD_SB_BAD_CHUNK_SIZE;
+	}
 
 	regions[0] = (struct fvd_region){ sb->bitmap_offset, sb->bitmap_sectors };
 	regions[1] = (struct fvd_region){ sb->table_offset, sb->table_sectors };
@@ -131,8 +147,10 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 	if (!fvd_region_valid(&regions[0]) ||
 	    sb->bitmap_sectors != fvd_bitmap_region_sectors(sb->nr_blocks))
 		return FVD_SB_BAD_BITMAP;
-	/* Version 1 images are never compact, so they carry no chunk table. */
-	if (sb->table_sectors || sb->table_offset)
+	if (fvd_compact(sb) ?
+	    !fvd_region_valid(&regions[1]) ||
+	    sb->table_sectors != fvd_table_region_sectors(sb->nr_chunks) :
+	    sb->table_sectors || sb->table_offset)
 		return FVD_SB_BAD_TABLE;
 	if (!fvd_region_valid(&regions[2]) ||
 	    ((sb->incompat_features & FVD_INCOMPAT_JOURNAL) &&
@@ -221,7 +239,7 @@ static u64 fvd_round_up(u64 value, u64 align)
  * shares the metadata device) the data, aligned to 1 MiB or a block.
  */
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
-		    u64 origin_sectors, u32 block_sectors,
+		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata)
 {
 	u64 align;
@@ -240,16 +258,27 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 	sb->nr_blocks = (virtual_sectors + block_sectors - 1) / block_sectors;
 	sb->bitmap_offset = FVD_META_BLOCK_SECTORS;
 	sb->bitmap_sectors = fvd_bitmap_region_sectors(sb->nr_blocks);
+	if (chunk_sectors) {
+		sb->incompat_features |= FVD_INCOMPAT_COMPACT;
+		sb->chunk_sectors = chunk_sectors;
+		sb->table_offset = sb->bitmap_offset + sb->bitmap_sectors;
+		sb->table_sectors = fvd_table_region_sectors((virtual_sectors +
+			chunk_sectors - 1) / chunk_sectors);
+	}
 	sb->journal_sectors = fvd_round_up(journal_sectors, FVD_META_BLOCK_SECTORS);
 	if (sb->journal_sectors) {
-		sb->journal_offset = sb->bitmap_offset + sb->bitmap_sectors;
+		sb->journal_offset = sb->bitmap_offset + sb->bitmap_sectors +
+				     sb->table_sectors;
 		sb->incompat_features |= FVD_INCOMPAT_JOURNAL;
 	}
 	if (data_shares_metadata) {
 		align = block_sectors > FVD_DATA_ALIGN_SECTORS ?
 			block_sectors : FVD_DATA_ALIGN_SECTORS;
+		if (chunk_sectors > align)
+			align = chunk_sectors;
 		sb->data_offset = fvd_round_up(sb->bitmap_offset +
 					       sb->bitmap_sectors +
+					       sb->table_sectors +
 					       sb->journal_sectors, align);
 	}
 	return fvd_sb_check(sb) == FVD_SB_OK ? 0 : -EINVAL;
@@ -282,6 +311,43 @@ int fvd_jblock_add_bitmap_run(void *block, u64 start, u32 count)
 	h->used_bytes = cpu_to_le32(used + sizeof(*rec));
 	h->nr_records = cpu_to_le32(le32_to_cpu(h->nr_records) + 1);
 	return 0;
+}
+
+/* Bytes of @count table entries, padded so the next record is 8-aligned. */
+static u32 fvd_table_entries_bytes(u32 count)
+{
+	return (count * sizeof(__le32) + 7) & ~7U;
+}
+
+/*
+ * Append up to @count table entries starting at chunk @start; returns how
+ * many fit (0 when not even one does).
+ */
+int fvd_jblock_add_table_run(void *block, u64 start, u32 count,
+			     const __le32 *entries)
+{
+	struct fvd_disk_jheader *h = block;
+	u32 used = le32_to_cpu(h->used_bytes);
+	struct fvd_disk_jrecord *rec;
+	u32 room;
+
+	if (used + sizeof(*rec) + fvd_table_entries_bytes(1) > FVD_JOURNAL_PAYLOAD)
+		return 0;
+	/* whole pairs of entries: the payload is a multiple of 8 bytes */
+	room = (FVD_JOURNAL_PAYLOAD - used - sizeof(*rec)) / sizeof(__le32);
+	if (count > room)
+		count = room;
+	rec = (struct fvd_disk_jrecord *)((u8 *)(h + 1) + used);
+	rec->type = cpu_to_le16(FVD_JREC_TABLE);
+	rec->reserved = 0;
+	rec->count = cpu_to_le32(count);
+	rec->start = cpu_to_le64(start);
+	memset(rec + 1, 0, fvd_table_entries_bytes(count));
+	memcpy(rec + 1, entries, count * sizeof(__le32));
+	h->used_bytes = cpu_to_le32(used + sizeof(*rec) +
+				    fvd_table_entries_bytes(count));
+	h->nr_records = cpu_to_le32(le32_to_cpu(h->nr_records) + 1);
+	return count;
 }
 
 static u32 fvd_jblock_csum(const struct fvd_disk_jheader *h)
@@ -328,9 +394,10 @@ int fvd_jblock_for_each(const void *block, fvd_jrec_fn fn, void *context)
 		out.entries = NULL;
 		size = sizeof(*rec);
 		if (out.type == FVD_JREC_TABLE) {
-			if (out.count > (used - off - sizeof(*rec)) / sizeof(__le32))
+			if (out.count > (used - off - sizeof(*rec)) / sizeof(__le32) ||
+			    fvd_table_entries_bytes(out.count) > used - off - sizeof(*rec))
 				return -EINVAL;
-			size += out.count * sizeof(__le32);
+			size += fvd_table_entries_bytes(out.count);
 			out.entries = (const __le32 *)(rec + 1);
 		} else if (out.type != FVD_JREC_BITMAP_SET) {
 			return -EINVAL;
@@ -347,12 +414,14 @@ static int fvd_jrec_check(void *context, const struct fvd_jrec *rec)
 {
 	const struct fvd_sb_info *sb = context;
 
+	u64 limit = rec->type == FVD_JREC_TABLE ? sb->nr_chunks : sb->nr_blocks;
+
 	if (!rec->count)
 		return -EINVAL;
-	/* Version 1 images have no chunk table to log. */
-	if (rec->type != FVD_JREC_BITMAP_SET)
+	/* Only compact images have a chunk table to log. */
+	if (rec->type == FVD_JREC_TABLE && !fvd_compact(sb))
 		return -EINVAL;
-	if (rec->start >= sb->nr_blocks || rec->count > sb->nr_blocks - rec->start)
+	if (rec->start >= limit || rec->count > limit - rec->start)
 		return -EINVAL;
 	return 0;
 }
@@ -428,6 +497,30 @@ void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count)
 				  start, count);
 added:
 	jb->nr_records++;
+}
+
+void fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
+			    const __le32 *entries)
+{
+	int added;
+
+	while (count && !jb->overflow) {
+		added = jb->nr_blocks ?
+			fvd_jblock_add_table_run(fvd_jbuilder_block(jb, jb->nr_blocks - 1),
+						 start, count, entries) : 0;
+		if (!added) {
+			if (jb->nr_blocks == jb->max_blocks) {
+				jb->overflow = true;
+				return;
+			}
+			fvd_jblock_init(fvd_jbuilder_block(jb, jb->nr_blocks++));
+			continue;
+		}
+		jb->nr_records++;
+		start += added;
+		count -= added;
+		entries += added;
+	}
 }
 
 void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq)

@@ -11,12 +11,14 @@
  *   0                superblock, 4 KiB
  *   bitmap_offset    bitmap, one bit per block, LSB first within a byte,
  *                    padded to a 4 KiB multiple
- *   table_offset     chunk table (compact images; empty in this version)
+ *   table_offset     chunk table (compact images only): one __le32 per
+ *                    virtual chunk, 0 for unmapped, else physical chunk + 1
  *   journal_offset   journal region: commits since the last checkpoint
  *
  * The data device holds block N of the virtual disk at
- * data_offset + N * block_sectors.  data_offset is non-zero when the data
- * shares the metadata device.
+ * data_offset + N * block_sectors; in a compact image, virtual chunk C at
+ * data_offset + (table[C] - 1) * chunk_sectors.  data_offset is non-zero
+ * when the data shares the metadata device.
  */
 #ifndef FVD_FORMAT_H
 #define FVD_FORMAT_H
@@ -61,7 +63,15 @@
  * not replay the journal would see an out-of-date bitmap: incompatible.
  */
 #define FVD_INCOMPAT_JOURNAL		(1ULL << 0)
-#define FVD_INCOMPAT_SUPPORTED		FVD_INCOMPAT_JOURNAL
+/*
+ * COMPACT: data is allocated chunk by chunk through the chunk table, whose
+ * updates go through the journal (so COMPACT needs JOURNAL).
+ */
+#define FVD_INCOMPAT_COMPACT		(1ULL << 1)
+#define FVD_INCOMPAT_SUPPORTED		(FVD_INCOMPAT_JOURNAL | FVD_INCOMPAT_COMPACT)
+
+#define FVD_DEFAULT_CHUNK_SIZE		(1024 * 1024)
+#define FVD_MAX_CHUNK_SHIFT		30	/* 1 GiB */
 #define FVD_RO_COMPAT_SUPPORTED		0ULL
 
 struct fvd_disk_superblock {
@@ -76,7 +86,7 @@ struct fvd_disk_superblock {
 	__le64 virtual_sectors;
 	__le64 origin_sectors;	/* 0: no origin */
 	__le32 block_sectors;
-	__le32 chunk_sectors;	/* compact images only; 0 in version 1 */
+	__le32 chunk_sectors;	/* compact images only, else 0 */
 	__le64 bitmap_offset;
 	__le64 bitmap_sectors;
 	__le64 table_offset;
@@ -114,6 +124,8 @@ struct fvd_sb_info {
 	/* derived by fvd_sb_decode() and fvd_layout_init() */
 	u32 block_shift;
 	u64 nr_blocks;
+	u32 chunk_shift;	/* compact images */
+	u64 nr_chunks;
 	u64 metadata_sectors;	/* end of the last metadata region */
 };
 
@@ -128,6 +140,7 @@ enum fvd_sb_status {
 	FVD_SB_BAD_VIRTUAL_SIZE,
 	FVD_SB_BAD_ORIGIN_SIZE,
 	FVD_SB_BAD_CHUNK_SIZE,
+	FVD_SB_COMPACT_NO_JOURNAL,
 	FVD_SB_BAD_BITMAP,
 	FVD_SB_BAD_TABLE,
 	FVD_SB_BAD_JOURNAL,
@@ -150,8 +163,29 @@ enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb);
 void fvd_sb_encode(const struct fvd_sb_info *sb, void *block);
 enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb);
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
-		    u64 origin_sectors, u32 block_sectors,
+		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata);
+
+static inline bool fvd_compact(const struct fvd_sb_info *sb)
+{
+	return sb->incompat_features & FVD_INCOMPAT_COMPACT;
+}
+
+/* The chunk table region: one __le32 per chunk, whole 4 KiB blocks. */
+static inline u64 fvd_table_region_sectors(u64 nr_chunks)
+{
+	u64 blocks = (nr_chunks * 4 + FVD_META_BLOCK_SIZE - 1) / FVD_META_BLOCK_SIZE;
+
+	return blocks * FVD_META_BLOCK_SECTORS;
+}
+
+static inline u64 fvd_block_chunk(const struct fvd_sb_info *sb, u64 block)
+{
+	return block >> (sb->chunk_shift - sb->block_shift);
+}
+
+/* Table entries: 0 is unmapped, otherwise physical chunk + 1. */
+#define FVD_CHUNK_UNMAPPED	0U
 
 static inline bool fvd_block_size_valid(u64 bytes)
 {
@@ -226,7 +260,7 @@ static inline u64 fvd_bitmap_region_sectors(u64 nr_blocks)
 
 enum fvd_jrec_type {
 	FVD_JREC_BITMAP_SET = 1,	/* blocks [start, start + count) are local */
-	FVD_JREC_TABLE = 2,		/* count chunk table entries follow */
+	FVD_JREC_TABLE = 2,		/* table[start, start + count) = entries */
 };
 
 struct fvd_disk_jheader {
@@ -275,6 +309,8 @@ typedef int (*fvd_jrec_fn)(void *context, const struct fvd_jrec *rec);
 
 void fvd_jblock_init(void *block);
 int fvd_jblock_add_bitmap_run(void *block, u64 start, u32 count);
+int fvd_jblock_add_table_run(void *block, u64 start, u32 count,
+			     const __le32 *entries);
 void fvd_jblock_seal(void *block, u64 seq, u16 index, u16 count);
 enum fvd_jblock_status fvd_jblock_check(const void *block, u64 min_seq,
 					const struct fvd_sb_info *sb);
@@ -296,6 +332,8 @@ struct fvd_jbuilder {
 
 void fvd_jbuilder_reset(struct fvd_jbuilder *jb);
 void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count);
+void fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
+			    const __le32 *entries);
 void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq);
 
 /*

@@ -43,6 +43,10 @@ struct image {
 	uint8_t *home;		/* bitmap region as on disk */
 	uint8_t *bitmap;	/* home + journal: the image's state */
 	size_t bitmap_bytes;
+	uint8_t *home_table;	/* compact images: chunk table as on disk */
+	uint8_t *table;		/* home + journal */
+	size_t table_bytes;
+	uint64_t data_size;	/* bytes of the data device; 0: unknown */
 	struct fvd_replay replay;
 	uint64_t max_seq;	/* newest valid journal block anywhere */
 	uint8_t jblock[FVD_JOURNAL_BLOCK_SIZE];
@@ -197,6 +201,13 @@ static int journal_apply(void *context, const struct fvd_jrec *rec)
 	uint64_t block;
 
 	/* fvd_jblock_check() accepted the block; check again, cheaply. */
+	if (rec->type == FVD_JREC_TABLE) {
+		if (!img->table || rec->start >= img->sb.nr_chunks ||
+		    rec->count > img->sb.nr_chunks - rec->start)
+			return -EINVAL;
+		memcpy(img->table + rec->start * 4, rec->entries, rec->count * 4);
+		return 0;
+	}
 	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= img->sb.nr_blocks ||
 	    rec->count > img->sb.nr_blocks - rec->start)
 		return -EINVAL;
@@ -246,6 +257,8 @@ static void check_data_device(struct image *img, const char *data_path)
 	uint64_t size;
 	int fd;
 
+	if (fvd_compact(&img->sb))
+		need = img->sb.data_offset * SECTOR;
 	if (img->sb.data_offset) {
 		size = img->size;
 		data_path = img->path;
@@ -258,9 +271,88 @@ static void check_data_device(struct image *img, const char *data_path)
 	} else {
 		return;
 	}
+	img->data_size = size;
 	if (size < need)
 		fatal(img, "data device %s has %" PRIu64 " bytes, the image needs %" PRIu64,
 		      data_path, size, need);
+}
+
+static uint32_t table_get(const uint8_t *table, uint64_t chunk)
+{
+	uint32_t entry;
+
+	memcpy(&entry, table + chunk * 4, 4);
+	return le32_to_cpu(entry);
+}
+
+static int compare_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void read_table(struct image *img)
+{
+	if (!fvd_compact(&img->sb))
+		return;
+	img->table_bytes = img->sb.table_sectors * SECTOR;
+	img->home_table = malloc(img->table_bytes);
+	img->table = malloc(img->table_bytes);
+	if (!img->home_table || !img->table)
+		fail_op("out of memory for a %zu-byte chunk table", img->table_bytes);
+	read_at(img, img->home_table, img->table_bytes, img->sb.table_offset * SECTOR);
+	memcpy(img->table, img->home_table, img->table_bytes);
+}
+
+/*
+ * After the replay: no physical chunk mapped twice or past the data device
+ * (when its size is known), and no local block in an unmapped chunk.
+ */
+static void check_table(struct image *img)
+{
+	const struct fvd_sb_info *sb = &img->sb;
+	uint64_t per_chunk = 1ULL << (sb->chunk_shift - sb->block_shift);
+	uint64_t nr_phys = img->data_size > sb->data_offset * SECTOR ?
+			   (img->data_size - sb->data_offset * SECTOR) >>
+			   (sb->chunk_shift + FVD_SECTOR_SHIFT) : 0;
+	uint64_t chunk, block, orphans = 0, mapped = 0, i;
+	uint32_t entry, *used;
+
+	if (!fvd_compact(sb))
+		return;
+	used = malloc(sb->nr_chunks * sizeof(*used));
+	if (!used)
+		fail_op("out of memory for %" PRIu64 " chunk entries", sb->nr_chunks);
+	for (chunk = 0; chunk < sb->nr_chunks; chunk++) {
+		entry = table_get(img->table, chunk);
+		if (!entry) {
+			for (block = chunk * per_chunk;
+			     block < (chunk + 1) * per_chunk && block < sb->nr_blocks; block++) {
+				if (bit_test(img->bitmap, block)) {
+					bit_clear(img->bitmap, block);
+					orphans++;
+				}
+			}
+			continue;
+		}
+		used[mapped++] = entry - 1;
+		if (img->data_size && entry - 1 >= nr_phys)
+			fatal(img, "chunk %" PRIu64 " maps physical chunk %u, past the end of the data device (%" PRIu64 " chunks)",
+			      chunk, entry - 1, nr_phys);
+	}
+	/* a physical chunk mapped twice: adjacent after sorting */
+	qsort(used, mapped, sizeof(*used), compare_u32);
+	for (i = 1; i < mapped; i++)
+		if (used[i] == used[i - 1] && (i == 1 || used[i - 2] != used[i]))
+			fatal(img, "physical chunk %u is mapped more than once", used[i]);
+	free(used);
+	if (orphans)
+		problem(img, "%" PRIu64 " local blocks lie in unmapped chunks", orphans);
+	printf("%s: %" PRIu64 "/%" PRIu64 " chunks mapped", img->path, mapped, sb->nr_chunks);
+	if (img->data_size)
+		printf(", data device holds %" PRIu64 " chunks", nr_phys);
+	printf("\n");
 }
 
 static void check_bitmap(struct image *img)
@@ -385,6 +477,23 @@ static void dump(struct image *img)
 	       img->replay.next_seq - 1);
 	printf("  blocks, records     %" PRIu64 ", %" PRIu64 "\n",
 	       img->replay.nr_jblocks, img->replay.nr_records);
+	if (fvd_compact(sb)) {
+		uint64_t chunk, run = 0;
+
+		printf("chunk map (virtual -> physical, after the journal):\n");
+		for (chunk = 0; chunk <= sb->nr_chunks; chunk++) {
+			uint32_t e = chunk < sb->nr_chunks ? table_get(img->table, chunk) : 0;
+			uint32_t first = run < chunk ? table_get(img->table, run) : 0;
+
+			if (run < chunk && (!e || e != first + (chunk - run))) {
+				printf("  %" PRIu64 "-%" PRIu64 " -> %u-%" PRIu64 "\n", run,
+				       chunk - 1, first - 1, first - 1 + (chunk - 1 - run));
+				run = chunk;
+			}
+			if (!e)
+				run = chunk + 1;
+		}
+	}
 	printf("allocation map (local blocks, after the journal):\n");
 	for (block = 0; block <= sb->nr_blocks; block++) {
 		bool local = block < sb->nr_blocks && bit_test(img->bitmap, block);
@@ -404,6 +513,10 @@ static void repair(struct image *img)
 	static uint8_t block[FVD_SB_SIZE];
 	size_t off;
 
+	for (off = 0; off < img->table_bytes; off += FVD_META_BLOCK_SIZE)
+		if (memcmp(img->home_table + off, img->table + off, FVD_META_BLOCK_SIZE))
+			write_at(img, img->table + off, FVD_META_BLOCK_SIZE,
+				 img->sb.table_offset * SECTOR + off);
 	for (off = 0; off < img->bitmap_bytes; off += FVD_META_BLOCK_SIZE)
 		if (memcmp(img->home + off, img->bitmap + off, FVD_META_BLOCK_SIZE))
 			write_at(img, img->bitmap + off, FVD_META_BLOCK_SIZE,
@@ -476,7 +589,9 @@ int main(int argc, char **argv)
 	check_superblock(&img);
 	check_data_device(&img, data_path);
 	check_bitmap(&img);
+	read_table(&img);
 	check_journal(&img);
+	check_table(&img);
 	check_flags(&img);
 	if (do_dump)
 		dump(&img);

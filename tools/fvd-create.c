@@ -42,7 +42,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
-		"       [--data-dev PATH] [--journal-size SIZE] [--force] IMAGE\n"
+		"       [--data-dev PATH] [--journal-size SIZE]\n"
+		"       [--compact [--chunk-size SIZE]] [--force] IMAGE\n"
 		"\n"
 		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
 		"  --size SIZE        virtual disk size (default: the origin's size)\n"
@@ -51,6 +52,10 @@ static void usage(FILE *out)
 		"                     4K to 2M (default 64K)\n"
 		"  --data-dev PATH    keep the data on PATH instead of after the metadata\n"
 		"  --journal-size SIZE  metadata journal region (default 16M)\n"
+		"  --compact          allocate the data chunk by chunk on first write,\n"
+		"                     so the data device may be smaller than the disk\n"
+		"  --chunk-size SIZE  allocation unit of --compact: a power of two,\n"
+		"                     a multiple of the block size (default 1M)\n"
 		"  --force            overwrite an existing image or filesystem\n"
 		"SIZE takes an optional K, M, G or T suffix (powers of 1024).\n",
 		prog);
@@ -245,6 +250,8 @@ int main(int argc, char **argv)
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "data-dev", required_argument, NULL, 'd' },
 		{ "journal-size", required_argument, NULL, 'j' },
+		{ "compact", no_argument, NULL, 'c' },
+		{ "chunk-size", required_argument, NULL, 'C' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -252,6 +259,8 @@ int main(int argc, char **argv)
 	const char *origin = NULL, *data_dev = NULL, *image;
 	uint64_t size = 0, block_size = FVD_DEFAULT_BLOCK_SIZE;
 	uint64_t journal_size = FVD_DEFAULT_JOURNAL_SIZE, origin_size = 0;
+	uint64_t chunk_size = 0;
+	bool compact = false;
 	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
 	bool have_size = false, force = false, image_blk, data_blk = false;
 	bool shared;
@@ -261,7 +270,7 @@ int main(int argc, char **argv)
 	char probe[SECTOR];
 	struct stat st_image, st_data;
 
-	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:fh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fh", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			if (parse_size(optarg, &size))
@@ -281,6 +290,13 @@ int main(int argc, char **argv)
 		case 'j':
 			if (parse_size(optarg, &journal_size))
 				die("invalid journal size '%s'", optarg);
+			break;
+		case 'c':
+			compact = true;
+			break;
+		case 'C':
+			if (parse_size(optarg, &chunk_size) || !chunk_size)
+				die("invalid chunk size '%s'", optarg);
 			break;
 		case 'f':
 			force = true;
@@ -306,6 +322,19 @@ int main(int argc, char **argv)
 		die("size %" PRIu64 " is not a positive multiple of 512 bytes", size);
 	if (journal_size % FVD_META_BLOCK_SIZE)
 		die("journal size %" PRIu64 " is not a multiple of 4K", journal_size);
+	if (chunk_size && !compact)
+		die("--chunk-size needs --compact");
+	if (compact) {
+		if (!chunk_size)
+			chunk_size = block_size < FVD_DEFAULT_CHUNK_SIZE ?
+				     FVD_DEFAULT_CHUNK_SIZE : block_size;
+		if (chunk_size < block_size || chunk_size > (1ULL << FVD_MAX_CHUNK_SHIFT) ||
+		    (chunk_size & (chunk_size - 1)))
+			die("chunk size %" PRIu64 " is not a power of two from the block size to 1G",
+			    chunk_size);
+		if (!journal_size)
+			die("a compact image needs a journal (--journal-size)");
+	}
 
 	if (origin) {
 		bool blk;
@@ -357,7 +386,8 @@ int main(int argc, char **argv)
 	}
 
 	if (fvd_layout_init(&sb, size / SECTOR, origin_size / SECTOR,
-			    block_size / SECTOR, journal_size / SECTOR, shared))
+			    block_size / SECTOR, chunk_size / SECTOR,
+			    journal_size / SECTOR, shared))
 		die("cannot lay out a %" PRIu64 "-byte image", size);
 	if (getrandom(sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid))
 		die("cannot get random bytes for the UUID");
@@ -367,15 +397,17 @@ int main(int argc, char **argv)
 	sb.flags = FVD_FLAG_CLEAN;
 
 	meta_bytes = sb.metadata_sectors * SECTOR;
-	data_bytes = (sb.data_offset + sb.virtual_sectors) * SECTOR;
+	/* A compact image's data device starts with room for no chunk at all. */
+	data_bytes = (sb.data_offset + (compact ? 0 : sb.virtual_sectors)) * SECTOR;
 	if (shared) {
 		ensure_size(image_fd, image, image_blk, image_size, data_bytes,
 			    "the metadata and data");
 	} else {
 		ensure_size(image_fd, image, image_blk, image_size, meta_bytes,
 			    "the metadata");
-		ensure_size(data_fd, data_dev, data_blk, data_size, data_bytes,
-			    "the data");
+		if (data_bytes)
+			ensure_size(data_fd, data_dev, data_blk, data_size, data_bytes,
+				    "the data");
 		close(data_fd);
 	}
 
@@ -403,6 +435,11 @@ int main(int argc, char **argv)
 	printf("  superblock    sectors 0-%d\n", FVD_META_BLOCK_SECTORS - 1);
 	printf("  bitmap        sectors %" PRIu64 "-%" PRIu64 "\n", sb.bitmap_offset,
 	       sb.bitmap_offset + sb.bitmap_sectors - 1);
+	if (compact)
+		printf("  chunk table   sectors %" PRIu64 "-%" PRIu64 ", %" PRIu64
+		       " chunks of %" PRIu64 " bytes, allocated on first write\n",
+		       sb.table_offset, sb.table_offset + sb.table_sectors - 1,
+		       sb.nr_chunks, chunk_size);
 	if (sb.journal_sectors)
 		printf("  journal       sectors %" PRIu64 "-%" PRIu64 "\n",
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);

@@ -5,9 +5,11 @@
  *   fvd-sbedit IMAGE                       print the fields
  *   fvd-sbedit [--keep-csum] IMAGE f=v...  set fields, then fix the checksum
  *                                          (unless --keep-csum)
- *   fvd-sbedit --jcommit IMAGE INDEX SEQ START+COUNT...
- *                                          write a journal commit of these
- *                                          runs at journal block INDEX
+ *   fvd-sbedit --jcommit IMAGE INDEX SEQ RECORD...
+ *                                          write a journal commit at journal
+ *                                          block INDEX; RECORD is START+COUNT
+ *                                          (blocks local) or tCHUNK=ENTRY
+ *                                          (chunk table entry)
  *
  * Used to build malformed images that the target must reject, and journals
  * for fvd-check to replay.
@@ -73,6 +75,7 @@ static int write_commit(int argc, char **argv)
 				   .max_blocks = FVD_JOURNAL_MAX_COMMIT_BLOCKS };
 	struct fvd_sb_info sb;
 	uint64_t index, seq, start, count;
+	uint32_t entry;
 	size_t len;
 	int fd, i;
 
@@ -93,6 +96,12 @@ static int write_commit(int argc, char **argv)
 	seq = strtoull(argv[2], NULL, 0);
 	fvd_jbuilder_reset(&jb);
 	for (i = 3; i < argc; i++) {
+		if (sscanf(argv[i], "t%" SCNu64 "=%" SCNu32, &start, &entry) == 2) {
+			__le32 le = cpu_to_le32(entry);
+
+			fvd_jbuilder_add_table(&jb, start, 1, &le);
+			continue;
+		}
 		if (sscanf(argv[i], "%" SCNu64 "+%" SCNu64, &start, &count) != 2) {
 			fprintf(stderr, "fvd-sbedit: bad run '%s'\n", argv[i]);
 			return 2;

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    fvd_block_len(&sb, sb.nr_blocks - 1) == 0 ||
 		    fvd_block_len(&sb, sb.nr_blocks) != 0)
 			abort();
-	} else if (fvd_layout_init(&sb, 1 << 20, 1 << 19, 128, 0, true)) {
+	} else if (fvd_layout_init(&sb, 1 << 20, 1 << 19, 128, 0, 0, true)) {
 		abort();
 	}
 

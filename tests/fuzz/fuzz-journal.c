@@ -6,7 +6,8 @@
  * gets a valid magic and checksum so the fuzzer reaches the commit, sequence
  * and record rules rather than stopping at the checksum.  Whatever the input,
  * the replay must stay inside the region, only hand out records inside the
- * disk, and report counts that add up.
+ * disk (and chunk table records only for compact images, their entries
+ * readable to the last), and report counts that add up.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ struct journal {
 	const struct fvd_sb_info *sb;
 	uint8_t blocks[NR_JBLOCKS][FVD_JOURNAL_BLOCK_SIZE];
 	uint64_t records;
+	uint64_t entry_sum;
 };
 
 static int read_block(void *context, uint64_t index, const void **block)
@@ -35,10 +37,16 @@ static int apply(void *context, const struct fvd_jrec *rec)
 {
 	struct journal *j = context;
 
-	if (rec->type != FVD_JREC_BITMAP_SET || !rec->count ||
-	    rec->start >= j->sb->nr_blocks ||
-	    rec->count > j->sb->nr_blocks - rec->start)
+	uint64_t limit = rec->type == FVD_JREC_TABLE ? j->sb->nr_chunks :
+			 j->sb->nr_blocks;
+
+	if ((rec->type != FVD_JREC_BITMAP_SET && rec->type != FVD_JREC_TABLE) ||
+	    !rec->count || rec->start >= limit || rec->count > limit - rec->start ||
+	    (rec->type == FVD_JREC_TABLE && !fvd_compact(j->sb)))
 		abort();
+	/* ASan checks that the last entry lies inside the block */
+	if (rec->entries)
+		j->entry_sum += le32_to_cpu(rec->entries[rec->count - 1]);
 	j->records++;
 	return 0;
 }
@@ -50,8 +58,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fvd_replay replay;
 	unsigned int i;
 
-	/* 1 GiB over 512 MiB, 64 KiB blocks, an 8-block journal */
-	if (fvd_layout_init(&sb, 1 << 21, 1 << 20, 128, NR_JBLOCKS * 8, true))
+	/* 1 GiB over 512 MiB, 64 KiB blocks, an 8-block journal; compact
+	 * with 1 MiB chunks (so table records are valid) when asked to
+	 */
+	if (fvd_layout_init(&sb, 1 << 21, 1 << 20, 128,
+			    size > 1 && (data[1] & 0x40) ? 2048 : 0,
+			    NR_JBLOCKS * 8, true))
 		abort();
 	memset(&j, 0, sizeof(j));
 	memcpy(j.blocks, data, size < sizeof(j.blocks) ? size : sizeof(j.blocks));

@@ -20,7 +20,7 @@
 static void fvd_test_layout(struct kunit *test, struct fvd_sb_info *sb)
 {
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(sb, 1024 * MiB_SECTORS,
-						 600 * MiB_SECTORS, 128,
+						 600 * MiB_SECTORS, 128, 0,
 						 16 * MiB_SECTORS, true));
 }
 
@@ -281,13 +281,13 @@ static void fvd_test_layout_separate_and_large_blocks(struct kunit *test)
 	struct fvd_sb_info sb;
 
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
-						 4096, 0, false));
+						 4096, 0, 0, false));
 	KUNIT_EXPECT_EQ(test, sb.data_offset, 0ULL);
 	KUNIT_EXPECT_EQ(test, sb.journal_sectors, 0ULL);
 	KUNIT_EXPECT_EQ(test, sb.nr_blocks, 512ULL);
 	/* 2 MiB blocks: data aligned to a block, not just 1 MiB */
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
-						 4096, 8, true));
+						 4096, 0, 8, true));
 	KUNIT_EXPECT_EQ(test, sb.data_offset, 4096ULL);
 }
 
@@ -295,11 +295,11 @@ static void fvd_test_layout_rejects(struct kunit *test)
 {
 	struct fvd_sb_info sb;
 
-	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 0, 0, 128, 0, true));
-	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 101, 128, 0, true));
-	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 100, 0, true));
-	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 4, 0, true));
-	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 8192, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 0, 0, 128, 0, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 101, 128, 0, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 100, 0, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 4, 0, 0, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 100, 0, 8192, 0, 0, true));
 }
 
 static void fvd_test_bitmap_region_edges(struct kunit *test)
@@ -318,7 +318,7 @@ static void fvd_test_bitmap_region_edges(struct kunit *test)
 static void fvd_test_partial_geometry(struct kunit *test, struct fvd_sb_info *sb)
 {
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(sb, 10 * 128 + 64,
-						 4 * 128 + 24, 128, 0, true));
+						 4 * 128 + 24, 128, 0, 0, true));
 }
 
 static void fvd_test_block_edges(struct kunit *test)
@@ -351,10 +351,10 @@ static void fvd_test_origin_edges(struct kunit *test)
 
 	/* origin as large as the disk, partial last block */
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 10 * 128 + 64,
-						 10 * 128 + 64, 128, 0, true));
+						 10 * 128 + 64, 128, 0, 0, true));
 	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 10), 64U);
 	/* no origin */
-	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1280, 0, 128, 0, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1280, 0, 128, 0, 0, true));
 	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 0), 0U);
 }
 
@@ -399,7 +399,7 @@ static struct fvd_meta *fvd_test_meta(struct kunit *test)
 
 	KUNIT_ASSERT_NOT_NULL(test, meta);
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&meta->sb, (65536 + 10) * 8ULL,
-						 0, 8, 0, true));
+						 0, 8, 0, 0, true));
 	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc_bitmap(meta));
 	KUNIT_EXPECT_EQ(test, meta->nr_mblocks, 3UL);
 	return meta;
@@ -653,7 +653,7 @@ static struct fvd_test_journal *fvd_test_journal(struct kunit *test, u64 ckpt)
 	KUNIT_ASSERT_NOT_NULL(test, tj);
 	tj->test = test;
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&tj->sb, 1024 * MiB_SECTORS,
-						 0, 128, FVD_TEST_JBLOCKS * 8,
+						 0, 128, 0, FVD_TEST_JBLOCKS * 8,
 						 true));
 	KUNIT_EXPECT_TRUE(test, tj->sb.incompat_features & FVD_INCOMPAT_JOURNAL);
 	KUNIT_EXPECT_EQ(test, fvd_journal_blocks(&tj->sb), (u64)FVD_TEST_JBLOCKS);
