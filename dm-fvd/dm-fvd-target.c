@@ -43,7 +43,7 @@
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
 #define FVD_OP_HASH_BITS	8
-#define FVD_MAX_FEATURE_ARGS	1
+#define FVD_MAX_FEATURE_ARGS	6
 
 enum fvd_mode {
 	FVD_MODE_WRITE,		/* normal operation */
@@ -60,6 +60,7 @@ struct fvd_target {
 	struct fvd_meta meta;
 	struct fvd_journal journal;
 	bool journaled;		/* image has FVD_INCOMPAT_JOURNAL */
+	bool compact;		/* image has FVD_INCOMPAT_COMPACT */
 	bool writable;		/* opened read-write and not read_only */
 	bool loaded;		/* bitmap read since the table was loaded */
 	bool resumed;
@@ -70,6 +71,10 @@ struct fvd_target {
 	spinlock_t lock;
 	struct bio_list deferred;	/* writes to absent blocks */
 	struct bio_list commit_waiters;	/* flushes and FUA writes */
+	struct bio_list no_space;	/* writes waiting for a free chunk */
+	bool out_of_space;		/* no_space holds bios, or held ones failed */
+	bool no_space_expired;		/* fail at once until the device grows */
+	bool low_water_raised;
 	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);
 
 	struct mutex commit_lock;
@@ -77,6 +82,8 @@ struct fvd_target {
 	struct workqueue_struct *copy_wq;	/* block copy steps */
 	struct work_struct worker;
 	struct delayed_work commit_timer;
+	struct delayed_work no_space_timer;
+	bool raise_event;		/* worker: dm event outside the lock */
 
 	mempool_t op_pool;
 	mempool_t *buffer_pool;
@@ -131,6 +138,7 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 	int r;
 
 	memset(args, 0, sizeof(*args));
+	args->no_space_timeout = FVD_DEFAULT_NO_SPACE_TIMEOUT;
 	if (argc < 3) {
 		*error = "Not enough arguments: <metadata dev> <data dev> <origin dev|->";
 		return -EINVAL;
@@ -150,8 +158,28 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 		name = dm_shift_arg(&as);
 		if (!strcasecmp(name, "read_only") && !args->read_only) {
 			args->read_only = true;
+		} else if (!strcasecmp(name, "error_if_no_space") &&
+			   !args->error_if_no_space) {
+			args->error_if_no_space = true;
+		} else if (!strcasecmp(name, "low_water_mark") &&
+			   !args->have_low_water_mark && nr_features) {
+			nr_features--;
+			if (kstrtou64(dm_shift_arg(&as), 10, &args->low_water_mark)) {
+				*error = "Invalid low_water_mark: a number of chunks";
+				return -EINVAL;
+			}
+			args->have_low_water_mark = true;
+		} else if (!strcasecmp(name, "no_space_timeout") &&
+			   !args->have_no_space_timeout && nr_features) {
+			nr_features--;
+			if (kstrtouint(dm_shift_arg(&as), 10, &args->no_space_timeout) ||
+			    args->no_space_timeout > FVD_MAX_NO_SPACE_TIMEOUT) {
+				*error = "Invalid no_space_timeout: seconds, at most a day";
+				return -EINVAL;
+			}
+			args->have_no_space_timeout = true;
 		} else {
-			*error = "Unknown or repeated feature argument";
+			*error = "Unknown or repeated feature argument, or one missing its value";
 			return -EINVAL;
 		}
 	}
@@ -174,12 +202,33 @@ static u64 fvd_bio_block(struct fvd_target *fvd, struct bio *bio)
 	return fvd_sector_to_block(&fvd->meta.sb, fvd_bio_sector(fvd, bio));
 }
 
+/* Where the data of @block, known to be local or being made so, lives. */
+static sector_t fvd_block_data_sector(struct fvd_target *fvd, u64 block)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t start = fvd_block_start(sb, block);
+	u32 entry;
+
+	if (!fvd->compact)
+		return sb->data_offset + start;
+	/*
+	 * The chunk was mapped before the block's first write was issued, so
+	 * before its bit was set: read the entry after the caller's bit test.
+	 */
+	smp_rmb();
+	entry = fvd_table_get(fvd->meta.table.live, fvd_block_chunk(sb, block));
+	return sb->data_offset + ((sector_t)(entry - 1) << sb->chunk_shift) +
+	       (start & (sb->chunk_sectors - 1));
+}
+
 static void fvd_remap_data(struct fvd_target *fvd, struct bio *bio)
 {
 	sector_t sector = fvd_bio_sector(fvd, bio);
+	u64 block = fvd_sector_to_block(&fvd->meta.sb, sector);
 
 	bio_set_dev(bio, fvd->data_dev->bdev);
-	bio->bi_iter.bi_sector = fvd->meta.sb.data_offset + sector;
+	bio->bi_iter.bi_sector = fvd_block_data_sector(fvd, block) +
+				 (sector - fvd_block_start(&fvd->meta.sb, block));
 }
 
 static bool fvd_bio_covers_block(struct fvd_target *fvd, struct bio *bio,
@@ -325,9 +374,7 @@ static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 	spin_unlock_irq(&fvd->lock);
 
 	if (checkpoint)
-		checkpoint = fvd->journal.head ||
-			     !bitmap_empty(fvd->meta.home_stale,
-					   fvd->meta.nr_mblocks);
+		checkpoint = fvd->journal.head || fvd_meta_home_stale(&fvd->meta);
 	if (!nr_blocks && bio_list_empty(&waiters) && !force_data_flush &&
 	    !checkpoint)
 		goto out;
@@ -478,7 +525,7 @@ static void fvd_copy_merge(struct fvd_op *op)
 		dst += bv.bv_len;
 	}
 	fvd_buffer_io(op, REQ_OP_WRITE | (op->fua ? REQ_FUA : 0),
-		      fvd->data_dev->bdev, sb->data_offset + start,
+		      fvd->data_dev->bdev, fvd_block_data_sector(fvd, op->block),
 		      fvd_block_len(sb, op->block), fvd_copy_finish_work);
 }
 
@@ -513,6 +560,64 @@ static void fvd_submit_local_write(struct fvd_target *fvd, struct bio *bio)
 	dm_submit_bio_remap(bio, NULL);
 }
 
+enum fvd_chunk_state {
+	FVD_CHUNK_READY,
+	FVD_CHUNK_HELD,		/* bio held until the data device grows */
+	FVD_CHUNK_NO_SPACE,	/* bio must fail with ENOSPC */
+};
+
+/*
+ * Compact images: make sure the chunk of @block is mapped before its first
+ * write.  Under the lock; dm events are raised by the worker afterwards.
+ */
+static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
+					  struct bio *bio, u64 block)
+{
+	struct fvd_meta *meta = &fvd->meta;
+	u64 chunk = fvd_block_chunk(&meta->sb, block);
+
+	if (!fvd->compact ||
+	    fvd_table_get(meta->table.live, chunk) != FVD_CHUNK_UNMAPPED)
+		return FVD_CHUNK_READY;
+	if (fvd_meta_map_chunk(meta, chunk) >= 0) {
+		if (meta->nr_free < fvd->args.low_water_mark &&
+		    !fvd->low_water_raised) {
+			fvd->low_water_raised = true;
+			fvd->raise_event = true;
+		}
+		return FVD_CHUNK_READY;
+	}
+	if (!fvd->out_of_space) {
+		fvd->out_of_space = true;
+		fvd->raise_event = true;
+		if (fvd->args.no_space_timeout && !fvd->args.error_if_no_space)
+			queue_delayed_work(fvd->wq, &fvd->no_space_timer,
+					   fvd->args.no_space_timeout * HZ);
+	}
+	if (fvd->args.error_if_no_space || fvd->no_space_expired)
+		return FVD_CHUNK_NO_SPACE;
+	bio_list_add(&fvd->no_space, bio);
+	return FVD_CHUNK_HELD;
+}
+
+/* The data device stayed full for no_space_timeout: fail the held writes. */
+static void fvd_no_space_timeout_fn(struct work_struct *ws)
+{
+	struct fvd_target *fvd = container_of(to_delayed_work(ws),
+					      struct fvd_target, no_space_timer);
+	struct bio_list held;
+
+	spin_lock_irq(&fvd->lock);
+	held = fvd->no_space;
+	bio_list_init(&fvd->no_space);
+	fvd->no_space_expired = true;
+	spin_unlock_irq(&fvd->lock);
+	DMWARN_LIMIT("%s: data device full for %us: failing writes to new chunks",
+		     dm_table_device_name(fvd->ti->table),
+		     fvd->args.no_space_timeout);
+	fvd_complete_bios(&held, BLK_STS_NOSPC);
+}
+
 /* Worker: a write that found its block absent in .map. */
 static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 {
@@ -529,7 +634,7 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 		bio_io_error(bio);
 		return;
 	}
-	if (fvd_bit_test(fvd->meta.local, block)) {
+	if (fvd_bit_test(fvd->meta.bits.live, block)) {
 		/* Made local while this bio waited. */
 		ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
 		spin_unlock_irq(&fvd->lock);
@@ -542,6 +647,20 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 		bio_list_add(&busy->waiters, bio);
 		spin_unlock_irq(&fvd->lock);
 		mempool_free(op, &fvd->op_pool);
+		return;
+	}
+	switch (fvd_map_chunk(fvd, bio, block)) {
+	case FVD_CHUNK_READY:
+		break;
+	case FVD_CHUNK_HELD:
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(op, &fvd->op_pool);
+		return;
+	case FVD_CHUNK_NO_SPACE:
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(op, &fvd->op_pool);
+		bio->bi_status = BLK_STS_NOSPC;
+		bio_endio(bio);
 		return;
 	}
 	memset(op, 0, sizeof(*op));
@@ -569,7 +688,7 @@ static void fvd_worker(struct work_struct *ws)
 	struct fvd_target *fvd = container_of(ws, struct fvd_target, worker);
 	struct bio_list bios;
 	struct bio *bio;
-	bool commit;
+	bool commit, event;
 
 	spin_lock_irq(&fvd->lock);
 	bios = fvd->deferred;
@@ -581,7 +700,11 @@ static void fvd_worker(struct work_struct *ws)
 
 	spin_lock_irq(&fvd->lock);
 	commit = !bio_list_empty(&fvd->commit_waiters);
+	event = fvd->raise_event;
+	fvd->raise_event = false;
 	spin_unlock_irq(&fvd->lock);
+	if (event)
+		dm_table_event(fvd->ti->table);
 	if (commit)
 		fvd_commit(fvd, false, false);
 }
@@ -617,7 +740,7 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 	 * racing with the first write of a block may see the old content, as
 	 * it may on any disk.
 	 */
-	if (fvd_bit_test(fvd->meta.local, fvd_sector_to_block(sb, sector))) {
+	if (fvd_bit_test(fvd->meta.bits.live, fvd_sector_to_block(sb, sector))) {
 		fvd_remap_data(fvd, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -643,7 +766,7 @@ static int fvd_map_write(struct fvd_target *fvd, struct bio *bio)
 	if (!fvd->writable || mode == FVD_MODE_FAIL)
 		return DM_MAPIO_KILL;
 
-	if (fvd_bit_test(fvd->meta.local, block)) {
+	if (fvd_bit_test(fvd->meta.bits.live, block)) {
 		if (bio->bi_opf & REQ_FUA) {
 			spin_lock_irqsave(&fvd->lock, flags);
 			ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
@@ -708,6 +831,7 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 
 static void fvd_destroy(struct fvd_target *fvd)
 {
+	cancel_delayed_work_sync(&fvd->no_space_timer);
 	if (fvd->wq)
 		destroy_workqueue(fvd->wq);
 	if (fvd->copy_wq)
@@ -749,8 +873,16 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 		*error = "Image keeps its data on a separate device, but the table names the metadata device";
 		return -EINVAL;
 	}
-	if (bdev_nr_sectors(data) < sb->data_offset + sb->virtual_sectors) {
+	/* A compact image's data device may start without a single chunk. */
+	if (bdev_nr_sectors(data) < sb->data_offset +
+	    (fvd_compact(sb) ? 0 : sb->virtual_sectors)) {
 		*error = "Data device is too small for the image";
+		return -EINVAL;
+	}
+	if (!fvd_compact(sb) &&
+	    (fvd->args.error_if_no_space || fvd->args.have_low_water_mark ||
+	     fvd->args.have_no_space_timeout)) {
+		*error = "Space feature arguments need a compact image";
 		return -EINVAL;
 	}
 	if (!fvd->origin_dev && sb->origin_sectors &&
@@ -807,7 +939,7 @@ static int fvd_alloc_resources(struct fvd_target *fvd, char **error)
 	const char *name = dm_table_device_name(fvd->ti->table);
 	size_t block_bytes = (size_t)fvd->meta.sb.block_sectors << SECTOR_SHIFT;
 
-	if (fvd_meta_alloc_bitmap(&fvd->meta)) {
+	if (fvd_meta_alloc(&fvd->meta)) {
 		*error = "Cannot allocate the block bitmap";
 		return -ENOMEM;
 	}
@@ -862,9 +994,11 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	mutex_init(&fvd->commit_lock);
 	bio_list_init(&fvd->deferred);
 	bio_list_init(&fvd->commit_waiters);
+	bio_list_init(&fvd->no_space);
 	hash_init(fvd->ops);
 	INIT_WORK(&fvd->worker, fvd_worker);
 	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
+	INIT_DELAYED_WORK(&fvd->no_space_timer, fvd_no_space_timeout_fn);
 	atomic64_set(&fvd->nr_copies, 0);
 	atomic64_set(&fvd->nr_whole_writes, 0);
 	atomic64_set(&fvd->nr_commits, 0);
@@ -895,6 +1029,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 	fvd->journaled = fvd->meta.sb.incompat_features & FVD_INCOMPAT_JOURNAL;
+	fvd->compact = fvd_compact(&fvd->meta.sb);
 	r = fvd_alloc_resources(fvd, &ti->error);
 	if (r)
 		goto bad;
@@ -944,6 +1079,27 @@ static void fvd_dtr(struct dm_target *ti)
 	fvd_destroy(fvd);
 }
 
+/*
+ * Writes held for a free chunk would keep a suspend waiting forever, and
+ * growing the data device needs one: hand them back to dm, which reissues
+ * them after the resume when the suspend is a noflush one (and fails them
+ * otherwise), as dm-thin does.
+ */
+static void fvd_presuspend(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+	struct bio_list held;
+
+	cancel_delayed_work_sync(&fvd->no_space_timer);
+	spin_lock_irq(&fvd->lock);
+	held = fvd->no_space;
+	bio_list_init(&fvd->no_space);
+	/* A write that still finds no space after the resume waits anew. */
+	fvd->out_of_space = fvd->no_space_expired;
+	spin_unlock_irq(&fvd->lock);
+	fvd_complete_bios(&held, BLK_STS_DM_REQUEUE);
+}
+
 static void fvd_postsuspend(struct dm_target *ti)
 {
 	struct fvd_target *fvd = ti->private;
@@ -967,6 +1123,19 @@ static int fvd_preresume(struct dm_target *ti)
 	struct fvd_replay replay;
 	int r;
 
+	if (fvd->compact) {
+		/* Every resume: the data device may have grown. */
+		r = fvd_meta_set_capacity(&fvd->meta,
+					  (bdev_nr_sectors(fvd->data_dev->bdev) -
+					   fvd->meta.sb.data_offset) >>
+					  fvd->meta.sb.chunk_shift, &fvd->lock);
+		if (r) {
+			DMERR("%s: %s", dm_table_device_name(ti->table),
+			      r == -ENOSPC ? "the data device shrank below a chunk in use" :
+			      "cannot allocate the chunk map");
+			return r;
+		}
+	}
 	if (fvd->loaded)
 		return 0;
 	r = fvd_meta_read_sb(&fvd->meta, &sb, &status);
@@ -990,10 +1159,13 @@ static int fvd_preresume(struct dm_target *ti)
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;
-	r = fvd_meta_load_bitmap(&fvd->meta, &replay);
+	r = fvd_meta_load(&fvd->meta, &replay);
 	if (r) {
-		DMERR("%s: cannot read the bitmap and journal (%d)",
-		      dm_table_device_name(ti->table), r);
+		DMERR("%s: %s (%d)", dm_table_device_name(ti->table),
+		      r == -ERANGE ? "the chunk table maps past the end of the data device" :
+		      r == -EEXIST ? "the chunk table maps a physical chunk twice" :
+		      r == -EUCLEAN ? "a local block lies in an unmapped chunk" :
+		      "cannot read the bitmap, table and journal", r);
 		return r;
 	}
 	if (replay.nr_commits)
@@ -1028,6 +1200,16 @@ static void fvd_resume(struct dm_target *ti)
 	int r;
 
 	fvd->resumed = true;
+	if (fvd->compact) {
+		spin_lock_irq(&fvd->lock);
+		if (fvd->meta.nr_free) {
+			fvd->out_of_space = false;
+			fvd->no_space_expired = false;
+		}
+		if (fvd->meta.nr_free >= fvd->args.low_water_mark)
+			fvd->low_water_raised = false;
+		spin_unlock_irq(&fvd->lock);
+	}
 	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
 		return;
 	if (fvd->meta.sb.flags & FVD_FLAG_CLEAN) {
@@ -1046,14 +1228,19 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       unsigned int maxlen)
 {
 	struct fvd_target *fvd = ti->private;
-	unsigned int sz = 0;
+	unsigned int sz = 0, nr_features;
 	unsigned long flags;
-	u64 nr_local;
+	u64 nr_local, nr_free, nr_phys;
+	const char *space;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
 		spin_lock_irqsave(&fvd->lock, flags);
 		nr_local = fvd->meta.nr_local;
+		nr_free = fvd->meta.nr_free;
+		nr_phys = fvd->meta.nr_phys;
+		space = fvd->out_of_space ? "out_of_data_space" :
+			fvd->low_water_raised ? "low_water" : "ok";
 		spin_unlock_irqrestore(&fvd->lock, flags);
 		DMEMIT("%s %u %llu/%llu %lld %lld %lld %lld %lld %lld",
 		       fvd_mode_name(READ_ONCE(fvd->mode)),
@@ -1065,12 +1252,27 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       (long long)atomic64_read(&fvd->journal.nr_writes),
 		       (long long)atomic64_read(&fvd->journal.nr_written_blocks),
 		       (long long)atomic64_read(&fvd->journal.nr_checkpoints));
+		if (fvd->compact)
+			DMEMIT(" %llu/%llu %s", nr_free, nr_phys, space);
+		else
+			DMEMIT(" - -");
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
 		       fvd->origin_dev ? fvd->origin_dev->name : "-");
+		nr_features = fvd->args.read_only + fvd->args.error_if_no_space +
+			      2 * fvd->args.have_low_water_mark +
+			      2 * fvd->args.have_no_space_timeout;
+		if (nr_features)
+			DMEMIT(" %u", nr_features);
 		if (fvd->args.read_only)
-			DMEMIT(" 1 read_only");
+			DMEMIT(" read_only");
+		if (fvd->args.error_if_no_space)
+			DMEMIT(" error_if_no_space");
+		if (fvd->args.have_low_water_mark)
+			DMEMIT(" low_water_mark %llu", fvd->args.low_water_mark);
+		if (fvd->args.have_no_space_timeout)
+			DMEMIT(" no_space_timeout %u", fvd->args.no_space_timeout);
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';
@@ -1082,9 +1284,15 @@ static int fvd_iterate_devices(struct dm_target *ti,
 			       iterate_devices_callout_fn fn, void *data)
 {
 	struct fvd_target *fvd = ti->private;
+	sector_t data_len = ti->len;
 	int r;
 
-	r = fn(ti, fvd->data_dev, fvd->meta.sb.data_offset, ti->len, data);
+
+	/* A compact image's data device holds what was allocated so far. */
+	if (fvd->compact)
+		data_len = bdev_nr_sectors(fvd->data_dev->bdev) -
+			   fvd->meta.sb.data_offset;
+	r = fn(ti, fvd->data_dev, fvd->meta.sb.data_offset, data_len, data);
 	if (!r && fvd->origin_dev)
 		r = fn(ti, fvd->origin_dev, 0, fvd->meta.sb.origin_sectors, data);
 	return r;
@@ -1106,6 +1314,7 @@ static struct target_type fvd_target_type = {
 	.dtr = fvd_dtr,
 	.map = fvd_map,
 	.end_io = fvd_end_io,
+	.presuspend = fvd_presuspend,
 	.postsuspend = fvd_postsuspend,
 	.preresume = fvd_preresume,
 	.resume = fvd_resume,

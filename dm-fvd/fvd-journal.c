@@ -89,7 +89,8 @@ int fvd_journal_append(struct fvd_journal *journal, struct dm_io_client *client,
 struct fvd_replay_context {
 	struct fvd_meta *meta;
 	const struct fvd_sb_info *sb;
-	u8 *map;
+	u8 *bits;
+	u8 *table;
 	struct dm_buffer *buf;
 };
 
@@ -128,28 +129,44 @@ static int fvd_replay_apply(void *context, const struct fvd_jrec *rec)
 {
 	struct fvd_replay_context *ctx = context;
 	struct fvd_meta *meta = ctx->meta;
-	u64 block;
+	u64 nr, i;
 
 	/* Checked with the block already; the device could have changed since. */
-	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= meta->sb.nr_blocks ||
-	    rec->count > meta->sb.nr_blocks - rec->start)
+	if (rec->type == FVD_JREC_TABLE) {
+		nr = meta->sb.nr_chunks;
+		if (!meta->table.nr_mblocks || rec->start >= nr ||
+		    rec->count > nr - rec->start)
+			return -EINVAL;
+		for (i = 0; i < rec->count; i++) {
+			fvd_table_set(ctx->table, rec->start + i,
+				      le32_to_cpu(rec->entries[i]));
+			__set_bit(fvd_meta_tblock_of(rec->start + i),
+				  meta->table.home_stale);
+		}
+		return 0;
+	}
+	nr = meta->sb.nr_blocks;
+	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= nr ||
+	    rec->count > nr - rec->start)
 		return -EINVAL;
-	for (block = rec->start; block < rec->start + rec->count; block++) {
-		fvd_bit_set(ctx->map, block);
-		__set_bit(fvd_meta_mblock_of(block), meta->home_stale);
+	for (i = rec->start; i < rec->start + rec->count; i++) {
+		fvd_bit_set(ctx->bits, i);
+		__set_bit(fvd_meta_mblock_of(i), meta->bits.home_stale);
 	}
 	return 0;
 }
 
 /*
- * Apply to @map every journal commit newer than @sb's checkpoint.  Sets the
- * home_stale bit of each bitmap block a commit touched.
+ * Apply to the bitmap @bits and the table @table every journal commit newer
+ * than @sb's checkpoint.  Sets the home_stale bit of each metadata block a
+ * commit touched.
  */
-int fvd_journal_replay_bitmap(struct fvd_meta *meta,
-			      const struct fvd_sb_info *sb, u8 *map,
-			      struct fvd_replay *replay)
+int fvd_journal_replay_meta(struct fvd_meta *meta, const struct fvd_sb_info *sb,
+			    u8 *bits, u8 *table, struct fvd_replay *replay)
 {
-	struct fvd_replay_context ctx = { .meta = meta, .sb = sb, .map = map };
+	struct fvd_replay_context ctx = {
+		.meta = meta, .sb = sb, .bits = bits, .table = table,
+	};
 	sector_t first = fvd_journal_mblock(sb, 0);
 	u64 nr = fvd_journal_blocks(sb);
 	int r;

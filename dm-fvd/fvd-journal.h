@@ -30,8 +30,7 @@ void fvd_journal_exit(struct fvd_journal *journal);
 bool fvd_journal_fits(const struct fvd_journal *journal);
 int fvd_journal_append(struct fvd_journal *journal, struct dm_io_client *client,
 		       struct block_device *bdev, const struct fvd_sb_info *sb);
-int fvd_journal_replay_bitmap(struct fvd_meta *meta,
-			      const struct fvd_sb_info *sb, u8 *map,
-			      struct fvd_replay *replay);
+int fvd_journal_replay_meta(struct fvd_meta *meta, const struct fvd_sb_info *sb,
+			    u8 *bits, u8 *table, struct fvd_replay *replay);
 
 #endif /* FVD_JOURNAL_H */

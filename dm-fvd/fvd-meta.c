@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dm-fvd metadata I/O: superblock and bitmap through dm-bufio.
+ * dm-fvd metadata I/O: superblock, bitmap and chunk table through dm-bufio.
  *
  * The bitmap only ever gains bits in this format version, and a bitmap
  * block is written home only after the data device was flushed.  So a torn
@@ -8,11 +8,14 @@
  * (block read from the origin again, never acknowledged by a flush) or at
  * its new value (data already durable).  That is what lets a checkpoint
  * write home blocks in place, and an image without a journal commit by
- * writing them directly.
+ * writing them directly.  Chunk table entries are only set in this version
+ * (a chunk is never freed), and only compact images, which always have a
+ * journal, have a table.
  */
 #include <linux/bitmap.h>
 #include <linux/dm-bufio.h>
 #include <linux/err.h>
+#include <linux/minmax.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
@@ -60,43 +63,58 @@ int fvd_meta_open(struct fvd_meta *meta, struct block_device *bdev,
 	return fvd_meta_read_sb(meta, &meta->sb, status);
 }
 
-/* Allocate the in-memory bitmaps for the geometry in meta->sb. */
-int fvd_meta_alloc_bitmap(struct fvd_meta *meta)
+static int fvd_mregion_alloc(struct fvd_mregion *r, u64 sectors, u64 offset)
 {
-	u64 bytes = meta->sb.bitmap_sectors << FVD_SECTOR_SHIFT;
+	u64 bytes = sectors << FVD_SECTOR_SHIFT;
 	u64 mblocks = bytes / FVD_META_BLOCK_SIZE;
 
 	if (bytes > SIZE_MAX || mblocks > UINT_MAX)
 		return -ENOMEM;
-	meta->bitmap_bytes = bytes;
-	meta->nr_mblocks = mblocks;
-	meta->local = kvzalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
-	meta->staged = kvzalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
-	meta->dirty = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
-	meta->committing = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
-	meta->home_stale = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
-	if (!meta->local || !meta->staged || !meta->dirty || !meta->committing ||
-	    !meta->home_stale)
+	r->bytes = bytes;
+	r->nr_mblocks = mblocks;
+	r->first_mblock = offset / FVD_META_BLOCK_SECTORS;
+	if (!mblocks)
+		return 0;
+	r->live = kvzalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
+	r->staged = kvzalloc(bytes, GFP_KERNEL | __GFP_NOWARN);
+	r->dirty = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
+	r->committing = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
+	r->home_stale = bitmap_zalloc(mblocks, GFP_KERNEL | __GFP_NOWARN);
+	if (!r->live || !r->staged || !r->dirty || !r->committing ||
+	    !r->home_stale)
 		return -ENOMEM;
 	return 0;
+}
+
+static void fvd_mregion_free(struct fvd_mregion *r)
+{
+	kvfree(r->live);
+	kvfree(r->staged);
+	bitmap_free(r->dirty);
+	bitmap_free(r->committing);
+	bitmap_free(r->home_stale);
+}
+
+/* Allocate the in-memory bitmap and table for the geometry in meta->sb. */
+int fvd_meta_alloc(struct fvd_meta *meta)
+{
+	int r = fvd_mregion_alloc(&meta->bits, meta->sb.bitmap_sectors,
+				  meta->sb.bitmap_offset);
+
+	if (r)
+		return r;
+	return fvd_mregion_alloc(&meta->table, meta->sb.table_sectors,
+				 meta->sb.table_offset);
 }
 
 void fvd_meta_close(struct fvd_meta *meta)
 {
 	if (meta->bufio)
 		dm_bufio_client_destroy(meta->bufio);
-	kvfree(meta->local);
-	kvfree(meta->staged);
-	bitmap_free(meta->dirty);
-	bitmap_free(meta->committing);
-	bitmap_free(meta->home_stale);
+	fvd_mregion_free(&meta->bits);
+	fvd_mregion_free(&meta->table);
+	bitmap_free(meta->chunk_used);
 	memset(meta, 0, sizeof(*meta));
-}
-
-static sector_t fvd_meta_bitmap_block(const struct fvd_meta *meta,
-				      unsigned long mblock)
-{
-	return meta->sb.bitmap_offset / FVD_META_BLOCK_SECTORS + mblock;
 }
 
 /* Bits past the last block of the disk are ignored, whatever the disk says. */
@@ -109,7 +127,7 @@ static void fvd_meta_clear_tail(struct fvd_meta *meta, u8 *map)
 		map[first_byte] &= (1U << (nr % 8)) - 1;
 		first_byte++;
 	}
-	memset(map + first_byte, 0, meta->bitmap_bytes - first_byte);
+	memset(map + first_byte, 0, meta->bits.bytes - first_byte);
 }
 
 static u64 fvd_meta_count(const u8 *map, size_t bytes)
@@ -123,58 +141,148 @@ static u64 fvd_meta_count(const u8 *map, size_t bytes)
 	return count;
 }
 
-/*
- * Read the committed bitmap into @map: the home copy, then the journal
- * commits newer than @sb's checkpoint.  Bitmap blocks the journal changed
- * are marked home_stale.
- */
-static int fvd_meta_read_committed(struct fvd_meta *meta,
-				   const struct fvd_sb_info *sb, u8 *map,
-				   struct fvd_replay *replay)
+/* Read the home copy of region @r into @map. */
+static int fvd_mregion_read(struct fvd_meta *meta, struct fvd_mregion *r,
+			    u8 *map)
 {
 	struct dm_buffer *buf;
 	unsigned long i;
 	void *data;
-	int r;
 
-	memset(replay, 0, sizeof(*replay));
-	dm_bufio_forget_buffers(meta->bufio, fvd_meta_bitmap_block(meta, 0),
-				meta->nr_mblocks);
-	dm_bufio_prefetch(meta->bufio, fvd_meta_bitmap_block(meta, 0),
-			  meta->nr_mblocks);
-	for (i = 0; i < meta->nr_mblocks; i++) {
-		data = dm_bufio_read(meta->bufio, fvd_meta_bitmap_block(meta, i),
-				     &buf);
+	if (!r->nr_mblocks)
+		return 0;
+	dm_bufio_forget_buffers(meta->bufio, r->first_mblock, r->nr_mblocks);
+	dm_bufio_prefetch(meta->bufio, r->first_mblock, r->nr_mblocks);
+	for (i = 0; i < r->nr_mblocks; i++) {
+		data = dm_bufio_read(meta->bufio, r->first_mblock + i, &buf);
 		if (IS_ERR(data))
 			return PTR_ERR(data);
 		memcpy(map + i * FVD_META_BLOCK_SIZE, data, FVD_META_BLOCK_SIZE);
 		dm_bufio_release(buf);
 		cond_resched();
 	}
-	bitmap_zero(meta->home_stale, meta->nr_mblocks);
-	if (sb->incompat_features & FVD_INCOMPAT_JOURNAL) {
-		r = fvd_journal_replay_bitmap(meta, sb, map, replay);
-		if (r)
-			return r;
-	}
-	fvd_meta_clear_tail(meta, map);
+	bitmap_zero(r->home_stale, r->nr_mblocks);
 	return 0;
 }
 
-/* Load the committed bitmap into both in-memory copies. */
-int fvd_meta_load_bitmap(struct fvd_meta *meta, struct fvd_replay *replay)
+/*
+ * Read the committed bitmap and table into @bits and @table: the home
+ * copies, then the journal commits newer than @sb's checkpoint.  Metadata
+ * blocks the journal changed are marked home_stale.
+ */
+static int fvd_meta_read_committed(struct fvd_meta *meta,
+				   const struct fvd_sb_info *sb, u8 *bits,
+				   u8 *table, struct fvd_replay *replay)
 {
-	int r = fvd_meta_read_committed(meta, &meta->sb, meta->local, replay);
+	int r;
 
+	memset(replay, 0, sizeof(*replay));
+	r = fvd_mregion_read(meta, &meta->bits, bits);
+	if (!r)
+		r = fvd_mregion_read(meta, &meta->table, table);
+	if (!r && (sb->incompat_features & FVD_INCOMPAT_JOURNAL))
+		r = fvd_journal_replay_meta(meta, sb, bits, table, replay);
 	if (r)
 		return r;
-	memcpy(meta->staged, meta->local, meta->bitmap_bytes);
-	meta->nr_local = fvd_meta_count(meta->local, meta->bitmap_bytes);
-	bitmap_zero(meta->dirty, meta->nr_mblocks);
-	bitmap_zero(meta->committing, meta->nr_mblocks);
-	meta->nr_dirty = 0;
-	meta->commit_active = false;
+	fvd_meta_clear_tail(meta, bits);
 	return 0;
+}
+
+/*
+ * Rebuild which physical chunks are in use from the live table.  A table
+ * that maps past the data device or maps a chunk twice, or a local block
+ * in an unmapped chunk, is corrupt.
+ */
+int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
+{
+	u64 chunk, block, first, end, used = 0;
+	u32 entry;
+
+	if (!fvd_compact(&meta->sb))
+		return 0;
+	bitmap_zero(meta->chunk_used, meta->nr_phys);
+	for (chunk = 0; chunk < meta->sb.nr_chunks; chunk++) {
+		entry = fvd_table_get(meta->table.live, chunk);
+		if (entry == FVD_CHUNK_UNMAPPED) {
+			first = chunk << (meta->sb.chunk_shift - meta->sb.block_shift);
+			end = min(meta->sb.nr_blocks,
+				  first + (1ULL << (meta->sb.chunk_shift -
+						    meta->sb.block_shift)));
+			for (block = first; block < end; block++)
+				if (fvd_bit_test(meta->bits.live, block))
+					return -EUCLEAN;
+			continue;
+		}
+		if (entry - 1 >= meta->nr_phys)
+			return -ERANGE;
+		if (__test_and_set_bit(entry - 1, meta->chunk_used))
+			return -EEXIST;
+		used++;
+		if (!(chunk % 4096))
+			cond_resched();
+	}
+	meta->nr_free = meta->nr_phys - used;
+	return 0;
+}
+
+/*
+ * Size the physical chunk map for a data device holding @nr_phys chunks.
+ * Growing keeps the chunks in use; shrinking below a chunk in use fails.
+ */
+int fvd_meta_set_capacity(struct fvd_meta *meta, u64 nr_phys, spinlock_t *lock)
+{
+	unsigned long *used, *old;
+	u64 last;
+
+	if (!fvd_compact(&meta->sb))
+		return 0;
+	nr_phys = min_t(u64, nr_phys, U32_MAX - 1);
+	used = bitmap_zalloc(max_t(u64, nr_phys, 1), GFP_KERNEL | __GFP_NOWARN);
+	if (!used)
+		return -ENOMEM;
+	spin_lock_irq(lock);
+	old = meta->chunk_used;
+	if (old) {
+		last = find_last_bit(old, meta->nr_phys);
+		if (last < meta->nr_phys && last >= nr_phys) {
+			spin_unlock_irq(lock);
+			bitmap_free(used);
+			return -ENOSPC;
+		}
+		bitmap_copy(used, old, min(meta->nr_phys, nr_phys));
+		meta->nr_free = nr_phys - (meta->nr_phys - meta->nr_free);
+	} else {
+		meta->nr_free = nr_phys;
+	}
+	meta->chunk_used = used;
+	meta->nr_phys = nr_phys;
+	spin_unlock_irq(lock);
+	bitmap_free(old);
+	return 0;
+}
+
+/* Load the committed bitmap and table into both in-memory copies. */
+int fvd_meta_load(struct fvd_meta *meta, struct fvd_replay *replay)
+{
+	struct fvd_mregion *regions[] = { &meta->bits, &meta->table };
+	unsigned int i;
+	int r;
+
+	r = fvd_meta_read_committed(meta, &meta->sb, meta->bits.live,
+				    meta->table.live, replay);
+	if (r)
+		return r;
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		if (!regions[i]->nr_mblocks)
+			continue;
+		memcpy(regions[i]->staged, regions[i]->live, regions[i]->bytes);
+		bitmap_zero(regions[i]->dirty, regions[i]->nr_mblocks);
+		bitmap_zero(regions[i]->committing, regions[i]->nr_mblocks);
+		regions[i]->nr_dirty = 0;
+	}
+	meta->nr_local = fvd_meta_count(meta->bits.live, meta->bits.bytes);
+	meta->commit_active = false;
+	return fvd_meta_rebuild_chunks(meta);
 }
 
 /* Write every dirty buffer and flush the metadata device's cache. */
@@ -200,31 +308,60 @@ int fvd_meta_write_sb(struct fvd_meta *meta)
 	return fvd_meta_write_out(meta);
 }
 
+static void fvd_mregion_mark_dirty(struct fvd_mregion *r, unsigned long mblock)
+{
+	if (!test_and_set_bit(mblock, r->dirty))
+		r->nr_dirty++;
+}
+
 /* Returns true when @block was absent before. */
 bool fvd_meta_mark_local(struct fvd_meta *meta, u64 block)
 {
-	unsigned long mblock = fvd_meta_mblock_of(block);
-
-	if (fvd_bit_test(meta->local, block))
+	if (fvd_bit_test(meta->bits.live, block))
 		return false;
-	fvd_bit_set(meta->local, block);
+	fvd_bit_set(meta->bits.live, block);
 	meta->nr_local++;
-	if (!test_and_set_bit(mblock, meta->dirty))
-		meta->nr_dirty++;
+	fvd_mregion_mark_dirty(&meta->bits, fvd_meta_mblock_of(block));
 	return true;
 }
 
-/* Is the local bit of @block (known to be set) already on disk? */
+static bool fvd_mregion_durable(const struct fvd_mregion *r,
+				unsigned long mblock)
+{
+	return !test_bit(mblock, r->dirty) && !test_bit(mblock, r->committing);
+}
+
+/* Is the local bit of @block (known to be set), and its chunk, on disk? */
 bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block)
 {
-	unsigned long mblock = fvd_meta_mblock_of(block);
-
-	return !test_bit(mblock, meta->dirty) &&
-	       !test_bit(mblock, meta->committing);
+	if (!fvd_mregion_durable(&meta->bits, fvd_meta_mblock_of(block)))
+		return false;
+	return !fvd_compact(&meta->sb) ||
+	       fvd_mregion_durable(&meta->table,
+				   fvd_meta_tblock_of(fvd_block_chunk(&meta->sb,
+								      block)));
 }
 
 /*
- * Append to @jb the runs of bits set in local but not in staged within
+ * Give virtual @chunk the lowest free physical chunk; -ENOSPC when the data
+ * device is full.  The mapping is live at once and committed with the next
+ * commit, which also carries the bits of the blocks written there.
+ */
+s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk)
+{
+	u64 phys = find_first_zero_bit(meta->chunk_used, meta->nr_phys);
+
+	if (phys >= meta->nr_phys)
+		return -ENOSPC;
+	__set_bit(phys, meta->chunk_used);
+	meta->nr_free--;
+	fvd_table_set(meta->table.live, chunk, phys + 1);
+	fvd_mregion_mark_dirty(&meta->table, fvd_meta_tblock_of(chunk));
+	return phys;
+}
+
+/*
+ * Append to @jb the runs of bits set in live but not in staged within
  * bitmap block @mblock: exactly the blocks that became local since the
  * last snapshot.
  */
@@ -233,15 +370,15 @@ static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
 {
 	const size_t words = FVD_META_BLOCK_SIZE / sizeof(u64);
 	size_t off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-	const __le64 *local = (const __le64 *)(meta->local + off);
-	const __le64 *staged = (const __le64 *)(meta->staged + off);
+	const __le64 *live = (const __le64 *)(meta->bits.live + off);
+	const __le64 *staged = (const __le64 *)(meta->bits.staged + off);
 	u64 first = (u64)mblock * FVD_META_BLOCK_SIZE * 8;
 	u64 run_start = 0, run_end = 0, bit;
 	size_t w;
 	u64 added;
 
 	for (w = 0; w < words; w++) {
-		added = le64_to_cpu(local[w]) & ~le64_to_cpu(staged[w]);
+		added = le64_to_cpu(live[w]) & ~le64_to_cpu(staged[w]);
 		while (added) {
 			bit = first + w * 64 + __ffs64(added);
 			added &= added - 1;
@@ -260,75 +397,138 @@ static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
 		fvd_jbuilder_add_run(jb, run_start, run_end - run_start);
 }
 
-/*
- * Start a commit: freeze the current bits of every dirty bitmap block into
- * the staged copy, and describe the new bits in @jb when it is given.
- * Returns the number of bitmap blocks concerned.
- */
-unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb)
+/* Append to @jb the runs of table entries changed within table block @tblock. */
+static void fvd_meta_add_table(const struct fvd_meta *meta,
+			       unsigned long tblock, struct fvd_jbuilder *jb)
+{
+	const u64 per_block = FVD_META_BLOCK_SIZE / sizeof(__le32);
+	const __le32 *live = (const __le32 *)meta->table.live;
+	const __le32 *staged = (const __le32 *)meta->table.staged;
+	u64 chunk = tblock * per_block;
+	u64 end = min(chunk + per_block, meta->sb.nr_chunks), run;
+
+	while (chunk < end) {
+		if (live[chunk] == staged[chunk]) {
+			chunk++;
+			continue;
+		}
+		for (run = chunk + 1; run < end && live[run] != staged[run]; run++)
+			;
+		fvd_jbuilder_add_table(jb, chunk, run - chunk, live + chunk);
+		chunk = run;
+	}
+}
+
+/* Freeze the dirty blocks of @r into its staged copy; returns how many. */
+static unsigned long fvd_mregion_snapshot(struct fvd_meta *meta,
+					  struct fvd_mregion *r,
+					  struct fvd_jbuilder *jb)
 {
 	unsigned long mblock, n = 0;
 	size_t off;
 
-	if (jb)
-		fvd_jbuilder_reset(jb);
-	for_each_set_bit(mblock, meta->dirty, meta->nr_mblocks) {
+	if (!r->nr_mblocks)
+		return 0;
+	for_each_set_bit(mblock, r->dirty, r->nr_mblocks) {
 		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-		if (jb)
+		if (jb && r == &meta->bits)
 			fvd_meta_add_runs(meta, mblock, jb);
-		memcpy(meta->staged + off, meta->local + off, FVD_META_BLOCK_SIZE);
-		__set_bit(mblock, meta->committing);
+		else if (jb)
+			fvd_meta_add_table(meta, mblock, jb);
+		memcpy(r->staged + off, r->live + off, FVD_META_BLOCK_SIZE);
+		__set_bit(mblock, r->committing);
 		n++;
 	}
-	bitmap_zero(meta->dirty, meta->nr_mblocks);
-	meta->nr_dirty = 0;
-	meta->commit_active = n > 0;
+	bitmap_zero(r->dirty, r->nr_mblocks);
+	r->nr_dirty = 0;
 	return n;
 }
 
 /*
- * Write home the staged copy of the bitmap blocks of the commit under way
- * and of those only the journal holds, then flush: after this the home
- * bitmap alone is the committed state.
+ * Start a commit: freeze the current state of every dirty metadata block
+ * into the staged copies, and describe the changes in @jb when it is given
+ * (table entries first, then the blocks written in those chunks).  Returns
+ * the number of metadata blocks concerned.
  */
-int fvd_meta_write_home(struct fvd_meta *meta)
+unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb)
+{
+	unsigned long n;
+
+	if (jb)
+		fvd_jbuilder_reset(jb);
+	n = fvd_mregion_snapshot(meta, &meta->table, jb);
+	n += fvd_mregion_snapshot(meta, &meta->bits, jb);
+	meta->commit_active = n > 0;
+	return n;
+}
+
+static int fvd_mregion_write_home(struct fvd_meta *meta, struct fvd_mregion *r)
 {
 	struct dm_buffer *buf;
 	unsigned long mblock;
 	void *data;
-	int r;
 
-	bitmap_or(meta->home_stale, meta->home_stale, meta->committing,
-		  meta->nr_mblocks);
-	for_each_set_bit(mblock, meta->home_stale, meta->nr_mblocks) {
-		data = dm_bufio_new(meta->bufio, fvd_meta_bitmap_block(meta, mblock),
-				    &buf);
+	if (!r->nr_mblocks)
+		return 0;
+	bitmap_or(r->home_stale, r->home_stale, r->committing, r->nr_mblocks);
+	for_each_set_bit(mblock, r->home_stale, r->nr_mblocks) {
+		data = dm_bufio_new(meta->bufio, r->first_mblock + mblock, &buf);
 		if (IS_ERR(data))
 			return PTR_ERR(data);
-		memcpy(data, meta->staged + (size_t)mblock * FVD_META_BLOCK_SIZE,
+		memcpy(data, r->staged + (size_t)mblock * FVD_META_BLOCK_SIZE,
 		       FVD_META_BLOCK_SIZE);
 		dm_bufio_mark_buffer_dirty(buf);
 		dm_bufio_release(buf);
 	}
-	r = fvd_meta_write_out(meta);
+	return 0;
+}
+
+/*
+ * Write home the staged copy of the metadata blocks of the commit under way
+ * and of those only the journal holds, then flush: after this the home
+ * copies alone are the committed state.
+ */
+int fvd_meta_write_home(struct fvd_meta *meta)
+{
+	int r = fvd_mregion_write_home(meta, &meta->table);
+
 	if (!r)
-		bitmap_zero(meta->home_stale, meta->nr_mblocks);
-	return r;
+		r = fvd_mregion_write_home(meta, &meta->bits);
+	if (!r)
+		r = fvd_meta_write_out(meta);
+	if (r)
+		return r;
+	if (meta->table.nr_mblocks)
+		bitmap_zero(meta->table.home_stale, meta->table.nr_mblocks);
+	bitmap_zero(meta->bits.home_stale, meta->bits.nr_mblocks);
+	return 0;
+}
+
+/* Does the home copy lag behind the journal? */
+bool fvd_meta_home_stale(const struct fvd_meta *meta)
+{
+	return !bitmap_empty(meta->bits.home_stale, meta->bits.nr_mblocks) ||
+	       (meta->table.nr_mblocks &&
+		!bitmap_empty(meta->table.home_stale, meta->table.nr_mblocks));
 }
 
 /* The commit under way reached the journal: its blocks are stale at home. */
 void fvd_meta_journaled(struct fvd_meta *meta)
 {
-	bitmap_or(meta->home_stale, meta->home_stale, meta->committing,
-		  meta->nr_mblocks);
+	bitmap_or(meta->bits.home_stale, meta->bits.home_stale,
+		  meta->bits.committing, meta->bits.nr_mblocks);
+	if (meta->table.nr_mblocks)
+		bitmap_or(meta->table.home_stale, meta->table.home_stale,
+			  meta->table.committing, meta->table.nr_mblocks);
 }
 
 /*
- * After a failed commit: make the in-memory bitmap what the disk holds
- * (home bitmap plus the journal, as the superblock @sb read back describes
- * it), so that the target serves exactly the committed state from now on.
- * Blocks whose bits are dropped were never covered by a successful flush.
- * The caller guarantees that no bit is set and no commit runs meanwhile;
+ * After a failed commit: make the in-memory bitmap and table what the disk
+ * holds (home copies plus the journal, as the superblock @sb read back
+ * describes it), so that the target serves exactly the committed state from
+ * now on.  Blocks whose bits are dropped were never covered by a successful
+ * flush; chunks allocated since the last commit are free again.  The caller
+ * guarantees that no bit or entry is set and no commit runs meanwhile;
  * @lock is the target's.
  */
 int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
@@ -340,35 +540,51 @@ int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
 	u64 delta;
 	int r;
 
-	r = fvd_meta_read_committed(meta, sb, meta->staged, &replay);
+	r = fvd_meta_read_committed(meta, sb, meta->bits.staged,
+				    meta->table.staged, &replay);
 	if (r)
 		return r;
-	for (mblock = 0; mblock < meta->nr_mblocks; mblock++) {
-		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-		delta = fvd_meta_count(meta->staged + off, FVD_META_BLOCK_SIZE);
+	if (meta->table.nr_mblocks) {
 		spin_lock_irq(lock);
-		meta->nr_local -= fvd_meta_count(meta->local + off,
+		memcpy(meta->table.live, meta->table.staged, meta->table.bytes);
+		bitmap_zero(meta->table.dirty, meta->table.nr_mblocks);
+		meta->table.nr_dirty = 0;
+		spin_unlock_irq(lock);
+	}
+	for (mblock = 0; mblock < meta->bits.nr_mblocks; mblock++) {
+		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
+		delta = fvd_meta_count(meta->bits.staged + off, FVD_META_BLOCK_SIZE);
+		spin_lock_irq(lock);
+		meta->nr_local -= fvd_meta_count(meta->bits.live + off,
 						 FVD_META_BLOCK_SIZE);
 		meta->nr_local += delta;
-		memcpy(meta->local + off, meta->staged + off, FVD_META_BLOCK_SIZE);
+		memcpy(meta->bits.live + off, meta->bits.staged + off,
+		       FVD_META_BLOCK_SIZE);
 		spin_unlock_irq(lock);
 		cond_resched();
 	}
 	spin_lock_irq(lock);
-	bitmap_zero(meta->dirty, meta->nr_mblocks);
-	meta->nr_dirty = 0;
+	bitmap_zero(meta->bits.dirty, meta->bits.nr_mblocks);
+	meta->bits.nr_dirty = 0;
 	spin_unlock_irq(lock);
-	return 0;
+	return fvd_meta_rebuild_chunks(meta);
+}
+
+static void fvd_mregion_commit_done(struct fvd_mregion *r, bool failed)
+{
+	if (!r->nr_mblocks)
+		return;
+	if (failed) {
+		bitmap_or(r->dirty, r->dirty, r->committing, r->nr_mblocks);
+		r->nr_dirty = bitmap_weight(r->dirty, r->nr_mblocks);
+	}
+	bitmap_zero(r->committing, r->nr_mblocks);
 }
 
 /* End a commit; a failed one leaves its blocks dirty (not durable). */
 void fvd_meta_commit_done(struct fvd_meta *meta, bool failed)
 {
-	if (failed) {
-		bitmap_or(meta->dirty, meta->dirty, meta->committing,
-			  meta->nr_mblocks);
-		meta->nr_dirty = bitmap_weight(meta->dirty, meta->nr_mblocks);
-	}
-	bitmap_zero(meta->committing, meta->nr_mblocks);
+	fvd_mregion_commit_done(&meta->table, failed);
+	fvd_mregion_commit_done(&meta->bits, failed);
 	meta->commit_active = false;
 }

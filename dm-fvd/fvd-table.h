@@ -10,7 +10,16 @@ struct fvd_table_args {
 	const char *data_path;
 	const char *origin_path;	/* NULL when the table says "-" */
 	bool read_only;
+	/* compact images */
+	bool error_if_no_space;
+	bool have_low_water_mark;
+	bool have_no_space_timeout;
+	u64 low_water_mark;		/* chunks */
+	unsigned int no_space_timeout;	/* seconds, 0: hold forever */
 };
+
+#define FVD_DEFAULT_NO_SPACE_TIMEOUT	60
+#define FVD_MAX_NO_SPACE_TIMEOUT	(24 * 3600)
 
 int fvd_parse_table_args(unsigned int argc, char **argv,
 			 struct fvd_table_args *args, char **error);

@@ -2,7 +2,7 @@
 /*
  * KUnit tests for dm-fvd: superblock encoding and validation, block and
  * bitmap geometry, the commit bookkeeping of the bitmap, journal blocks,
- * commits and replay, and the table line parser.  tests/kunit/run places this file next to the dm-fvd sources in a
+ * commits and replay, compact images, and the table line parser.  tests/kunit/run places this file next to the dm-fvd sources in a
  * kernel tree and runs it on UML.
  */
 #include <kunit/test.h>
@@ -400,8 +400,8 @@ static struct fvd_meta *fvd_test_meta(struct kunit *test)
 	KUNIT_ASSERT_NOT_NULL(test, meta);
 	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&meta->sb, (65536 + 10) * 8ULL,
 						 0, 8, 0, 0, true));
-	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc_bitmap(meta));
-	KUNIT_EXPECT_EQ(test, meta->nr_mblocks, 3UL);
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc(meta));
+	KUNIT_EXPECT_EQ(test, meta->bits.nr_mblocks, 3UL);
 	return meta;
 }
 
@@ -419,12 +419,12 @@ static void fvd_test_commit_staging(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_meta_mark_local(meta, 5));
 	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 65536 + 3));
 	KUNIT_EXPECT_EQ(test, meta->nr_local, 2ULL);
-	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 2UL);
+	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 2UL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
 	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 2UL);
-	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 5));
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.staged, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
 
 	/*
@@ -432,8 +432,8 @@ static void fvd_test_commit_staging(struct kunit *test)
 	 * the data flush) must not be written by this commit.
 	 */
 	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 6));
-	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->staged, 6));
-	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 1UL);
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.staged, 6));
+	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 1UL);
 
 	fvd_meta_commit_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 65536 + 3));
@@ -441,7 +441,7 @@ static void fvd_test_commit_staging(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
 	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
-	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->staged, 6));
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.staged, 6));
 	fvd_meta_commit_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
 	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 6));
@@ -455,7 +455,7 @@ static void fvd_test_commit_failure_keeps_dirty(struct kunit *test)
 	fvd_meta_mark_local(meta, 65536 + 9);
 	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
 	fvd_meta_commit_done(meta, true);
-	KUNIT_EXPECT_EQ(test, meta->nr_dirty, 1UL);
+	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 1UL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 65536 + 9));
 	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
 	fvd_meta_commit_done(meta, false);
@@ -906,7 +906,7 @@ static void fvd_test_snapshot_runs_replay(struct kunit *test)
 	struct fvd_meta *meta = fvd_test_meta(test);
 	struct fvd_jbuilder jb = { .max_blocks = 4 };
 	struct fvd_sb_info sb = meta->sb;
-	u8 *rebuilt = kunit_kzalloc(test, meta->bitmap_bytes, GFP_KERNEL);
+	u8 *rebuilt = kunit_kzalloc(test, meta->bits.bytes, GFP_KERNEL);
 	u64 blocks[] = { 0, 1, 2, 63, 64, 65, 1000, 32767, 32768, 65535, 65536,
 			 65545 };
 	struct fvd_jrec_log log = { 0 };
@@ -943,7 +943,7 @@ static void fvd_test_snapshot_runs_replay(struct kunit *test)
 			fvd_bit_set(rebuilt, b);
 	}
 	fvd_bit_set(rebuilt, 500);
-	KUNIT_EXPECT_EQ(test, 0, memcmp(rebuilt, meta->local, meta->bitmap_bytes));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rebuilt, meta->bits.live, meta->bits.bytes));
 	fvd_meta_commit_done(meta, false);
 	fvd_test_meta_free(meta);
 }
@@ -988,6 +988,250 @@ static struct kunit_suite fvd_journal_replay_suite = {
 	.test_cases = fvd_journal_replay_cases,
 };
 
+/* ---- compact images: layout, table records, chunk allocation ---- */
+
+static void fvd_test_compact_layout(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+
+	/* 1 GiB, 64K blocks, 1M chunks: 1024 chunks, a 4 KiB table */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0, 128,
+						 2048, 16 * MiB_SECTORS, true));
+	KUNIT_EXPECT_EQ(test, sb.incompat_features,
+			FVD_INCOMPAT_JOURNAL | FVD_INCOMPAT_COMPACT);
+	KUNIT_EXPECT_EQ(test, sb.nr_chunks, 1024ULL);
+	KUNIT_EXPECT_EQ(test, sb.chunk_shift, 11U);
+	KUNIT_EXPECT_EQ(test, sb.table_offset, sb.bitmap_offset + sb.bitmap_sectors);
+	KUNIT_EXPECT_EQ(test, sb.table_sectors, 8ULL);
+	KUNIT_EXPECT_EQ(test, sb.journal_offset, sb.table_offset + sb.table_sectors);
+	KUNIT_EXPECT_EQ(test, fvd_block_chunk(&sb, 15), 0ULL);
+	KUNIT_EXPECT_EQ(test, fvd_block_chunk(&sb, 16), 1ULL);
+
+	/* a partial last chunk still gets a table entry */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 2048 * 3 + 128, 0, 128,
+						 2048, 64, true));
+	KUNIT_EXPECT_EQ(test, sb.nr_chunks, 4ULL);
+
+	/* chunks smaller than a block, not a power of two, over 1 GiB */
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
+						       128, 64, 64, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
+						       128, 3 * 128, 64, true));
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 4096 * MiB_SECTORS, 0,
+						       128, 4 << 20, 64, true));
+	/* a compact image cannot do without the journal */
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0,
+						       128, 2048, 0, true));
+	sb.incompat_features = FVD_INCOMPAT_COMPACT;
+}
+
+static void fvd_test_compact_sb_rejects(struct kunit *test)
+{
+	struct fvd_sb_info sb, bad;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0, 128,
+						 2048, 64, true));
+	bad = sb;
+	bad.incompat_features &= ~FVD_INCOMPAT_JOURNAL;
+	bad.journal_sectors = 0;
+	bad.journal_offset = 0;
+	KUNIT_EXPECT_EQ(test, FVD_SB_COMPACT_NO_JOURNAL, fvd_sb_check(&bad));
+	bad = sb;
+	bad.table_sectors = 0;
+	KUNIT_EXPECT_EQ(test, FVD_SB_BAD_TABLE, fvd_sb_check(&bad));
+	bad = sb;
+	bad.chunk_sectors = 64;
+	KUNIT_EXPECT_EQ(test, FVD_SB_BAD_CHUNK_SIZE, fvd_sb_check(&bad));
+	bad = sb;
+	bad.incompat_features &= ~FVD_INCOMPAT_COMPACT;
+	KUNIT_EXPECT_EQ(test, FVD_SB_BAD_CHUNK_SIZE, fvd_sb_check(&bad));
+	bad = sb;
+	bad.table_offset = sb.bitmap_offset;
+	KUNIT_EXPECT_EQ(test, FVD_SB_REGIONS_OVERLAP, fvd_sb_check(&bad));
+	KUNIT_EXPECT_EQ(test, FVD_SB_OK, fvd_sb_check(&sb));
+}
+
+/* Table runs longer than a journal block continue in the next one. */
+static void fvd_test_table_records(struct kunit *test)
+{
+	struct fvd_jbuilder jb = { .max_blocks = 3 };
+	struct fvd_jrec_log log = { 0 };
+	struct fvd_sb_info sb, plain;
+	__le32 *entries;
+	unsigned int i;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 8192 * MiB_SECTORS, 0, 8,
+						 8, 64, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&plain, 8192 * MiB_SECTORS, 0,
+						 8, 0, 64, true));
+	jb.buf = kunit_kzalloc(test, 3 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	entries = kunit_kcalloc(test, 2100, sizeof(*entries), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	KUNIT_ASSERT_NOT_NULL(test, entries);
+	for (i = 0; i < 2100; i++)
+		entries[i] = cpu_to_le32(i + 1);
+	fvd_jbuilder_reset(&jb);
+	fvd_jbuilder_add_run(&jb, 7, 1);
+	fvd_jbuilder_add_table(&jb, 100, 2100, entries);
+	KUNIT_EXPECT_FALSE(test, jb.overflow);
+	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 3U);
+	KUNIT_EXPECT_EQ(test, jb.nr_records, 4ULL);
+	fvd_jbuilder_seal(&jb, 5);
+	for (i = 0; i < jb.nr_blocks; i++) {
+		u8 *block = jb.buf + i * FVD_JOURNAL_BLOCK_SIZE;
+
+		KUNIT_EXPECT_EQ(test, FVD_JB_OK, fvd_jblock_check(block, 5, &sb));
+		/* table records are refused on an image without a table */
+		if (i)
+			KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD,
+					fvd_jblock_check(block, 5, &plain));
+		KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(block, fvd_test_collect,
+							     &log));
+	}
+	KUNIT_ASSERT_EQ(test, log.nr, 4);
+	KUNIT_EXPECT_EQ(test, log.recs[1].type, FVD_JREC_TABLE);
+	KUNIT_EXPECT_EQ(test, log.recs[1].start, 100ULL);
+	KUNIT_EXPECT_EQ(test, log.recs[1].count + log.recs[2].count +
+			log.recs[3].count, 2100U);
+	KUNIT_EXPECT_EQ(test, log.recs[2].start, 100ULL + log.recs[1].count);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(log.recs[3].entries[log.recs[3].count - 1]),
+			2100U);
+
+	/* a table run past the last chunk */
+	fvd_jbuilder_reset(&jb);
+	fvd_jbuilder_add_table(&jb, sb.nr_chunks - 1, 2, entries);
+	fvd_jbuilder_seal(&jb, 5);
+	KUNIT_EXPECT_EQ(test, FVD_JB_BAD_RECORD, fvd_jblock_check(jb.buf, 5, &sb));
+}
+
+/* 40 blocks of 4K in chunks of 4 blocks: 10 chunks. */
+static struct fvd_meta *fvd_test_compact_meta(struct kunit *test,
+					      spinlock_t *lock, u64 nr_phys)
+{
+	struct fvd_meta *meta = kunit_kzalloc(test, sizeof(*meta), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, meta);
+	spin_lock_init(lock);
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&meta->sb, 40 * 8, 0, 8, 32,
+						 64, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc(meta));
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_set_capacity(meta, nr_phys, lock));
+	return meta;
+}
+
+static void fvd_test_chunk_alloc(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 3);
+
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 3ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 9), 0LL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 2), 1LL);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(meta->table.live, 9), 1U);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(meta->table.live, 2), 2U);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 0), 2LL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 1), (s64)-ENOSPC);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 0ULL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+
+	/* growth keeps the chunks in use and adds free ones */
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_set_capacity(meta, 5, &lock));
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 2ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 1), 3LL);
+	/* shrinking below a chunk in use is refused */
+	KUNIT_EXPECT_EQ(test, -ENOSPC, fvd_meta_set_capacity(meta, 3, &lock));
+	KUNIT_EXPECT_EQ(test, meta->nr_phys, 5ULL);
+	fvd_test_meta_free(meta);
+}
+
+/*
+ * A block written in a new chunk is durable only once both its bit and the
+ * chunk's table entry are committed; a commit lists the table first.
+ */
+static void fvd_test_chunk_commit(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 10);
+	struct fvd_jbuilder jb = { .max_blocks = 2 };
+	struct fvd_jrec_log log = { 0 };
+
+	jb.buf = kunit_kzalloc(test, 2 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 3), 0LL);
+	fvd_meta_mark_local(meta, 13);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 13));
+	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, &jb), 2UL);
+	fvd_jbuilder_seal(&jb, 1);
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
+	KUNIT_ASSERT_EQ(test, log.nr, 2);
+	KUNIT_EXPECT_EQ(test, log.recs[0].type, FVD_JREC_TABLE);
+	KUNIT_EXPECT_EQ(test, log.recs[0].start, 3ULL);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(log.recs[0].entries[0]), 1U);
+	KUNIT_EXPECT_EQ(test, log.recs[1].type, FVD_JREC_BITMAP_SET);
+	KUNIT_EXPECT_EQ(test, log.recs[1].start, 13ULL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 13));
+	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 13));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+
+	/* a new chunk alone makes a block of another chunk in it not durable */
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 4), 1LL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 13));
+	fvd_test_meta_free(meta);
+}
+
+/*
+ * After a crash the committed table is all there is: chunks allocated since
+ * are free again, and a corrupt table is refused.
+ */
+static void fvd_test_chunk_leak_recovery(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 4);
+
+	fvd_meta_map_chunk(meta, 0);
+	fvd_meta_mark_local(meta, 1);
+	fvd_meta_snapshot(meta, NULL);
+	fvd_meta_commit_done(meta, false);
+	fvd_meta_map_chunk(meta, 5);	/* never committed */
+	fvd_meta_mark_local(meta, 21);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 2ULL);
+
+	/* what a load after a crash sees: the committed (staged) state */
+	memcpy(meta->table.live, meta->table.staged, meta->table.bytes);
+	memcpy(meta->bits.live, meta->bits.staged, meta->bits.bytes);
+	KUNIT_EXPECT_EQ(test, 0, fvd_meta_rebuild_chunks(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 3ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), 1LL);
+
+	/* physical chunk 0 mapped twice */
+	fvd_table_set(meta->table.live, 7, 1);
+	KUNIT_EXPECT_EQ(test, -EEXIST, fvd_meta_rebuild_chunks(meta));
+	/* past the data device */
+	fvd_table_set(meta->table.live, 7, 5);
+	KUNIT_EXPECT_EQ(test, -ERANGE, fvd_meta_rebuild_chunks(meta));
+	/* a local block in an unmapped chunk */
+	fvd_table_set(meta->table.live, 7, FVD_CHUNK_UNMAPPED);
+	fvd_bit_set(meta->bits.live, 29);
+	KUNIT_EXPECT_EQ(test, -EUCLEAN, fvd_meta_rebuild_chunks(meta));
+	fvd_test_meta_free(meta);
+}
+
+static struct kunit_case fvd_compact_cases[] = {
+	KUNIT_CASE(fvd_test_compact_layout),
+	KUNIT_CASE(fvd_test_compact_sb_rejects),
+	KUNIT_CASE(fvd_test_table_records),
+	KUNIT_CASE(fvd_test_chunk_alloc),
+	KUNIT_CASE(fvd_test_chunk_commit),
+	KUNIT_CASE(fvd_test_chunk_leak_recovery),
+	{}
+};
+
+static struct kunit_suite fvd_compact_suite = {
+	.name = "dm-fvd-compact",
+	.test_cases = fvd_compact_cases,
+};
+
 /* ---- table line ---- */
 
 struct fvd_table_case {
@@ -1006,7 +1250,13 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "two arguments", "/dev/m /dev/d", "Not enough arguments" },
 	{ "count not a number", "/dev/m /dev/d /dev/o one", "Invalid number of feature" },
 	{ "count negative", "/dev/m /dev/d /dev/o -1", "Invalid number of feature" },
-	{ "count too large", "/dev/m /dev/d /dev/o 2 read_only read_only", "Invalid number of feature" },
+	{ "count too large", "/dev/m /dev/d /dev/o 7 a b c d e f g", "Invalid number of feature" },
+	{ "repeated feature", "/dev/m /dev/d /dev/o 2 read_only read_only", "Unknown or repeated" },
+	{ "space features", "/dev/m /dev/d - 5 error_if_no_space low_water_mark 10 no_space_timeout 0", NULL },
+	{ "low_water_mark without value", "/dev/m /dev/d - 1 low_water_mark", "missing its value" },
+	{ "low_water_mark not a number", "/dev/m /dev/d - 2 low_water_mark ten", "Invalid low_water_mark" },
+	{ "no_space_timeout over a day", "/dev/m /dev/d - 2 no_space_timeout 86401", "Invalid no_space_timeout" },
+	{ "no_space_timeout negative", "/dev/m /dev/d - 2 no_space_timeout -1", "Invalid no_space_timeout" },
 	{ "count beyond args", "/dev/m /dev/d /dev/o 1", "Invalid number of feature" },
 	{ "unknown feature", "/dev/m /dev/d /dev/o 1 discard", "Unknown or repeated" },
 	{ "trailing argument", "/dev/m /dev/d /dev/o 0 x", "Unexpected arguments" },
@@ -1067,11 +1317,43 @@ static void fvd_test_table_values(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, args.read_only);
 	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(3, argv, &args, &error));
 	KUNIT_EXPECT_FALSE(test, args.read_only);
+	KUNIT_EXPECT_EQ(test, args.no_space_timeout, 60U);
+	KUNIT_EXPECT_FALSE(test, args.error_if_no_space);
+}
+
+static void fvd_test_table_space_values(struct kunit *test)
+{
+	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "-", d[] = "5";
+	char e[] = "low_water_mark", f[] = "12", g[] = "no_space_timeout";
+	char h[] = "7", i[] = "error_if_no_space";
+	struct fvd_table_args args;
+	char *error = NULL;
+	char *argv[9];
+
+	argv[0] = a;
+	argv[1] = b;
+	argv[2] = c;
+	argv[3] = d;
+	argv[4] = e;
+	argv[5] = f;
+	argv[6] = g;
+	argv[7] = h;
+	argv[8] = i;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(ARRAY_SIZE(argv), argv,
+						      &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.have_low_water_mark);
+	KUNIT_EXPECT_EQ(test, args.low_water_mark, 12ULL);
+	KUNIT_EXPECT_TRUE(test, args.have_no_space_timeout);
+	KUNIT_EXPECT_EQ(test, args.no_space_timeout, 7U);
+	KUNIT_EXPECT_TRUE(test, args.error_if_no_space);
+	KUNIT_EXPECT_FALSE(test, args.read_only);
 }
 
 static struct kunit_case fvd_table_cases_list[] = {
 	KUNIT_CASE_PARAM(fvd_test_table_parse, fvd_table_gen_params),
 	KUNIT_CASE(fvd_test_table_values),
+	KUNIT_CASE(fvd_test_table_space_values),
 	{}
 };
 
@@ -1082,4 +1364,4 @@ static struct kunit_suite fvd_table_suite = {
 
 kunit_test_suites(&fvd_format_suite, &fvd_geometry_suite, &fvd_commit_suite,
 		  &fvd_journal_format_suite, &fvd_journal_replay_suite,
-		  &fvd_table_suite);
+		  &fvd_compact_suite, &fvd_table_suite);
