@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Power-cut test, guest side; tests/dmtest/run boots the guest twice:
-#   powercut-guest.sh run      format /dev/vdb over the origin /dev/vda, load
+#   powercut-guest.sh run      format /dev/vdb over the origin /dev/vda (a
+#                              compact image: journal and chunk table), load
 #                              the target and write until the host kills QEMU
 #                              (the workload logs each acknowledged step to
 #                              /run/fvd/out/powercut.progress as it goes)
@@ -34,7 +35,7 @@ result() {	# result STATUS NAME
 
 run() {
 	load_dm_fvd || exit 1
-	$FVD_SRC/tools/fvd-create --force --origin $ORIGIN --block-size 16K \
+	$FVD_SRC/tools/fvd-create --force --origin $ORIGIN --block-size 16K --compact --chunk-size 64K \
 		--journal-size 64K $IMG >/dev/null || exit 1
 	dmsetup create fvd0 --table "$(table)" || exit 1
 	: >$PROGRESS

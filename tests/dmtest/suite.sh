@@ -330,7 +330,7 @@ test_table_and_status_lines() {
 	table=$(dmsetup table $DEV)
 	maj_min() { printf '%d:%d' "$(stat -c 0x%t "$1")" "$(stat -c 0x%T "$1")"; }
 	expect_eq "$table" "0 131072 fvd $(maj_min $IMG) $(maj_min $IMG) $(maj_min $ORIGIN)" "table line"
-	expect_eq "$(dmsetup status $DEV | wc -w)" 12 "status word count"
+	expect_eq "$(dmsetup status $DEV | wc -w)" 14 "status word count"
 	expect_eq "$(status_field 2)" 128 "block size in sectors"
 	fvd_down
 	# read_only feature: reads work, writes fail, the image is not touched
@@ -389,6 +389,9 @@ test_malformed_tables_rejected() {
 	expect_rejected "feature count too big" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN 2 read_only"
 	expect_rejected "feature count not a number" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN x"
 	expect_rejected "unknown feature" "Unknown or repeated feature argument" "$v $IMG $IMG $ORIGIN 1 frobnicate"
+	expect_rejected "space feature on a full-size image" "Space feature arguments need a compact image" \
+		"$v $IMG $IMG $ORIGIN 1 error_if_no_space"
+	expect_rejected "low_water_mark without a value" "missing its value" "$v $IMG $IMG $ORIGIN 1 low_water_mark"
 	expect_rejected "trailing argument" "Unexpected arguments" "$v $IMG $IMG $ORIGIN 0 extra"
 	expect_rejected "origin missing" "needs its origin device" "$v $IMG $IMG -"
 	expect_rejected "origin of the wrong size" "Origin device size does not match" "$v $IMG $IMG $SMALL"
@@ -660,17 +663,165 @@ test_fua_writes_survive_without_clean_shutdown() {
 	rm -f /tmp/ref /tmp/piece
 }
 
+# ---- compact images ----
+
+CHUNK=$((256 * KB))
+
+# compact_up CHUNKS [FEATURES...]: a 64 MiB compact disk over $ORIGIN, its
+# metadata on $SCRATCH, its data on "fvddata", a linear device of CHUNKS
+# chunks over $DATA (grown with compact_grow).
+compact_up() {
+	local chunks=$1
+	shift
+	$FVD_CREATE --force --compact --chunk-size 256K --origin $ORIGIN \
+		--data-dev $DATA $SCRATCH >/dev/null || fail "fvd-create --compact"
+	dmsetup create fvddata --table "0 $((chunks * CHUNK / 512)) linear $DATA 0" ||
+		fail "fvddata"
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN "$@"
+}
+
+compact_grow() {	# compact_grow CHUNKS: grow the data device, noflush resume
+	dmsetup suspend fvddata &&
+		dmsetup reload fvddata --table "0 $(($1 * CHUNK / 512)) linear $DATA 0" &&
+		dmsetup resume fvddata || fail "grow fvddata"
+	dmsetup suspend --noflush $DEV && dmsetup resume $DEV || fail "suspend/resume"
+}
+
+# status_field 10: <free chunks>/<data chunks>, 11: ok | low_water | out_of_data_space
+free_chunks() {
+	status_field 10 | cut -d/ -f1
+}
+
+# A compact disk whose data device holds 40 chunks of 256K takes random
+# writes over its first 8 MiB (32 chunks), reads back like a full one,
+# and keeps its chunk table across remove/create.
+test_compact_random_writes() {
+	local mapped
+	compact_up 40
+	expect_eq "$(status_field 10)" "40/40" "free/data chunks"
+	expect_eq "$(status_field 11)" ok "space state"
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 51 --count 200 --end $((8 * MB)) ||
+		fail "writes"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	mapped=$((40 - $(free_chunks)))
+	say "status: $(dmsetup status $DEV); $mapped chunks mapped"
+	[ "$mapped" -ge 20 ] && [ "$mapped" -le 32 ] || fail "$mapped chunks mapped"
+	fvd_down
+	$FVD_CHECK --data-dev /dev/mapper/fvddata $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check"; }
+	grep -q "$mapped/256 chunks mapped, data device holds 40 chunks" /tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check disagrees on the chunk table"; }
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	expect_eq "$(free_chunks)" $((40 - mapped)) "free chunks after reload"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reload"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/ref /tmp/check.out
+}
+
+# error_if_no_space: the write needing a fifth chunk fails with ENOSPC at
+# once, raises an event, and nothing written before is harmed.
+test_compact_error_if_no_space() {
+	local ev i
+	compact_up 4 error_if_no_space
+	cp $ORIGIN /tmp/ref
+	head -c 8192 /dev/urandom >/tmp/piece
+	for i in 0 1 2 3; do
+		dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((i * 64)) oflag=direct conv=notrunc \
+			status=none || fail "write to chunk $i"
+		dd if=/tmp/piece of=/tmp/ref bs=8192 seek=$((i * 64)) conv=notrunc status=none
+	done
+	expect_eq "$(status_field 10)" "0/4" "free/data chunks"
+	ev=$(event_nr)
+	if dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((4 * 64)) oflag=direct conv=notrunc \
+		status=none 2>/tmp/dd.err; then
+		fail "a write needing a fifth chunk succeeded"
+	fi
+	grep -q "No space left on device" /tmp/dd.err || { cat /tmp/dd.err; fail "not ENOSPC"; }
+	expect_eq "$(status_field 11)" out_of_data_space "space state"
+	[ "$(event_nr)" -gt "$ev" ] || fail "no dm event"
+	sync
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/ref /tmp/piece /tmp/dd.err
+}
+
+# Without error_if_no_space a write needing a chunk waits; growing the data
+# device and a noflush suspend/resume let it through.  The low water mark
+# raised an event on the way down.
+test_compact_hold_then_grow() {
+	local ev pid i status
+	compact_up 4 low_water_mark 2
+	cp $ORIGIN /tmp/ref
+	head -c 8192 /dev/urandom >/tmp/piece
+	ev=$(event_nr)
+	for i in 0 1 2 3; do
+		dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((i * 64)) oflag=direct conv=notrunc \
+			status=none || fail "write to chunk $i"
+		dd if=/tmp/piece of=/tmp/ref bs=8192 seek=$((i * 64)) conv=notrunc status=none
+	done
+	[ "$(event_nr)" -gt "$ev" ] || fail "no low water mark event"
+	expect_eq "$(status_field 11)" low_water "space state below the low water mark"
+	ev=$(event_nr)
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((9 * 64)) oflag=direct conv=notrunc \
+		status=none 2>/tmp/dd.err &
+	pid=$!
+	dd if=/tmp/piece of=/tmp/ref bs=8192 seek=$((9 * 64)) conv=notrunc status=none
+	# the held write raises an event: wait for it, no sleeping
+	dmsetup wait $DEV "$ev" || fail "dmsetup wait"
+	expect_eq "$(status_field 11)" out_of_data_space "space state"
+	kill -0 $pid 2>/dev/null || fail "the write did not wait for space"
+	compact_grow 8
+	wait $pid
+	status=$?
+	[ $status -eq 0 ] || { cat /tmp/dd.err; fail "held write failed after growth ($status)"; }
+	expect_eq "$(status_field 10)" "3/8" "free/data chunks after growth"
+	expect_eq "$(status_field 11)" ok "space state after growth"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/ref /tmp/piece /tmp/dd.err
+}
+
+# no_space_timeout: held writes fail with ENOSPC when it expires, later ones
+# at once, until the data device grows.
+test_compact_no_space_timeout() {
+	compact_up 1 no_space_timeout 1
+	head -c 8192 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=8192 oflag=direct conv=notrunc status=none ||
+		fail "write to chunk 0"
+	if dd if=/tmp/piece of=$MAPPER bs=8192 seek=64 oflag=direct conv=notrunc \
+		status=none 2>/tmp/dd.err; then
+		fail "a write needing a second chunk succeeded"
+	fi
+	grep -q "No space left on device" /tmp/dd.err || { cat /tmp/dd.err; fail "not ENOSPC"; }
+	if dd if=/tmp/piece of=$MAPPER bs=8192 seek=128 oflag=direct conv=notrunc \
+		status=none 2>/dev/null; then
+		fail "a write after the timeout succeeded"
+	fi
+	compact_grow 2
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=128 oflag=direct conv=notrunc status=none ||
+		fail "write after growth"
+	expect_eq "$(status_field 10)" "0/2" "free/data chunks"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/piece /tmp/dd.err
+}
+
 # ---- crash consistency ----
 
 # A 9 MiB disk over an 8 MiB origin, 16K blocks and a 64K journal (so the
 # workloads cross journal-full checkpoints), image and data on $IMG.  The
 # image is copied to $REPLAY before logging starts: the log replays on it.
-crash_setup() {	# crash_setup VIRTUAL_MIB
-	local image_bytes
+crash_setup() {	# crash_setup VIRTUAL_MIB [FVD-CREATE OPTIONS...]
+	local image_bytes size=$1
+	shift
 	dmsetup create crashorigin --table "0 16384 linear $SMALL 0" || fail "crashorigin"
-	$FVD_CREATE --force --origin /dev/mapper/crashorigin --size "$1M" --block-size 16K \
-		--journal-size 64K $IMG >/dev/null || fail "fvd-create"
-	image_bytes=$(( ($(sb_field $IMG data_offset) + $1 * 2048) * 512 ))
+	$FVD_CREATE --force --origin /dev/mapper/crashorigin --size "${size}M" --block-size 16K \
+		--journal-size 64K "$@" $IMG >/dev/null || fail "fvd-create"
+	image_bytes=$(( ($(sb_field $IMG data_offset) + size * 2048) * 512 ))
 	dd if=$IMG of=$REPLAY bs=64K count=$((image_bytes / 65536)) conv=fsync status=none ||
 		fail "copy the image to the replay disk"
 	dmsetup create crashlog --table "0 $(sectors $IMG) log-writes $IMG $DATA" ||
@@ -700,6 +851,24 @@ test_crash_points_random_writes() {
 	[ $rc -eq 0 ] || fail "crash point check failed"
 	n=$(sed -n 's/^crash points checked: \([0-9]*\).*/\1/p' /tmp/crash.out)
 	[ "$n" -ge 200 ] || fail "only $n crash points"
+	dmsetup remove crashorigin
+}
+
+# The same on a compact image (64K chunks): chunk allocations go through
+# the journal with the bits of the blocks written in them.
+test_crash_points_compact() {
+	local rc=0 n
+	modprobe dm-log-writes || fail "modprobe dm-log-writes"
+	modprobe dm-snapshot || fail "modprobe dm-snapshot"
+	crash_setup 9 --compact --chunk-size 64K
+	$CRASH raw-workload $MAPPER --seed 8 --steps 120 --log-dev crashlog || fail "workload"
+	say "status after the workload: $(dmsetup status $DEV)"
+	crash_teardown
+	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
+		--virtual $((9 * 2048)) --workload raw --seed 8 --steps 120 \
+		--random-points 20 --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+	cat /tmp/crash.out
+	[ $rc -eq 0 ] || fail "crash point check failed"
 	dmsetup remove crashorigin
 }
 
@@ -743,7 +912,7 @@ cleanup_devices() {
 	local d
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
-	for d in $DEV fvdbad fvdmeta crashfvd crashsnap crashlog crashorigin; do
+	for d in $DEV fvdbad fvdmeta fvddata crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true
