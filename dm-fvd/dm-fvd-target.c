@@ -493,13 +493,7 @@ static void fvd_buffer_io(struct fvd_op *op, blk_opf_t opf,
 		.client = fvd->io_client,
 	};
 
-	if (is_vmalloc_addr(op->buffer)) {
-		req.mem.type = DM_IO_VMA;
-		req.mem.ptr.vma = op->buffer;
-	} else {
-		req.mem.type = DM_IO_KMEM;
-		req.mem.ptr.addr = op->buffer;
-	}
+	fvd_dm_io_buffer(&req, op->buffer);
 	INIT_WORK(&op->work, next);
 	/* Asynchronous: errors arrive through fvd_copy_io_done(). */
 	fvd_dm_io(&req, 1, &region);

@@ -68,13 +68,7 @@ int fvd_journal_append(struct fvd_journal *journal, struct dm_io_client *client,
 	};
 	int r;
 
-	if (is_vmalloc_addr(jb->buf)) {
-		req.mem.type = DM_IO_VMA;
-		req.mem.ptr.vma = jb->buf;
-	} else {
-		req.mem.type = DM_IO_KMEM;
-		req.mem.ptr.addr = jb->buf;
-	}
+	fvd_dm_io_buffer(&req, jb->buf);
 	fvd_jbuilder_seal(jb, journal->next_seq);
 	r = fvd_dm_io(&req, 1, &region);
 	if (r)

@@ -7,6 +7,8 @@
 #define FVD_JOURNAL_H
 
 #include <linux/atomic.h>
+#include <linux/dm-io.h>
+#include <linux/mm.h>
 #include <linux/types.h>
 #include "fvd-format.h"
 
@@ -24,6 +26,18 @@ struct fvd_journal {
 	atomic64_t nr_written_blocks;
 	atomic64_t nr_checkpoints;
 };
+
+/* dm-io describes kmalloc and vmalloc buffers differently. */
+static inline void fvd_dm_io_buffer(struct dm_io_request *req, void *buf)
+{
+	if (is_vmalloc_addr(buf)) {
+		req->mem.type = DM_IO_VMA;
+		req->mem.ptr.vma = buf;
+	} else {
+		req->mem.type = DM_IO_KMEM;
+		req->mem.ptr.addr = buf;
+	}
+}
 
 int fvd_journal_init(struct fvd_journal *journal, const struct fvd_sb_info *sb);
 void fvd_journal_exit(struct fvd_journal *journal);

@@ -67,16 +67,21 @@ static void fail_op(const char *fmt, ...)
 	exit(EXIT_OPERATIONAL);
 }
 
+static void report_error(struct image *img, const char *fmt, va_list ap)
+{
+	printf("%s: error: ", img->path);
+	vprintf(fmt, ap);
+	putchar('\n');
+}
+
 /* A problem --repair can fix. */
 static void problem(struct image *img, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("%s: error: ", img->path);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	report_error(img, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 	img->errors++;
 	img->needs_write = true;
 }
@@ -86,11 +91,9 @@ static void fatal(struct image *img, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("%s: error: ", img->path);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	report_error(img, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 	img->fatal++;
 }
 

@@ -834,42 +834,39 @@ crash_teardown() {
 	dmsetup remove crashlog || fail "remove log-writes"
 }
 
-# Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
-# the log must load and read back every acknowledged write exactly.
-test_crash_points_random_writes() {
-	local rc=0 n
+# crash_raw_case SEED STEPS RANDOM-POINTS [FVD-CREATE OPTIONS...]: the random
+# write workload under dm-log-writes, then every crash point of its log.
+crash_raw_case() {
+	local seed=$1 steps=$2 random=$3 rc=0 n
+	shift 3
 	modprobe dm-log-writes || fail "modprobe dm-log-writes"
 	modprobe dm-snapshot || fail "modprobe dm-snapshot"
-	crash_setup 9
-	$CRASH raw-workload $MAPPER --seed 7 --steps 160 --log-dev crashlog || fail "workload"
+	crash_setup 9 "$@"
+	$CRASH raw-workload $MAPPER --seed "$seed" --steps "$steps" --log-dev crashlog ||
+		fail "workload"
 	say "status after the workload: $(dmsetup status $DEV)"
 	crash_teardown
 	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
-		--virtual $((9 * 2048)) --workload raw --seed 7 --steps 160 \
-		--random-points 40 --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+		--virtual $((9 * 2048)) --workload raw --seed "$seed" --steps "$steps" \
+		--random-points "$random" --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
 	cat /tmp/crash.out
 	[ $rc -eq 0 ] || fail "crash point check failed"
-	n=$(sed -n 's/^crash points checked: \([0-9]*\).*/\1/p' /tmp/crash.out)
-	[ "$n" -ge 200 ] || fail "only $n crash points"
 	dmsetup remove crashorigin
+	n=$(sed -n 's/^crash points checked: \([0-9]*\).*/\1/p' /tmp/crash.out)
+	echo "$n" >/tmp/crash.points
+}
+
+# Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
+# the log must load and read back every acknowledged write exactly.
+test_crash_points_random_writes() {
+	crash_raw_case 7 160 40
+	[ "$(cat /tmp/crash.points)" -ge 200 ] || fail "only $(cat /tmp/crash.points) crash points"
 }
 
 # The same on a compact image (64K chunks): chunk allocations go through
 # the journal with the bits of the blocks written in them.
 test_crash_points_compact() {
-	local rc=0 n
-	modprobe dm-log-writes || fail "modprobe dm-log-writes"
-	modprobe dm-snapshot || fail "modprobe dm-snapshot"
-	crash_setup 9 --compact --chunk-size 64K
-	$CRASH raw-workload $MAPPER --seed 8 --steps 120 --log-dev crashlog || fail "workload"
-	say "status after the workload: $(dmsetup status $DEV)"
-	crash_teardown
-	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
-		--virtual $((9 * 2048)) --workload raw --seed 8 --steps 120 \
-		--random-points 20 --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
-	cat /tmp/crash.out
-	[ $rc -eq 0 ] || fail "crash point check failed"
-	dmsetup remove crashorigin
+	crash_raw_case 8 120 20 --compact --chunk-size 64K
 }
 
 # ext4 with fsync-heavy file creation: at every crash point the fsynced

@@ -712,6 +712,13 @@ static int fvd_test_japply(void *context, const struct fvd_jrec *rec)
 	return 0;
 }
 
+/* Replay the test journal; the return value is the replay's. */
+static int fvd_test_replay(struct fvd_test_journal *tj, struct fvd_replay *replay)
+{
+	return fvd_journal_replay(&tj->sb, fvd_test_jread, fvd_test_japply, tj,
+				  replay);
+}
+
 static void fvd_test_replay_order(struct kunit *test)
 {
 	struct fvd_test_journal *tj = fvd_test_journal(test, 41);
@@ -720,8 +727,7 @@ static void fvd_test_replay_order(struct kunit *test)
 	fvd_test_jcommit(tj, 0, 42, 1, 100);
 	fvd_test_jcommit(tj, 1, 43, 2, 200);
 	fvd_test_jcommit(tj, 3, 44, 1, 300);
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 3ULL);
 	KUNIT_EXPECT_EQ(test, replay.nr_jblocks, 4ULL);
 	KUNIT_EXPECT_EQ(test, replay.nr_records, 4ULL);
@@ -747,8 +753,7 @@ static void fvd_test_replay_torn_commit(struct kunit *test)
 	fvd_test_jcommit(tj, 0, 1, 1, 100);
 	fvd_test_jcommit(tj, 1, 2, 3, 200);
 	fvd_test_jslot(tj, 3)[100] ^= 1;		/* last block torn */
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.head, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.next_seq, 2ULL);
@@ -768,8 +773,7 @@ static void fvd_test_replay_torn_commit(struct kunit *test)
 	fvd_test_jcommit(tj, 1, 2, 3, 200);
 	memcpy(fvd_test_jslot(tj, 3), saved, FVD_JOURNAL_BLOCK_SIZE);
 	tj->nr_runs = 0;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_TORN);
 	KUNIT_EXPECT_EQ(test, tj->nr_runs, 1);
@@ -777,8 +781,7 @@ static void fvd_test_replay_torn_commit(struct kunit *test)
 	/* with the right block in place the commit replays whole */
 	fvd_test_jcommit(tj, 1, 2, 3, 200);
 	tj->nr_runs = 0;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
 	KUNIT_EXPECT_EQ(test, tj->nr_runs, 4);
 }
@@ -792,8 +795,7 @@ static void fvd_test_replay_stale_and_gaps(struct kunit *test)
 	/* what a journal looks like right after checkpoint 10 */
 	fvd_test_jcommit(tj, 0, 8, 2, 100);
 	fvd_test_jcommit(tj, 2, 9, 1, 200);
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 0ULL);
 	KUNIT_EXPECT_EQ(test, replay.next_seq, 11ULL);
 	KUNIT_EXPECT_EQ(test, replay.head, 0ULL);
@@ -802,16 +804,14 @@ static void fvd_test_replay_stale_and_gaps(struct kunit *test)
 
 	/* commit 11 overwrote block 0; block 1 is a leftover of commit 8 */
 	fvd_test_jcommit(tj, 0, 11, 1, 300);
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_STALE);
 
 	/* a valid block that skips a sequence number is not replayed */
 	fvd_test_jcommit(tj, 1, 13, 1, 400);
 	tj->nr_runs = 0;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_SEQ);
 	KUNIT_EXPECT_EQ(test, tj->nr_runs, 1);
@@ -832,8 +832,7 @@ static void fvd_test_replay_checkpoint_rules(struct kunit *test)
 	fvd_test_jcommit(tj, 1, 5, 1, 200);
 	fvd_test_jcommit(tj, 2, 6, 3, 300);
 	fvd_test_jslot(tj, 4)[4000] ^= 1;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
 	KUNIT_EXPECT_EQ(test, replay.next_seq, 6ULL);
 
@@ -841,8 +840,7 @@ static void fvd_test_replay_checkpoint_rules(struct kunit *test)
 	tj->sb.checkpoint_seq = replay.next_seq;
 	fvd_test_jcommit(tj, 0, 7, 1, 500);
 	tj->nr_runs = 0;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.next_seq, 8ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_STALE);
@@ -858,8 +856,7 @@ static void fvd_test_replay_region_edges(struct kunit *test)
 	/* commits filling the region exactly */
 	fvd_test_jcommit(tj, 0, 1, 4, 100);
 	fvd_test_jcommit(tj, 4, 2, 4, 200);
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 2ULL);
 	KUNIT_EXPECT_TRUE(test, replay.full);
 	KUNIT_EXPECT_EQ(test, replay.head, (u64)FVD_TEST_JBLOCKS);
@@ -867,8 +864,7 @@ static void fvd_test_replay_region_edges(struct kunit *test)
 	/* a commit claiming to run past the end of the region */
 	fvd_test_jcommit(tj, 4, 2, 5, 200);
 	tj->reads = 0;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_INDEX);
 	KUNIT_EXPECT_FALSE(test, replay.full);
@@ -877,8 +873,7 @@ static void fvd_test_replay_region_edges(struct kunit *test)
 	fvd_test_jcommit(tj, 3, 2, 2, 200);
 	memcpy(fvd_test_jslot(tj, 0), fvd_test_jslot(tj, 4), FVD_JOURNAL_BLOCK_SIZE);
 	tj->sb.checkpoint_seq = 1;
-	KUNIT_ASSERT_EQ(test, 0, fvd_journal_replay(&tj->sb, fvd_test_jread,
-						    fvd_test_japply, tj, &replay));
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 0ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_INDEX);
 }
