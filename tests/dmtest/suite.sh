@@ -859,7 +859,7 @@ crash_raw_case() {
 # Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
 # the log must load and read back every acknowledged write exactly.
 test_crash_points_random_writes() {
-	crash_raw_case 7 160 40
+	crash_raw_case 7 160 70
 	[ "$(cat /tmp/crash.points)" -ge 200 ] || fail "only $(cat /tmp/crash.points) crash points"
 }
 
