@@ -16,7 +16,7 @@ CC ?= cc
 TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
 TOOLS := tools/fvd-create tools/fvd-check tests/dmtest/fvd-sbedit
 SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c
-SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h
+SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h tools/fvd-tool.h
 
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \

@@ -1165,7 +1165,7 @@ static int fvd_preresume(struct dm_target *ti)
 	if (replay.nr_commits)
 		DMINFO("%s: replayed %llu journal commits (%llu blocks, %llu records) after sequence %llu; end of journal: %s",
 		       dm_table_device_name(ti->table), replay.nr_commits,
-		       replay.nr_jblocks, replay.nr_records, sb.checkpoint_seq,
+		       replay.head, replay.nr_records, sb.checkpoint_seq,
 		       replay.full ? "region full" :
 		       fvd_jblock_status_str(replay.stop));
 	fvd->journal.next_seq = replay.next_seq;

@@ -608,7 +608,6 @@ int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 				le32_to_cpu(((const struct fvd_disk_jheader *)block)->nr_records);
 		}
 		replay->head += count;
-		replay->nr_jblocks += count;
 		replay->nr_commits++;
 		replay->next_seq++;
 	}

@@ -346,9 +346,8 @@ typedef int (*fvd_jread_fn)(void *context, u64 index, const void **block);
 
 struct fvd_replay {
 	u64 next_seq;		/* first sequence number not in the image */
-	u64 head;		/* journal block after the last commit */
+	u64 head;		/* journal block after the last commit: blocks replayed */
 	u64 nr_commits;
-	u64 nr_jblocks;
 	u64 nr_records;
 	enum fvd_jblock_status stop;	/* why the replay ended at @head */
 	bool full;		/* it ended at the end of the region */

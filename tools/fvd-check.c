@@ -17,12 +17,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <linux/fs.h>
 
 #include "fvd-format.h"
+#include "fvd-tool.h"
 
 #define SECTOR ((uint64_t)512)
 
@@ -117,19 +115,15 @@ static void usage(FILE *out)
 
 static uint64_t fd_size(int fd, const char *path)
 {
-	struct stat st;
 	uint64_t size;
+	bool is_blockdev;
+	int r = fvd_fd_size(fd, &size, &is_blockdev);
 
-	if (fstat(fd, &st))
-		fail_op("cannot stat %s: %s", path, strerror(errno));
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &size))
-			fail_op("cannot get the size of %s: %s", path, strerror(errno));
-		return size;
-	}
-	if (!S_ISREG(st.st_mode))
+	if (r == FVD_NOT_A_DEVICE)
 		fail_op("%s is neither a block device nor a regular file", path);
-	return st.st_size;
+	if (r)
+		fail_op("cannot get the size of %s: %s", path, strerror(errno));
+	return size;
 }
 
 static void read_at(struct image *img, void *buf, size_t len, uint64_t off)
@@ -421,7 +415,7 @@ static void check_journal(struct image *img)
 		fail_op("journal replay failed: %s", strerror(-r));
 	printf("%s: journal: %" PRIu64 " commits (%" PRIu64 " blocks, %" PRIu64
 	       " records) after checkpoint %" PRIu64 "; ends at block %" PRIu64 ": %s\n",
-	       img->path, replay->nr_commits, replay->nr_jblocks,
+	       img->path, replay->nr_commits, replay->head,
 	       replay->nr_records, img->sb.checkpoint_seq, replay->head,
 	       replay->full ? "region full" : fvd_jblock_status_str(replay->stop));
 	if (replay->nr_commits) {
@@ -479,7 +473,7 @@ static void dump(struct image *img)
 	       img->replay.nr_commits, sb->checkpoint_seq + 1,
 	       img->replay.next_seq - 1);
 	printf("  blocks, records     %" PRIu64 ", %" PRIu64 "\n",
-	       img->replay.nr_jblocks, img->replay.nr_records);
+	       img->replay.head, img->replay.nr_records);
 	if (fvd_compact(sb)) {
 		uint64_t chunk, run = 0;
 

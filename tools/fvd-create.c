@@ -13,13 +13,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
 #include "fvd-format.h"
+#include "fvd-tool.h"
 
 #define SECTOR 512ULL
 #define SIGNATURE_SCAN_BYTES (68 * 1024)
@@ -109,21 +109,14 @@ static int parse_size(const char *text, uint64_t *bytes)
 
 static uint64_t fd_size(int fd, const char *path, bool *is_blockdev)
 {
-	struct stat st;
 	uint64_t size;
+	int r = fvd_fd_size(fd, &size, is_blockdev);
 
-	if (fstat(fd, &st))
-		die("cannot stat %s: %s", path, strerror(errno));
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &size))
-			die("cannot get the size of %s: %s", path, strerror(errno));
-		*is_blockdev = true;
-		return size;
-	}
-	if (!S_ISREG(st.st_mode))
+	if (r == FVD_NOT_A_DEVICE)
 		die("%s is neither a block device nor a regular file", path);
-	*is_blockdev = false;
-	return st.st_size;
+	if (r)
+		die("cannot get the size of %s: %s", path, strerror(errno));
+	return size;
 }
 
 static bool match_at(const uint8_t *buf, size_t len, size_t off,

@@ -729,9 +729,8 @@ static void fvd_test_replay_order(struct kunit *test)
 	fvd_test_jcommit(tj, 3, 44, 1, 300);
 	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
 	KUNIT_EXPECT_EQ(test, replay.nr_commits, 3ULL);
-	KUNIT_EXPECT_EQ(test, replay.nr_jblocks, 4ULL);
-	KUNIT_EXPECT_EQ(test, replay.nr_records, 4ULL);
 	KUNIT_EXPECT_EQ(test, replay.head, 4ULL);
+	KUNIT_EXPECT_EQ(test, replay.nr_records, 4ULL);
 	KUNIT_EXPECT_EQ(test, replay.next_seq, 45ULL);
 	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_MAGIC);
 	KUNIT_EXPECT_FALSE(test, replay.full);
