@@ -16,9 +16,15 @@
  *    write completes; later writes to the block wait until then;
  *  - a flush commits the bitmap: data device flush first, then one FUA
  *    journal write listing the blocks that became local (or, without a
- *    journal or when it is full, a checkpoint: the changed bitmap blocks
- *    written home, a metadata flush, the superblock).  A FUA write whose
- *    block bit is not durable yet completes after such a commit.
+ *    journal, the changed bitmap blocks written home, a metadata flush, the
+ *    superblock).  A FUA write whose block bit is not durable yet completes
+ *    after such a commit;
+ *  - compact images: a discard unmaps the whole chunks it covers in the
+ *    worker (their blocks read from the origin again).  A physical chunk so
+ *    freed is allocated again only after the commit that journals the
+ *    unmapping, and after every bio mapped to it before has ended: bios
+ *    mapped to a compact image's data device are counted in one of two I/O
+ *    epochs, and that commit switches epochs and waits for the old one.
  */
 
 #define DM_MSG_PREFIX "fvd"
@@ -44,6 +50,8 @@
 #define FVD_RESERVED_BUFFERS	2
 #define FVD_OP_HASH_BITS	8
 #define FVD_MAX_FEATURE_ARGS	6
+#define FVD_DISCARD_BATCH	256		/* chunks unmapped per lock hold */
+#define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
 
 enum fvd_mode {
 	FVD_MODE_WRITE,		/* normal operation */
@@ -69,13 +77,19 @@ struct fvd_target {
 
 	/* Protects the bitmaps, the lists and the op hash. */
 	spinlock_t lock;
-	struct bio_list deferred;	/* writes to absent blocks */
+	struct bio_list deferred;	/* writes to absent blocks, discards */
 	struct bio_list commit_waiters;	/* flushes and FUA writes */
 	struct bio_list no_space;	/* writes waiting for a free chunk */
+	struct bio_list discard_wait;	/* discards waiting for block writes */
 	bool out_of_space;		/* no_space holds bios, or held ones failed */
 	bool no_space_expired;		/* fail at once until the device grows */
 	bool low_water_raised;
+	bool commit_wanted;		/* worker: commit to free chunks */
 	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);
+
+	/* Compact images: bios mapped to the data device, per I/O epoch. */
+	unsigned int io_epoch;		/* changed under both locks */
+	atomic_t io_count[2];
 
 	struct mutex commit_lock;
 	struct workqueue_struct *wq;		/* worker and commits */
@@ -110,6 +124,8 @@ struct fvd_op {
 struct fvd_bio_ctx {
 	struct fvd_op *op;	/* this whole-block write makes op->block local */
 	bool needs_commit;	/* FUA write: complete after the next commit */
+	int epoch;		/* I/O epoch the bio is counted in, or -1 */
+	u64 discard_next;	/* discard: first chunk not yet unmapped */
 };
 
 static const char *fvd_mode_name(enum fvd_mode mode)
@@ -231,6 +247,24 @@ static void fvd_remap_data(struct fvd_target *fvd, struct bio *bio)
 				 (sector - fvd_block_start(&fvd->meta.sb, block));
 }
 
+/*
+ * Remap a bio to a local block, under the lock.  On a compact image the bio
+ * is counted in the current I/O epoch in the same lock hold as the lookup,
+ * so a discard unmapping the chunk comes either before the lookup or before
+ * the epoch switch its commit waits on.
+ */
+static void fvd_remap_locked(struct fvd_target *fvd, struct bio *bio)
+{
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+
+	lockdep_assert_held(&fvd->lock);
+	if (fvd->compact) {
+		ctx->epoch = fvd->io_epoch;
+		atomic_inc(&fvd->io_count[ctx->epoch]);
+	}
+	fvd_remap_data(fvd, bio);
+}
+
 static bool fvd_bio_covers_block(struct fvd_target *fvd, struct bio *bio,
 				 u64 block)
 {
@@ -348,18 +382,54 @@ static int fvd_checkpoint(struct fvd_target *fvd)
 }
 
 /*
+ * The chunks unmapped before the commit just done are free: it journaled
+ * the unmapping, and every bio counted in the I/O epoch it ended has ended.
+ * Writes held for space are tried again.
+ */
+static void fvd_release_chunks(struct fvd_target *fvd)
+{
+	bool retry;
+
+	spin_lock_irq(&fvd->lock);
+	fvd_meta_release_chunks(&fvd->meta);
+	retry = !bio_list_empty(&fvd->no_space);
+	bio_list_merge(&fvd->deferred, &fvd->no_space);
+	bio_list_init(&fvd->no_space);
+	if (fvd->meta.nr_free) {
+		retry |= fvd->out_of_space;
+		fvd->out_of_space = false;
+		fvd->no_space_expired = false;
+	}
+	if (fvd->meta.nr_free >= fvd->args.low_water_mark)
+		fvd->low_water_raised = false;
+	spin_unlock_irq(&fvd->lock);
+	if (retry) {
+		/* The timer would only fail bios that are no longer held. */
+		cancel_delayed_work(&fvd->no_space_timer);
+		fvd_wake_worker(fvd);
+		dm_table_event(fvd->ti->table);
+	}
+}
+
+/*
  * Make every bit set so far durable and complete the bios waiting for it;
  * with @checkpoint, leave the journal empty too.  Data device flush first:
- * a bit may only reach the disk once its data has.
+ * a bit may only reach the disk once its data has.  A journaled image
+ * writes home blocks only at a checkpoint, and only with what the journal
+ * already holds: a commit that does not fit behind the journal's last one
+ * checkpoints that first.
  */
 static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 		       bool checkpoint)
 {
-	struct fvd_jbuilder *jb = fvd->journaled ? &fvd->journal.builder : NULL;
+	struct fvd_journal *journal = &fvd->journal;
+	struct fvd_jbuilder *jb = fvd->journaled ? &journal->builder : NULL;
 	struct bio_list waiters;
 	blk_status_t status = BLK_STS_OK;
 	unsigned long nr_blocks;
-	int r;
+	unsigned int old_epoch = 0;
+	bool draining = false, to_journal, to_home;
+	int r = 0;
 
 	mutex_lock(&fvd->commit_lock);
 	spin_lock_irq(&fvd->lock);
@@ -370,34 +440,61 @@ static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 		fvd_complete_bios(&waiters, BLK_STS_IOERR);
 		goto out;
 	}
-	nr_blocks = fvd_meta_snapshot(&fvd->meta, jb);
+	nr_blocks = fvd_meta_describe(&fvd->meta, jb);
+	if (nr_blocks && jb && fvd_journal_needs_room(journal)) {
+		spin_unlock_irq(&fvd->lock);
+		r = fvd_checkpoint(fvd);
+		spin_lock_irq(&fvd->lock);
+		if (r) {
+			spin_unlock_irq(&fvd->lock);
+			goto done;
+		}
+		nr_blocks = fvd_meta_describe(&fvd->meta, jb);
+	}
+	draining = fvd_meta_freeze(&fvd->meta);
+	old_epoch = fvd->io_epoch;
+	if (draining)
+		fvd->io_epoch ^= 1;
 	spin_unlock_irq(&fvd->lock);
 
+	/* Changes that cancelled out (a chunk mapped, then unmapped): no records. */
+	to_journal = nr_blocks && jb && fvd_journal_fits(journal);
+	to_home = nr_blocks && !to_journal &&
+		  (!jb || jb->nr_blocks || jb->overflow);
 	if (checkpoint)
-		checkpoint = fvd->journal.head || fvd_meta_home_stale(&fvd->meta);
-	if (!nr_blocks && bio_list_empty(&waiters) && !force_data_flush &&
-	    !checkpoint)
-		goto out;
+		checkpoint = to_journal || journal->head ||
+			     fvd_meta_home_stale(&fvd->meta);
+	if (!to_journal && !to_home && bio_list_empty(&waiters) &&
+	    !force_data_flush && !checkpoint)
+		goto done;
 
 	r = fvd_flush_bdev(fvd->data_dev->bdev);
-	if (!r && nr_blocks && !checkpoint && fvd_journal_fits(&fvd->journal)) {
-		r = fvd_journal_append(&fvd->journal, fvd->io_client,
+	if (!r && to_journal) {
+		r = fvd_journal_append(journal, fvd->io_client,
 				       fvd->meta_dev->bdev, &fvd->meta.sb);
 		if (!r)
 			fvd_meta_journaled(&fvd->meta);
-	} else if (!r && (nr_blocks || checkpoint)) {
-		r = fvd_checkpoint(fvd);
 	}
+	if (!r && (to_home || checkpoint))
+		r = fvd_checkpoint(fvd);
 
+done:
 	spin_lock_irq(&fvd->lock);
 	fvd_meta_commit_done(&fvd->meta, r != 0);
 	spin_unlock_irq(&fvd->lock);
+	/* Even after a failure: the next switch needs the old epoch empty. */
+	if (draining)
+		wait_var_event(&fvd->io_count[old_epoch],
+			       !atomic_read(&fvd->io_count[old_epoch]));
 
 	if (r) {
 		fvd_metadata_error(fvd, "metadata commit", r);
 		status = BLK_STS_IOERR;
-	} else if (nr_blocks) {
-		atomic64_inc(&fvd->nr_commits);
+	} else {
+		if (nr_blocks)
+			atomic64_inc(&fvd->nr_commits);
+		if (draining)
+			fvd_release_chunks(fvd);
 	}
 	fvd_complete_bios(&waiters, status);
 out:
@@ -431,6 +528,8 @@ static blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 	if (!status)
 		fvd_meta_mark_local(&fvd->meta, op->block);
 	hash_del(&op->node);
+	bio_list_merge(&op->waiters, &fvd->discard_wait);
+	bio_list_init(&fvd->discard_wait);
 	bio_list_merge(&fvd->deferred, &op->waiters);
 	spin_unlock_irqrestore(&fvd->lock, flags);
 	if (!bio_list_empty(&op->waiters))
@@ -581,6 +680,12 @@ static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
 		}
 		return FVD_CHUNK_READY;
 	}
+	if (meta->nr_freeing || meta->nr_draining) {
+		/* Discarded chunks are free after the next commit. */
+		bio_list_add(&fvd->no_space, bio);
+		fvd->commit_wanted = true;
+		return FVD_CHUNK_HELD;
+	}
 	if (!fvd->out_of_space) {
 		fvd->out_of_space = true;
 		fvd->raise_event = true;
@@ -612,6 +717,61 @@ static void fvd_no_space_timeout_fn(struct work_struct *ws)
 	fvd_complete_bios(&held, BLK_STS_NOSPC);
 }
 
+/* Is a write making a block local in chunks [@first, @end) in progress? */
+static bool fvd_ops_in_chunks(struct fvd_target *fvd, u64 first, u64 end)
+{
+	struct fvd_op *op;
+	unsigned int bucket;
+	u64 chunk;
+
+	hash_for_each(fvd->ops, bucket, op, node) {
+		chunk = fvd_block_chunk(&fvd->meta.sb, op->block);
+		if (chunk >= first && chunk < end)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Worker: unmap the whole chunks a discard covers; the parts of chunks at
+ * its ends are left alone (discard_granularity says so).  A chunk with a
+ * block write in progress waits for it: the write would set a bit in an
+ * unmapped chunk otherwise.
+ */
+static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
+{
+	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t start = fvd_bio_sector(fvd, bio);
+	sector_t end = start + bio_sectors(bio);
+	u64 chunk = (start + sb->chunk_sectors - 1) >> sb->chunk_shift;
+	u64 last = end >= sb->virtual_sectors ? sb->nr_chunks :
+		   end >> sb->chunk_shift;
+	u64 batch_end;
+
+	chunk = max(chunk, ctx->discard_next);
+	while (chunk < last) {
+		batch_end = min_t(u64, last, chunk + FVD_DISCARD_BATCH);
+		spin_lock_irq(&fvd->lock);
+		if (fvd->mode != FVD_MODE_WRITE) {
+			spin_unlock_irq(&fvd->lock);
+			bio_io_error(bio);
+			return;
+		}
+		if (fvd_ops_in_chunks(fvd, chunk, batch_end)) {
+			ctx->discard_next = chunk;
+			bio_list_add(&fvd->discard_wait, bio);
+			spin_unlock_irq(&fvd->lock);
+			return;
+		}
+		for (; chunk < batch_end; chunk++)
+			fvd_meta_unmap_chunk(&fvd->meta, chunk);
+		spin_unlock_irq(&fvd->lock);
+		cond_resched();
+	}
+	bio_endio(bio);
+}
+
 /* Worker: a write that found its block absent in .map. */
 static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 {
@@ -631,9 +791,10 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 	if (fvd_bit_test(fvd->meta.bits.live, block)) {
 		/* Made local while this bio waited. */
 		ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
+		fvd_remap_locked(fvd, bio);
 		spin_unlock_irq(&fvd->lock);
 		mempool_free(op, &fvd->op_pool);
-		fvd_submit_local_write(fvd, bio);
+		dm_submit_bio_remap(bio, NULL);
 		return;
 	}
 	busy = fvd_find_op(fvd, block);
@@ -689,11 +850,16 @@ static void fvd_worker(struct work_struct *ws)
 	bio_list_init(&fvd->deferred);
 	spin_unlock_irq(&fvd->lock);
 
-	while ((bio = bio_list_pop(&bios)))
-		fvd_handle_absent_write(fvd, bio);
+	while ((bio = bio_list_pop(&bios))) {
+		if (bio_op(bio) == REQ_OP_DISCARD)
+			fvd_process_discard(fvd, bio);
+		else
+			fvd_handle_absent_write(fvd, bio);
+	}
 
 	spin_lock_irq(&fvd->lock);
-	commit = !bio_list_empty(&fvd->commit_waiters);
+	commit = !bio_list_empty(&fvd->commit_waiters) || fvd->commit_wanted;
+	fvd->commit_wanted = false;
 	event = fvd->raise_event;
 	fvd->raise_event = false;
 	spin_unlock_irq(&fvd->lock);
@@ -728,13 +894,26 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 	sector_t sector = fvd_bio_sector(fvd, bio);
 	sector_t origin_end = fvd->origin_dev ? sb->origin_sectors : 0;
 
-	/*
-	 * No lock: bits are only set, except by the rollback after a failed
-	 * commit, which drops writes that no flush ever acknowledged.  A read
-	 * racing with the first write of a block may see the old content, as
-	 * it may on any disk.
-	 */
-	if (fvd_bit_test(fvd->meta.bits.live, fvd_sector_to_block(sb, sector))) {
+	u64 block = fvd_sector_to_block(sb, sector);
+	unsigned long flags;
+	bool local;
+
+	if (fvd->compact) {
+		/* Discards clear bits and table entries: look up under the lock. */
+		spin_lock_irqsave(&fvd->lock, flags);
+		local = fvd_bit_test(fvd->meta.bits.live, block);
+		if (local)
+			fvd_remap_locked(fvd, bio);
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		if (local)
+			return DM_MAPIO_REMAPPED;
+	} else if (fvd_bit_test(fvd->meta.bits.live, block)) {
+		/*
+		 * No lock: bits are only set, except by the rollback after a
+		 * failed commit, which drops writes that no flush ever
+		 * acknowledged.  A read racing with the first write of a block
+		 * may see the old content, as it may on any disk.
+		 */
 		fvd_remap_data(fvd, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -760,21 +939,41 @@ static int fvd_map_write(struct fvd_target *fvd, struct bio *bio)
 	if (!fvd->writable || mode == FVD_MODE_FAIL)
 		return DM_MAPIO_KILL;
 
-	if (fvd_bit_test(fvd->meta.bits.live, block)) {
-		if (bio->bi_opf & REQ_FUA) {
-			spin_lock_irqsave(&fvd->lock, flags);
-			ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
-			mode = fvd->mode;
-			spin_unlock_irqrestore(&fvd->lock, flags);
-			if (ctx->needs_commit && mode != FVD_MODE_WRITE)
-				return DM_MAPIO_KILL;
-		}
+	/* The common case needs no lock: see fvd_map_read(). */
+	if (!fvd->compact && !(bio->bi_opf & REQ_FUA) &&
+	    fvd_bit_test(fvd->meta.bits.live, block)) {
 		fvd_remap_data(fvd, bio);
 		return DM_MAPIO_REMAPPED;
 	}
-	if (mode != FVD_MODE_WRITE)
-		return DM_MAPIO_KILL;
 
+	spin_lock_irqsave(&fvd->lock, flags);
+	if (fvd_bit_test(fvd->meta.bits.live, block)) {
+		ctx->needs_commit = fvd_fua_needs_commit(fvd, bio, block);
+		if (ctx->needs_commit && fvd->mode != FVD_MODE_WRITE) {
+			spin_unlock_irqrestore(&fvd->lock, flags);
+			return DM_MAPIO_KILL;
+		}
+		fvd_remap_locked(fvd, bio);
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (fvd->mode != FVD_MODE_WRITE) {
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		return DM_MAPIO_KILL;
+	}
+	bio_list_add(&fvd->deferred, bio);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	fvd_wake_worker(fvd);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/* Compact images only: the worker unmaps the chunks. */
+static int fvd_map_discard(struct fvd_target *fvd, struct bio *bio)
+{
+	unsigned long flags;
+
+	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
+		return DM_MAPIO_KILL;
 	spin_lock_irqsave(&fvd->lock, flags);
 	bio_list_add(&fvd->deferred, bio);
 	spin_unlock_irqrestore(&fvd->lock, flags);
@@ -789,9 +988,13 @@ static int fvd_map(struct dm_target *ti, struct bio *bio)
 
 	ctx->op = NULL;
 	ctx->needs_commit = false;
+	ctx->epoch = -1;
+	ctx->discard_next = 0;
 
 	if (bio->bi_opf & REQ_PREFLUSH)
 		return fvd_map_flush(fvd, bio);
+	if (bio_op(bio) == REQ_OP_DISCARD)
+		return fvd_map_discard(fvd, bio);
 	if (bio_data_dir(bio) == READ)
 		return fvd_map_read(fvd, bio);
 	return fvd_map_write(fvd, bio);
@@ -803,7 +1006,13 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 	struct fvd_target *fvd = ti->private;
 	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
 	unsigned long flags;
+	int epoch = ctx->epoch;
 
+	if (epoch >= 0) {
+		ctx->epoch = -1;
+		if (atomic_dec_and_test(&fvd->io_count[epoch]))
+			wake_up_var(&fvd->io_count[epoch]);
+	}
 	if (ctx->op) {
 		struct fvd_op *op = ctx->op;
 
@@ -989,6 +1198,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&fvd->deferred);
 	bio_list_init(&fvd->commit_waiters);
 	bio_list_init(&fvd->no_space);
+	bio_list_init(&fvd->discard_wait);
 	hash_init(fvd->ops);
 	INIT_WORK(&fvd->worker, fvd_worker);
 	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
@@ -996,6 +1206,8 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	atomic64_set(&fvd->nr_copies, 0);
 	atomic64_set(&fvd->nr_whole_writes, 0);
 	atomic64_set(&fvd->nr_commits, 0);
+	atomic_set(&fvd->io_count[0], 0);
+	atomic_set(&fvd->io_count[1], 0);
 
 	r = fvd_parse_table_args(argc, argv, &fvd->args, &ti->error);
 	if (r)
@@ -1035,6 +1247,11 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
+	if (fvd->compact) {
+		/* Discards unmap chunks: the devices need not support them. */
+		ti->num_discard_bios = 1;
+		ti->discards_supported = true;
+	}
 	ti->per_io_data_size = sizeof(struct fvd_bio_ctx);
 	ti->accounts_remapped_io = true;
 	return 0;
@@ -1298,11 +1515,17 @@ static void fvd_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 	/* Whole-block writes to absent blocks need no copy from the origin. */
 	blk_limits_io_opt(limits, fvd->meta.sb.block_sectors << SECTOR_SHIFT);
+	if (fvd->compact) {
+		/* Only whole chunks are freed. */
+		limits->discard_granularity = fvd->meta.sb.chunk_sectors << SECTOR_SHIFT;
+		limits->max_discard_sectors = FVD_MAX_DISCARD_SECTORS;
+		limits->max_hw_discard_sectors = FVD_MAX_DISCARD_SECTORS;
+	}
 }
 
 static struct target_type fvd_target_type = {
 	.name = "fvd",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = fvd_ctr,
 	.dtr = fvd_dtr,

@@ -614,3 +614,34 @@ int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 	replay->full = true;
 	return 0;
 }
+
+/*
+ * Apply replayed record @rec to @bits and @table, both in on-disk format
+ * (@table is NULL for an image without one).  A TABLE record clears the
+ * bits of its chunks: the commit lists their local blocks after it.
+ * -EINVAL for a record outside the image.
+ */
+int fvd_jrec_apply(const struct fvd_sb_info *sb, const struct fvd_jrec *rec,
+		   u8 *bits, u8 *table)
+{
+	u64 block, end, unused;
+
+	if (rec->type == FVD_JREC_TABLE) {
+		if (!table || rec->start >= sb->nr_chunks || !rec->count ||
+		    rec->count > sb->nr_chunks - rec->start)
+			return -EINVAL;
+		memcpy(table + rec->start * sizeof(__le32), rec->entries,
+		       (size_t)rec->count * sizeof(__le32));
+		fvd_chunk_blocks(sb, rec->start, &block, &unused);
+		fvd_chunk_blocks(sb, rec->start + rec->count - 1, &unused, &end);
+		for (; block < end; block++)
+			bits[block >> 3] &= ~(1U << (block & 7));
+		return 0;
+	}
+	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= sb->nr_blocks ||
+	    rec->count > sb->nr_blocks - rec->start)
+		return -EINVAL;
+	for (block = rec->start; block < rec->start + rec->count; block++)
+		bits[block >> 3] |= 1U << (block & 7);
+	return 0;
+}

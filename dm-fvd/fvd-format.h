@@ -187,6 +187,18 @@ static inline u64 fvd_block_chunk(const struct fvd_sb_info *sb, u64 block)
 /* Table entries: 0 is unmapped, otherwise physical chunk + 1. */
 #define FVD_CHUNK_UNMAPPED	0U
 
+/* Blocks [*first, *end) of virtual @chunk; the last chunk may be short. */
+static inline void fvd_chunk_blocks(const struct fvd_sb_info *sb, u64 chunk,
+				    u64 *first, u64 *end)
+{
+	u64 per_chunk = 1ULL << (sb->chunk_shift - sb->block_shift);
+
+	*first = chunk * per_chunk;
+	*end = *first + per_chunk;
+	if (*end > sb->nr_blocks)
+		*end = sb->nr_blocks;
+}
+
 static inline bool fvd_block_size_valid(u64 bytes)
 {
 	return bytes >= (1ULL << FVD_MIN_BLOCK_SHIFT) &&
@@ -258,6 +270,12 @@ static inline u64 fvd_bitmap_region_sectors(u64 nr_blocks)
 #define FVD_JOURNAL_MAGIC		0x004c4e524a445646ULL	/* "FVDJRNL" */
 #define FVD_JOURNAL_BLOCK_SIZE		4096
 
+/*
+ * A TABLE record also clears the bitmap bits of every chunk it names: a
+ * commit that changes a chunk's entry lists the table first, then every
+ * block local in that chunk.  So a chunk unmapped by a discard, or mapped
+ * anew, never keeps a bit of its previous mapping on replay.
+ */
 enum fvd_jrec_type {
 	FVD_JREC_BITMAP_SET = 1,	/* blocks [start, start + count) are local */
 	FVD_JREC_TABLE = 2,		/* table[start, start + count) = entries */
@@ -361,5 +379,7 @@ static inline u64 fvd_journal_blocks(const struct fvd_sb_info *sb)
 int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 		       fvd_jrec_fn apply, void *context,
 		       struct fvd_replay *replay);
+int fvd_jrec_apply(const struct fvd_sb_info *sb, const struct fvd_jrec *rec,
+		   u8 *bits, u8 *table);
 
 #endif /* FVD_FORMAT_H */

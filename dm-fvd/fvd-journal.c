@@ -51,6 +51,15 @@ bool fvd_journal_fits(const struct fvd_journal *journal)
 	       jb->nr_blocks <= journal->nr_blocks - journal->head;
 }
 
+/* Would the prepared commit fit once the journal is checkpointed? */
+bool fvd_journal_needs_room(const struct fvd_journal *journal)
+{
+	const struct fvd_jbuilder *jb = &journal->builder;
+
+	return jb->buf && !jb->overflow && jb->nr_blocks &&
+	       jb->nr_blocks > journal->nr_blocks - journal->head;
+}
+
 /* Write the prepared commit at the head of the journal, with FUA. */
 int fvd_journal_append(struct fvd_journal *journal, struct dm_io_client *client,
 		       struct block_device *bdev, const struct fvd_sb_info *sb)
@@ -119,34 +128,29 @@ static int fvd_replay_read(void *context, u64 index, const void **block)
 	return 0;
 }
 
+/* A record applied to the bitmap and table being loaded. */
 static int fvd_replay_apply(void *context, const struct fvd_jrec *rec)
 {
 	struct fvd_replay_context *ctx = context;
 	struct fvd_meta *meta = ctx->meta;
-	u64 nr, i;
+	u64 first = rec->start, last = rec->start + rec->count - 1, unused;
+	int r;
 
-	/* Checked with the block already; the device could have changed since. */
+	r = fvd_jrec_apply(&meta->sb, rec, ctx->bits, ctx->table);
+	if (r || !rec->count)
+		return r;
+	/* Home blocks the record touched, or may have: written at the checkpoint. */
 	if (rec->type == FVD_JREC_TABLE) {
-		nr = meta->sb.nr_chunks;
-		if (!meta->table.nr_mblocks || rec->start >= nr ||
-		    rec->count > nr - rec->start)
-			return -EINVAL;
-		for (i = 0; i < rec->count; i++) {
-			fvd_table_set(ctx->table, rec->start + i,
-				      le32_to_cpu(rec->entries[i]));
-			__set_bit(fvd_meta_tblock_of(rec->start + i),
-				  meta->table.home_stale);
-		}
-		return 0;
+		bitmap_set(meta->table.home_stale, fvd_meta_tblock_of(first),
+			   fvd_meta_tblock_of(last) - fvd_meta_tblock_of(first) + 1);
+		fvd_chunk_blocks(&meta->sb, first, &first, &unused);
+		fvd_chunk_blocks(&meta->sb, last, &unused, &last);
+		if (last == first)
+			return 0;
+		last--;
 	}
-	nr = meta->sb.nr_blocks;
-	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= nr ||
-	    rec->count > nr - rec->start)
-		return -EINVAL;
-	for (i = rec->start; i < rec->start + rec->count; i++) {
-		fvd_bit_set(ctx->bits, i);
-		__set_bit(fvd_meta_mblock_of(i), meta->bits.home_stale);
-	}
+	bitmap_set(meta->bits.home_stale, fvd_meta_mblock_of(first),
+		   fvd_meta_mblock_of(last) - fvd_meta_mblock_of(first) + 1);
 	return 0;
 }
 

@@ -2,15 +2,20 @@
 /*
  * dm-fvd metadata I/O: superblock, bitmap and chunk table through dm-bufio.
  *
- * The bitmap only ever gains bits in this format version, and a bitmap
- * block is written home only after the data device was flushed.  So a torn
- * bitmap block write after a crash leaves each bit either at its old value
- * (block read from the origin again, never acknowledged by a flush) or at
- * its new value (data already durable).  That is what lets a checkpoint
- * write home blocks in place, and an image without a journal commit by
- * writing them directly.  Chunk table entries are only set in this version
- * (a chunk is never freed), and only compact images, which always have a
- * journal, have a table.
+ * A bitmap block is written home only after the data device was flushed.
+ * Without a table, bits are only ever set, so a torn bitmap block write
+ * after a crash leaves each bit either at its old value (block read from
+ * the origin again, never acknowledged by a flush) or at its new value (data
+ * already durable).  That is what lets an image without a journal commit by
+ * writing bitmap blocks home directly.
+ *
+ * Compact images always have a journal.  Their bits are also cleared, when a
+ * discard unmaps a chunk, and a chunk's entry must never be home without the
+ * bits that go with it or the other way round; so every change reaches the
+ * journal before any home block is written (a checkpoint writes home only
+ * what the journal already holds), and replay repairs a torn checkpoint.  A
+ * TABLE record clears the bits of its chunks on replay, and a commit lists
+ * every bit of a chunk whose entry changed after the entry.
  */
 #include <linux/bitmap.h>
 #include <linux/dm-bufio.h>
@@ -114,6 +119,8 @@ void fvd_meta_close(struct fvd_meta *meta)
 	fvd_mregion_free(&meta->bits);
 	fvd_mregion_free(&meta->table);
 	bitmap_free(meta->chunk_used);
+	bitmap_free(meta->chunk_freeing);
+	bitmap_free(meta->chunk_draining);
 	memset(meta, 0, sizeof(*meta));
 }
 
@@ -195,20 +202,21 @@ static int fvd_meta_read_committed(struct fvd_meta *meta,
  */
 int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
 {
-	u64 chunk, block, first, end, used = 0;
+	u64 chunk, block, end, used = 0;
 	u32 entry;
 
 	if (!fvd_compact(&meta->sb))
 		return 0;
 	bitmap_zero(meta->chunk_used, meta->nr_phys);
+	bitmap_zero(meta->chunk_freeing, meta->nr_phys);
+	bitmap_zero(meta->chunk_draining, meta->nr_phys);
+	meta->nr_freeing = 0;
+	meta->nr_draining = 0;
 	for (chunk = 0; chunk < meta->sb.nr_chunks; chunk++) {
 		entry = fvd_table_get(meta->table.live, chunk);
 		if (entry == FVD_CHUNK_UNMAPPED) {
-			first = chunk << (meta->sb.chunk_shift - meta->sb.block_shift);
-			end = min(meta->sb.nr_blocks,
-				  first + (1ULL << (meta->sb.chunk_shift -
-						    meta->sb.block_shift)));
-			for (block = first; block < end; block++)
+			fvd_chunk_blocks(&meta->sb, chunk, &block, &end);
+			for (; block < end; block++)
 				if (fvd_bit_test(meta->bits.live, block))
 					return -EUCLEAN;
 			continue;
@@ -231,34 +239,46 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
  */
 int fvd_meta_set_capacity(struct fvd_meta *meta, u64 nr_phys, spinlock_t *lock)
 {
-	unsigned long *used, *old;
+	unsigned long **maps[] = {
+		&meta->chunk_used, &meta->chunk_freeing, &meta->chunk_draining
+	};
+	unsigned long *new[ARRAY_SIZE(maps)], *old;
+	unsigned int i;
 	u64 last;
+	int r = 0;
 
 	if (!fvd_compact(&meta->sb))
 		return 0;
 	nr_phys = min_t(u64, nr_phys, U32_MAX - 1);
-	used = bitmap_zalloc(max_t(u64, nr_phys, 1), GFP_KERNEL | __GFP_NOWARN);
-	if (!used)
-		return -ENOMEM;
+	for (i = 0; i < ARRAY_SIZE(maps); i++)
+		new[i] = bitmap_zalloc(max_t(u64, nr_phys, 1),
+				       GFP_KERNEL | __GFP_NOWARN);
+	for (i = 0; i < ARRAY_SIZE(maps); i++)
+		if (!new[i])
+			r = -ENOMEM;
 	spin_lock_irq(lock);
 	old = meta->chunk_used;
-	if (old) {
+	/* Chunks freeing or draining are still in chunk_used. */
+	if (!r && old) {
 		last = find_last_bit(old, meta->nr_phys);
-		if (last < meta->nr_phys && last >= nr_phys) {
-			spin_unlock_irq(lock);
-			bitmap_free(used);
-			return -ENOSPC;
-		}
-		bitmap_copy(used, old, min(meta->nr_phys, nr_phys));
-		meta->nr_free = nr_phys - (meta->nr_phys - meta->nr_free);
-	} else {
-		meta->nr_free = nr_phys;
+		if (last < meta->nr_phys && last >= nr_phys)
+			r = -ENOSPC;
 	}
-	meta->chunk_used = used;
-	meta->nr_phys = nr_phys;
+	if (!r) {
+		for (i = 0; i < ARRAY_SIZE(maps); i++) {
+			if (old)
+				bitmap_copy(new[i], *maps[i],
+					    min(meta->nr_phys, nr_phys));
+			swap(new[i], *maps[i]);
+		}
+		meta->nr_free = old ? nr_phys - (meta->nr_phys - meta->nr_free) :
+				nr_phys;
+		meta->nr_phys = nr_phys;
+	}
 	spin_unlock_irq(lock);
-	bitmap_free(old);
-	return 0;
+	for (i = 0; i < ARRAY_SIZE(maps); i++)
+		bitmap_free(new[i]);
+	return r;
 }
 
 /* Load the committed bitmap and table into both in-memory copies. */
@@ -361,9 +381,88 @@ s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk)
 }
 
 /*
- * Append to @jb the runs of bits set in live but not in staged within
- * bitmap block @mblock: exactly the blocks that became local since the
- * last snapshot.
+ * Discard: unmap virtual @chunk.  Its blocks are absent at once; its
+ * physical chunk waits in chunk_freeing until a commit journals the
+ * unmapping.  The caller made sure no write to the chunk is in progress.
+ * Returns false when the chunk was not mapped.
+ */
+bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk)
+{
+	u32 entry = fvd_table_get(meta->table.live, chunk);
+	u64 block, end;
+
+	if (entry == FVD_CHUNK_UNMAPPED)
+		return false;
+	fvd_chunk_blocks(&meta->sb, chunk, &block, &end);
+	for (; block < end; block++) {
+		if (!fvd_bit_test(meta->bits.live, block))
+			continue;
+		fvd_bit_clear(meta->bits.live, block);
+		meta->nr_local--;
+		fvd_mregion_mark_dirty(&meta->bits, fvd_meta_mblock_of(block));
+	}
+	fvd_table_set(meta->table.live, chunk, FVD_CHUNK_UNMAPPED);
+	fvd_mregion_mark_dirty(&meta->table, fvd_meta_tblock_of(chunk));
+	__set_bit(entry - 1, meta->chunk_freeing);
+	meta->nr_freeing++;
+	return true;
+}
+
+/*
+ * The commit that journaled the unmappings is done and no I/O issued
+ * before it is in flight: the draining chunks can be allocated again.
+ * Returns how many were freed.
+ */
+u64 fvd_meta_release_chunks(struct fvd_meta *meta)
+{
+	u64 n = meta->nr_draining;
+
+	if (!n)
+		return 0;
+	bitmap_andnot(meta->chunk_used, meta->chunk_used, meta->chunk_draining,
+		      meta->nr_phys);
+	bitmap_zero(meta->chunk_draining, meta->nr_phys);
+	meta->nr_free += n;
+	meta->nr_draining = 0;
+	return n;
+}
+
+static bool fvd_meta_entry_changed(const struct fvd_meta *meta, u64 chunk)
+{
+	return fvd_table_get(meta->table.live, chunk) !=
+	       fvd_table_get(meta->table.staged, chunk);
+}
+
+/*
+ * Which of the live bits @live of blocks [@first, @first + 64) a commit
+ * lists: those set since the last snapshot, and all of those in a chunk
+ * whose entry changed (replay clears such a chunk's bits first).
+ */
+static u64 fvd_meta_word_runs(const struct fvd_meta *meta, u64 first,
+			      u64 live, u64 staged)
+{
+	unsigned int shift, i, per_chunk;
+	u64 mask = live & ~staged, chunk_mask;
+
+	if (!fvd_compact(&meta->sb) || !live)
+		return mask;
+	shift = meta->sb.chunk_shift - meta->sb.block_shift;
+	if (shift >= 6)
+		return fvd_meta_entry_changed(meta, first >> shift) ? live : mask;
+	per_chunk = 1U << shift;
+	for (i = 0; i < 64; i += per_chunk) {
+		chunk_mask = GENMASK_ULL(i + per_chunk - 1, i);
+		/* Live bits only exist inside the disk: the chunk does too. */
+		if ((live & chunk_mask) &&
+		    fvd_meta_entry_changed(meta, (first + i) >> shift))
+			mask |= live & chunk_mask;
+	}
+	return mask;
+}
+
+/*
+ * Append to @jb the runs of bits of bitmap block @mblock that the commit
+ * lists (see fvd_meta_word_runs()).
  */
 static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
 			      struct fvd_jbuilder *jb)
@@ -378,7 +477,9 @@ static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
 	u64 added;
 
 	for (w = 0; w < words; w++) {
-		added = le64_to_cpu(live[w]) & ~le64_to_cpu(staged[w]);
+		added = fvd_meta_word_runs(meta, first + w * 64,
+					   le64_to_cpu(live[w]),
+					   le64_to_cpu(staged[w]));
 		while (added) {
 			bit = first + w * 64 + __ffs64(added);
 			added &= added - 1;
@@ -419,46 +520,73 @@ static void fvd_meta_add_table(const struct fvd_meta *meta,
 	}
 }
 
-/* Freeze the dirty blocks of @r into its staged copy; returns how many. */
-static unsigned long fvd_mregion_snapshot(struct fvd_meta *meta,
-					  struct fvd_mregion *r,
-					  struct fvd_jbuilder *jb)
+/* Freeze the dirty blocks of @r into its staged copy. */
+static void fvd_mregion_freeze(struct fvd_mregion *r)
 {
-	unsigned long mblock, n = 0;
+	unsigned long mblock;
 	size_t off;
 
 	if (!r->nr_mblocks)
-		return 0;
+		return;
 	for_each_set_bit(mblock, r->dirty, r->nr_mblocks) {
 		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-		if (jb && r == &meta->bits)
-			fvd_meta_add_runs(meta, mblock, jb);
-		else if (jb)
-			fvd_meta_add_table(meta, mblock, jb);
 		memcpy(r->staged + off, r->live + off, FVD_META_BLOCK_SIZE);
 		__set_bit(mblock, r->committing);
-		n++;
 	}
 	bitmap_zero(r->dirty, r->nr_mblocks);
 	r->nr_dirty = 0;
-	return n;
 }
 
 /*
- * Start a commit: freeze the current state of every dirty metadata block
- * into the staged copies, and describe the changes in @jb when it is given
- * (table entries first, then the blocks written in those chunks).  Returns
- * the number of metadata blocks concerned.
+ * Describe in @jb, when given, what changed since the last snapshot: table
+ * entries first, then the bits (see fvd_meta_word_runs()).  Changes
+ * nothing, so the caller may make room in the journal and describe again.
+ * Returns the number of dirty metadata blocks.
  */
+unsigned long fvd_meta_describe(const struct fvd_meta *meta,
+				struct fvd_jbuilder *jb)
+{
+	unsigned long mblock;
+
+	if (!jb)
+		return meta->table.nr_dirty + meta->bits.nr_dirty;
+	fvd_jbuilder_reset(jb);
+	if (meta->table.nr_mblocks)
+		for_each_set_bit(mblock, meta->table.dirty, meta->table.nr_mblocks)
+			fvd_meta_add_table(meta, mblock, jb);
+	for_each_set_bit(mblock, meta->bits.dirty, meta->bits.nr_mblocks)
+		fvd_meta_add_runs(meta, mblock, jb);
+	return meta->table.nr_dirty + meta->bits.nr_dirty;
+}
+
+/*
+ * Start the commit described last: freeze every dirty metadata block into
+ * the staged copies, and start draining the chunks unmapped so far.
+ * Returns true when chunks started draining.
+ */
+bool fvd_meta_freeze(struct fvd_meta *meta)
+{
+	bool draining = meta->nr_freeing > 0;
+
+	meta->commit_active = meta->table.nr_dirty + meta->bits.nr_dirty > 0;
+	fvd_mregion_freeze(&meta->table);
+	fvd_mregion_freeze(&meta->bits);
+	if (draining) {
+		bitmap_or(meta->chunk_draining, meta->chunk_draining,
+			  meta->chunk_freeing, meta->nr_phys);
+		bitmap_zero(meta->chunk_freeing, meta->nr_phys);
+		meta->nr_draining += meta->nr_freeing;
+		meta->nr_freeing = 0;
+	}
+	return draining;
+}
+
+/* Describe and freeze in one step; returns the number of metadata blocks. */
 unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb)
 {
-	unsigned long n;
+	unsigned long n = fvd_meta_describe(meta, jb);
 
-	if (jb)
-		fvd_jbuilder_reset(jb);
-	n = fvd_mregion_snapshot(meta, &meta->table, jb);
-	n += fvd_mregion_snapshot(meta, &meta->bits, jb);
-	meta->commit_active = n > 0;
+	fvd_meta_freeze(meta);
 	return n;
 }
 

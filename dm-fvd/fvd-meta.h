@@ -50,11 +50,21 @@ struct fvd_meta {
 	struct fvd_mregion bits;
 	u64 nr_local;
 
-	/* Compact images: the table, and which physical chunks it uses. */
+	/*
+	 * Compact images: the table, and which physical chunks it uses.  A
+	 * chunk unmapped by a discard stays in use until the commit that
+	 * journals the unmapping is done and the I/O issued to it before has
+	 * ended: first "freeing", then, from the start of that commit,
+	 * "draining".
+	 */
 	struct fvd_mregion table;
 	unsigned long *chunk_used;
+	unsigned long *chunk_freeing;
+	unsigned long *chunk_draining;
 	u64 nr_phys;			/* chunks the data device holds */
 	u64 nr_free;
+	u64 nr_freeing;
+	u64 nr_draining;
 
 	bool commit_active;
 };
@@ -67,6 +77,11 @@ static inline bool fvd_bit_test(const u8 *map, u64 nr)
 static inline void fvd_bit_set(u8 *map, u64 nr)
 {
 	WRITE_ONCE(map[nr >> 3], map[nr >> 3] | (1U << (nr & 7)));
+}
+
+static inline void fvd_bit_clear(u8 *map, u64 nr)
+{
+	WRITE_ONCE(map[nr >> 3], map[nr >> 3] & ~(1U << (nr & 7)));
 }
 
 /* The bitmap metadata block holding the bit of @block. */
@@ -108,13 +123,19 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta);
 bool fvd_meta_mark_local(struct fvd_meta *meta, u64 block);
 bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block);
 s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk);
+bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk);
+unsigned long fvd_meta_describe(const struct fvd_meta *meta,
+				struct fvd_jbuilder *jb);
+bool fvd_meta_freeze(struct fvd_meta *meta);
 unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb);
+u64 fvd_meta_release_chunks(struct fvd_meta *meta);
 void fvd_meta_commit_done(struct fvd_meta *meta, bool failed);
 
+/* Nothing to commit, and no chunk waits for a commit to be free. */
 static inline bool fvd_meta_clean(const struct fvd_meta *meta)
 {
 	return !meta->bits.nr_dirty && !meta->table.nr_dirty &&
-	       !meta->commit_active;
+	       !meta->commit_active && !meta->nr_freeing && !meta->nr_draining;
 }
 
 /* Process context, no lock. */

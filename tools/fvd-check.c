@@ -172,11 +172,6 @@ static bool bit_test(const uint8_t *map, uint64_t nr)
 	return (map[nr >> 3] >> (nr & 7)) & 1;
 }
 
-static void bit_set(uint8_t *map, uint64_t nr)
-{
-	map[nr >> 3] |= 1U << (nr & 7);
-}
-
 static void bit_clear(uint8_t *map, uint64_t nr)
 {
 	map[nr >> 3] &= ~(1U << (nr & 7));
@@ -195,22 +190,8 @@ static int journal_read(void *context, uint64_t index, const void **block)
 static int journal_apply(void *context, const struct fvd_jrec *rec)
 {
 	struct image *img = context;
-	uint64_t block;
 
-	/* fvd_jblock_check() accepted the block; check again, cheaply. */
-	if (rec->type == FVD_JREC_TABLE) {
-		if (!img->table || rec->start >= img->sb.nr_chunks ||
-		    rec->count > img->sb.nr_chunks - rec->start)
-			return -EINVAL;
-		memcpy(img->table + rec->start * 4, rec->entries, rec->count * 4);
-		return 0;
-	}
-	if (rec->type != FVD_JREC_BITMAP_SET || rec->start >= img->sb.nr_blocks ||
-	    rec->count > img->sb.nr_blocks - rec->start)
-		return -EINVAL;
-	for (block = rec->start; block < rec->start + rec->count; block++)
-		bit_set(img->bitmap, block);
-	return 0;
+	return fvd_jrec_apply(&img->sb, rec, img->bitmap, img->table);
 }
 
 /* Bits past the last block are cleared by check_bitmap() first. */

@@ -21,6 +21,8 @@ struct journal {
 	uint8_t blocks[NR_JBLOCKS][FVD_JOURNAL_BLOCK_SIZE];
 	uint64_t records;
 	uint64_t entry_sum;
+	uint8_t *bits;		/* exactly the bitmap and table the disk needs */
+	uint8_t *table;
 };
 
 static int read_block(void *context, uint64_t index, const void **block)
@@ -48,6 +50,9 @@ static int apply(void *context, const struct fvd_jrec *rec)
 	if (rec->entries)
 		j->entry_sum += le32_to_cpu(rec->entries[rec->count - 1]);
 	j->records++;
+	/* and that applying it stays inside the bitmap and the table */
+	if (fvd_jrec_apply(j->sb, rec, j->bits, j->table))
+		abort();
 	return 0;
 }
 
@@ -68,6 +73,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&j, 0, sizeof(j));
 	memcpy(j.blocks, data, size < sizeof(j.blocks) ? size : sizeof(j.blocks));
 	j.sb = &sb;
+	j.bits = calloc(1, fvd_bitmap_bytes(sb.nr_blocks));
+	j.table = fvd_compact(&sb) ? calloc(sb.nr_chunks, sizeof(__le32)) : NULL;
+	if (!j.bits || (fvd_compact(&sb) && !j.table))
+		abort();
 	/* the checkpoint the journal follows: from the input, small or not */
 	if (size > 2)
 		sb.checkpoint_seq = data[1] & 0x80 ? ~0ULL - data[2] : data[2];
@@ -82,6 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (fvd_journal_replay(&sb, read_block, apply, &j, &replay))
 		abort();
+	free(j.bits);
+	free(j.table);
 	if (replay.head > NR_JBLOCKS ||
 	    replay.nr_commits > replay.head || replay.nr_records != j.records ||
 	    replay.next_seq != sb.checkpoint_seq + 1 + replay.nr_commits ||

@@ -1211,6 +1211,161 @@ static void fvd_test_chunk_leak_recovery(struct kunit *test)
 	fvd_test_meta_free(meta);
 }
 
+/*
+ * A discarded chunk's blocks are absent at once, but its physical chunk is
+ * allocated again only after the commit that journals the unmapping has
+ * started (freeing -> draining) and the target released it.
+ */
+static void fvd_test_chunk_discard_reuse(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 3);
+
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 3), 0LL);
+	fvd_meta_mark_local(meta, 12);
+	fvd_meta_mark_local(meta, 13);
+	fvd_meta_snapshot(meta, NULL);
+	fvd_meta_commit_done(meta, false);
+
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 3));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_unmap_chunk(meta, 3));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_unmap_chunk(meta, 4));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.live, 12));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.live, 13));
+	KUNIT_EXPECT_EQ(test, meta->nr_local, 0ULL);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(meta->table.live, 3), FVD_CHUNK_UNMAPPED);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 1ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 2ULL);
+
+	/* not before the commit: the chunk is neither reused nor counted free */
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 5), 1LL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 6), 2LL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), (s64)-ENOSPC);
+	/* nor during it */
+	fvd_meta_describe(meta, NULL);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_freeze(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 0ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_draining, 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), (s64)-ENOSPC);
+	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta), 0ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), 0LL);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 0ULL);
+	/* a commit without unmappings drains nothing */
+	fvd_meta_describe(meta, NULL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_freeze(meta));
+	fvd_meta_commit_done(meta, false);
+
+	/* a load or rollback forgets chunks on their way to being free */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 5));
+	KUNIT_EXPECT_EQ(test, 0, fvd_meta_rebuild_chunks(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 0ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 1ULL);
+	fvd_test_meta_free(meta);
+}
+
+/* Build the journal records of the next commit into @log. */
+static void fvd_test_commit_records(struct kunit *test, struct fvd_meta *meta,
+				    struct fvd_jbuilder *jb,
+				    struct fvd_jrec_log *log)
+{
+	memset(log, 0, sizeof(*log));
+	fvd_meta_snapshot(meta, jb);
+	fvd_meta_commit_done(meta, false);
+	if (!jb->nr_blocks)
+		return;
+	KUNIT_ASSERT_EQ(test, jb->nr_blocks, 1U);
+	fvd_jbuilder_seal(jb, 1);
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb->buf, fvd_test_collect, log));
+}
+
+/* Replay @log onto @bits and @table, as a load does. */
+static void fvd_test_apply_log(struct kunit *test, struct fvd_meta *meta,
+			       const struct fvd_jrec_log *log, u8 *bits,
+			       u8 *table)
+{
+	int i;
+
+	for (i = 0; i < log->nr; i++)
+		KUNIT_EXPECT_EQ(test, 0, fvd_jrec_apply(&meta->sb, &log->recs[i],
+							bits, table));
+}
+
+/*
+ * A chunk whose entry changed is journaled with all its local blocks, and
+ * replay of its table record drops the bits of the old mapping: replaying
+ * the commits onto the committed state gives exactly the live state.
+ */
+static void fvd_test_chunk_unmap_replay(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 10);
+	struct fvd_jbuilder jb = { .max_blocks = 1 };
+	struct fvd_jrec_log log;
+	u8 *bits, *table;
+
+	jb.buf = kunit_kzalloc(test, FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	bits = kunit_kzalloc(test, meta->bits.bytes, GFP_KERNEL);
+	table = kunit_kzalloc(test, meta->table.bytes, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	KUNIT_ASSERT_NOT_NULL(test, bits);
+	KUNIT_ASSERT_NOT_NULL(test, table);
+
+	fvd_meta_map_chunk(meta, 3);
+	fvd_meta_mark_local(meta, 12);
+	fvd_meta_mark_local(meta, 13);
+	fvd_test_commit_records(test, meta, &jb, &log);
+	fvd_test_apply_log(test, meta, &log, bits, table);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(bits, meta->bits.live, meta->bits.bytes));
+
+	/* remapped in one commit interval: block 13 was local before too */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 3));
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 3), 1LL);
+	fvd_meta_mark_local(meta, 13);
+	fvd_meta_mark_local(meta, 14);
+	fvd_test_commit_records(test, meta, &jb, &log);
+	KUNIT_ASSERT_EQ(test, log.nr, 2);
+	KUNIT_EXPECT_EQ(test, log.recs[0].type, FVD_JREC_TABLE);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(log.recs[0].entries[0]), 2U);
+	KUNIT_EXPECT_EQ(test, log.recs[1].type, FVD_JREC_BITMAP_SET);
+	KUNIT_EXPECT_EQ(test, log.recs[1].start, 13ULL);
+	KUNIT_EXPECT_EQ(test, log.recs[1].count, 2U);
+	fvd_test_apply_log(test, meta, &log, bits, table);
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(bits, 12));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(bits, meta->bits.live, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(table, meta->table.live, meta->table.bytes));
+
+	/* unmapped: the table record alone clears the chunk */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 3));
+	fvd_test_commit_records(test, meta, &jb, &log);
+	KUNIT_ASSERT_EQ(test, log.nr, 1);
+	KUNIT_EXPECT_EQ(test, log.recs[0].type, FVD_JREC_TABLE);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(log.recs[0].entries[0]), FVD_CHUNK_UNMAPPED);
+	fvd_test_apply_log(test, meta, &log, bits, table);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(bits, meta->bits.live, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(table, meta->table.live, meta->table.bytes));
+
+	/* mapped and unmapped between two commits: nothing to journal */
+	fvd_meta_map_chunk(meta, 9);
+	fvd_meta_mark_local(meta, 37);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 9));
+	fvd_test_commit_records(test, meta, &jb, &log);
+	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 0U);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(bits, meta->bits.live, meta->bits.bytes));
+
+	/* the shared apply refuses records outside the image */
+	log.recs[0].start = meta->sb.nr_chunks;
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_jrec_apply(&meta->sb, &log.recs[0],
+						      bits, table));
+	log.recs[0].start = 0;
+	KUNIT_EXPECT_EQ(test, -EINVAL, fvd_jrec_apply(&meta->sb, &log.recs[0],
+						      bits, NULL));
+	fvd_test_meta_free(meta);
+}
+
 static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_compact_layout),
 	KUNIT_CASE(fvd_test_compact_sb_rejects),
@@ -1218,6 +1373,8 @@ static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_chunk_alloc),
 	KUNIT_CASE(fvd_test_chunk_commit),
 	KUNIT_CASE(fvd_test_chunk_leak_recovery),
+	KUNIT_CASE(fvd_test_chunk_discard_reuse),
+	KUNIT_CASE(fvd_test_chunk_unmap_replay),
 	{}
 };
 
