@@ -3,8 +3,10 @@
 """Crash-consistency workloads and checker for dm-fvd, over dm-log-writes.
 
   raw-workload DEV --seed S --steps N (--log-dev NAME | --progress FILE)
+               [--discard-chunk BYTES]
       Random 4K-aligned O_DIRECT writes to DEV, with fsyncs and RWF_DSYNC
-      (FUA) writes among them.  After each fsync or DSYNC write returns, a
+      (FUA) writes among them, and with --discard-chunk discards of whole
+      chunks of that size (a compact image's chunks).  After each fsync or DSYNC write returns, a
       mark "s<step>" is put in the log of the dm-log-writes device NAME, or
       the line "s<step>" appended to FILE (which also gets "b<step>" before
       each step begins).
@@ -39,21 +41,28 @@ import sys
 import time
 
 CHUNK = 4096
+BLKDISCARD = 0x1277
 LOG_FLUSH, LOG_FUA, LOG_DISCARD, LOG_MARK = 1, 2, 4, 8
 LOG_MAGIC = 0x6a736677736872
 
 
 # ---- the raw workload's plan, shared by the writer and the checker ----
 
-def raw_plan(seed, steps, virtual_bytes):
-    """[(kind, first_chunk, nr_chunks)], kind in write / dsync / fsync."""
+def raw_plan(seed, steps, virtual_bytes, discard_bytes=0):
+    """[(kind, first_chunk, nr_chunks)], kind in write / dsync / fsync / discard."""
     rng = random.Random(seed)
     chunks = virtual_bytes // CHUNK
+    per_discard = discard_bytes // CHUNK
     plan = []
     for _ in range(steps):
         r = rng.random()
         if r < 0.15:
             plan.append(("fsync", 0, 0))
+            continue
+        if per_discard and r >= 0.88:
+            n = rng.choice([1, 1, 2, 3])
+            first = rng.randrange(0, chunks // per_discard - n + 1) * per_discard
+            plan.append(("discard", first, n * per_discard))
             continue
         kind = "dsync" if r < 0.3 else "write"
         n = rng.choice([1, 1, 2, 3, 4, 8, 16])
@@ -127,14 +136,19 @@ def cmd_raw_workload(args):
     size = os.lseek(fd, 0, os.SEEK_END)
     import mmap
     buf = mmap.mmap(-1, 16 * CHUNK)
-    counts = {"write": 0, "dsync": 0, "fsync": 0}
+    counts = {"write": 0, "dsync": 0, "fsync": 0, "discard": 0}
     progress = open(args.progress, "w", buffering=1) if args.progress else None
-    for step, (kind, first, n) in enumerate(raw_plan(args.seed, args.steps, size), 1):
+    plan = raw_plan(args.seed, args.steps, size, args.discard_chunk)
+    for step, (kind, first, n) in enumerate(plan, 1):
         counts[kind] += 1
         if progress:
             progress.write(f"b{step}\n")
         if kind == "fsync":
             os.fsync(fd)
+        elif kind == "discard":
+            import fcntl
+            fcntl.ioctl(fd, BLKDISCARD, struct.pack("<QQ", first * CHUNK, n * CHUNK))
+            continue
         else:
             for i in range(n):
                 buf[i * CHUNK:(i + 1) * CHUNK] = chunk_data(args.seed, step, first + i)
@@ -151,7 +165,8 @@ def cmd_raw_workload(args):
             mark(args.log_dev, f"s{step}")
     os.close(fd)
     print(f"raw workload: {args.steps} steps: {counts['write']} writes, "
-          f"{counts['dsync']} DSYNC writes, {counts['fsync']} fsyncs")
+          f"{counts['dsync']} DSYNC writes, {counts['fsync']} fsyncs, "
+          f"{counts['discard']} discards")
     return 0
 
 
@@ -164,7 +179,8 @@ def cmd_verify_raw(args):
                 durable = int(line[1:])
             elif line.startswith("b"):
                 begun = int(line[1:])
-    image = RawImage(args.seed, args.steps, args.origin, args.virtual * 512)
+    image = RawImage(args.seed, args.steps, args.origin, args.virtual * 512,
+                     args.discard_chunk)
     try:
         image.verify(args.dev, durable, begun)
     except Failure as e:
@@ -254,9 +270,9 @@ def sectors(dev):
 class RawImage:
     """What the disk may hold after the raw workload ran some steps."""
 
-    def __init__(self, seed, steps, origin, virtual_bytes):
+    def __init__(self, seed, steps, origin, virtual_bytes, discard_bytes=0):
         self.seed = seed
-        self.plan = raw_plan(seed, steps, virtual_bytes)
+        self.plan = raw_plan(seed, steps, virtual_bytes, discard_bytes)
         self.virtual_bytes = virtual_bytes
         with open(origin, "rb") as f:
             data = f.read(virtual_bytes)
@@ -265,6 +281,8 @@ class RawImage:
         self.data = {}
 
     def chunk(self, step, c):
+        if self.plan[step - 1][0] == "discard":
+            return self.base[c * CHUNK:(c + 1) * CHUNK]
         if (step, c) not in self.data:
             self.data[step, c] = chunk_data(self.seed, step, c)
         return self.data[step, c]
@@ -274,7 +292,8 @@ class RawImage:
         Every step up to @durable_step was acknowledged as durable (an
         fsync, or a DSYNC write), none after @horizon was issued.  Each chunk
         must hold its last acknowledged write (the origin if none) or a
-        write issued after that one.
+        write issued after that one.  A discard "writes" the origin's data,
+        and is acknowledged by the next fsync only.
         """
         last_fsync = max([s for s, (k, _, _) in enumerate(self.plan, 1)
                           if k == "fsync" and s <= durable_step], default=0)
@@ -319,7 +338,8 @@ class Checker:
         self.repairs = 0
         self.times = {}
         if args.workload == "raw":
-            self.raw = RawImage(args.seed, args.steps, args.origin, self.virtual_bytes)
+            self.raw = RawImage(args.seed, args.steps, args.origin, self.virtual_bytes,
+                                args.discard_chunk)
 
     def apply_until(self, point):
         for e in self.entries[self.applied:point]:
@@ -462,6 +482,7 @@ def main():
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--log-dev")
     g.add_argument("--progress")
+    s.add_argument("--discard-chunk", type=int, default=0)
     s = sub.add_parser("verify-raw")
     s.add_argument("dev")
     s.add_argument("--seed", type=int, required=True)
@@ -469,6 +490,7 @@ def main():
     s.add_argument("--origin", required=True)
     s.add_argument("--virtual", type=int, required=True)
     s.add_argument("--progress", required=True)
+    s.add_argument("--discard-chunk", type=int, default=0)
     s = sub.add_parser("ext4-workload")
     s.add_argument("dir")
     s.add_argument("--seed", type=int, required=True)
@@ -485,6 +507,7 @@ def main():
     s.add_argument("--steps", type=int, default=0)
     s.add_argument("--random-points", type=int, default=40)
     s.add_argument("--fvd-check", required=True)
+    s.add_argument("--discard-chunk", type=int, default=0)
     args = p.parse_args()
     return globals()["cmd_" + args.cmd.replace("-", "_")](args)
 

@@ -40,7 +40,8 @@ run() {
 	dmsetup create fvd0 --table "$(table)" || exit 1
 	: >$PROGRESS
 	echo "power cut: workload started"
-	$CRASH raw-workload /dev/mapper/fvd0 --seed $SEED --steps $STEPS --progress $PROGRESS
+	$CRASH raw-workload /dev/mapper/fvd0 --seed $SEED --steps $STEPS --progress $PROGRESS \
+		--discard-chunk 65536
 	echo "power cut: the workload ended before the power cut"
 	exit 1
 }
@@ -58,6 +59,7 @@ verify() {
 	result $? "target loads after the cut"
 	dmesg | grep "fvd:" | tail -n 3
 	$CRASH verify-raw /dev/mapper/fvd0 --seed $SEED --steps $STEPS --origin $ORIGIN \
+		--discard-chunk 65536 \
 		--virtual "$(blockdev --getsz $ORIGIN)" --progress $PROGRESS
 	result $? "acknowledged writes read back after the cut"
 	dmsetup remove fvd0

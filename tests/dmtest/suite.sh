@@ -687,6 +687,17 @@ compact_grow() {	# compact_grow CHUNKS: grow the data device, noflush resume
 	dmsetup suspend --noflush $DEV && dmsetup resume $DEV || fail "suspend/resume"
 }
 
+# compact_check_reload SUMMARY: remove the disk, fvd-check must find it clean
+# and print SUMMARY, load it again.
+compact_check_reload() {
+	fvd_down
+	$FVD_CHECK --data-dev /dev/mapper/fvddata $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check"; }
+	grep -q "$1" /tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check disagrees on the chunk table"; }
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+}
+
 # status_field 10: <free chunks>/<data chunks>, 11: ok | low_water | out_of_data_space
 free_chunks() {
 	status_field 10 | cut -d/ -f1
@@ -707,12 +718,7 @@ test_compact_random_writes() {
 	mapped=$((40 - $(free_chunks)))
 	say "status: $(dmsetup status $DEV); $mapped chunks mapped"
 	[ "$mapped" -ge 20 ] && [ "$mapped" -le 32 ] || fail "$mapped chunks mapped"
-	fvd_down
-	$FVD_CHECK --data-dev /dev/mapper/fvddata $SCRATCH >/tmp/check.out ||
-		{ cat /tmp/check.out; fail "fvd-check"; }
-	grep -q "$mapped/256 chunks mapped, data device holds 40 chunks" /tmp/check.out ||
-		{ cat /tmp/check.out; fail "fvd-check disagrees on the chunk table"; }
-	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	compact_check_reload "$mapped/256 chunks mapped, data device holds 40 chunks"
 	expect_eq "$(free_chunks)" $((40 - mapped)) "free chunks after reload"
 	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reload"
 	fvd_down
@@ -810,6 +816,63 @@ test_compact_no_space_timeout() {
 	rm -f /tmp/piece /tmp/dd.err
 }
 
+# flush_mapper: an empty write with fsync: a flush of the fvd device.
+flush_mapper() {
+	dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none || fail "flush"
+}
+
+# blkdiscard unmaps the whole chunks it covers: they read as the origin
+# again and are free after the next commit (a write needing a chunk meanwhile
+# waits for that commit, even with error_if_no_space); a partial chunk is
+# left alone.  The table survives remove/create and fvd-check agrees.
+test_compact_discard() {
+	local dm
+	compact_up 8 error_if_no_space
+	dm=dm-$(dmsetup info -c --noheadings -o minor $DEV | tr -d ' ')
+	expect_eq "$(cat /sys/block/$dm/queue/discard_granularity)" $CHUNK "discard granularity"
+	cp $ORIGIN /tmp/ref
+	head -c $((8 * CHUNK)) /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=$CHUNK oflag=direct conv=notrunc status=none ||
+		fail "fill 8 chunks"
+	dd if=/tmp/piece of=/tmp/ref bs=$CHUNK conv=notrunc status=none
+	expect_eq "$(status_field 10)" "0/8" "free/data chunks when full"
+	blkdiscard -o $((2 * CHUNK)) -l $((2 * CHUNK)) $MAPPER || fail "discard chunks 2-3"
+	blkdiscard -o $((5 * CHUNK + 64 * KB)) -l $((128 * KB)) $MAPPER ||
+		fail "discard inside chunk 5"
+	dd if=$ORIGIN of=/tmp/ref bs=$CHUNK skip=2 seek=2 count=2 conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after the discards"
+	# chunk 8 needs a chunk that the next commit frees
+	head -c $CHUNK /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=$CHUNK seek=8 oflag=direct conv=notrunc status=none ||
+		fail "write to chunk 8 with discarded chunks pending"
+	dd if=/tmp/piece of=/tmp/ref bs=$CHUNK seek=8 conv=notrunc status=none
+	flush_mapper
+	expect_eq "$(status_field 10)" "1/8" "free/data chunks after the discard's commit"
+	dd if=/tmp/piece of=$MAPPER bs=$CHUNK seek=9 oflag=direct conv=notrunc status=none ||
+		fail "write to chunk 9"
+	dd if=/tmp/piece of=/tmp/ref bs=$CHUNK seek=9 conv=notrunc status=none
+	if dd if=/tmp/piece of=$MAPPER bs=$CHUNK seek=10 oflag=direct conv=notrunc \
+		status=none 2>/dev/null; then
+		fail "a ninth chunk was allocated"
+	fi
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reuse"
+	compact_check_reload "8/256 chunks mapped, data device holds 8 chunks"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reload"
+	# everything: the disk is the origin again, every chunk free
+	blkdiscard $MAPPER || fail "discard the whole disk"
+	flush_mapper
+	expect_eq "$(status_field 10)" "8/8" "free/data chunks after discarding all"
+	expect_eq "$(local_blocks)" 0 "local blocks"
+	fvd_down
+	$FVD_CHECK --data-dev /dev/mapper/fvddata $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check after discarding all"; }
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	$FVDIO compare $MAPPER $ORIGIN || fail "not the origin after discarding all"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/ref /tmp/piece /tmp/check.out
+}
+
 # ---- crash consistency ----
 
 # A 9 MiB disk over an 8 MiB origin, 16K blocks and a 64K journal (so the
@@ -836,19 +899,21 @@ crash_teardown() {
 
 # crash_raw_case SEED STEPS RANDOM-POINTS [FVD-CREATE OPTIONS...]: the random
 # write workload under dm-log-writes, then every crash point of its log.
+# CRASH_DISCARD=BYTES adds discards of whole chunks of that size.
 crash_raw_case() {
 	local seed=$1 steps=$2 random=$3 rc=0 n
 	shift 3
 	modprobe dm-log-writes || fail "modprobe dm-log-writes"
 	modprobe dm-snapshot || fail "modprobe dm-snapshot"
 	crash_setup 9 "$@"
-	$CRASH raw-workload $MAPPER --seed "$seed" --steps "$steps" --log-dev crashlog ||
-		fail "workload"
+	$CRASH raw-workload $MAPPER --seed "$seed" --steps "$steps" --log-dev crashlog \
+		--discard-chunk "${CRASH_DISCARD:-0}" || fail "workload"
 	say "status after the workload: $(dmsetup status $DEV)"
 	crash_teardown
 	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
 		--virtual $((9 * 2048)) --workload raw --seed "$seed" --steps "$steps" \
-		--random-points "$random" --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+		--random-points "$random" --discard-chunk "${CRASH_DISCARD:-0}" \
+		--fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
 	cat /tmp/crash.out
 	[ $rc -eq 0 ] || fail "crash point check failed"
 	dmsetup remove crashorigin
@@ -863,10 +928,12 @@ test_crash_points_random_writes() {
 	[ "$(cat /tmp/crash.points)" -ge 200 ] || fail "only $(cat /tmp/crash.points) crash points"
 }
 
-# The same on a compact image (64K chunks): chunk allocations go through
-# the journal with the bits of the blocks written in them.
+# The same on a compact image (64K chunks), with discards of whole chunks:
+# chunk allocations and unmappings go through the journal with the bits of
+# the blocks written in them, and a discarded chunk reads as the origin
+# once a flush acknowledged the discard (before, either way).
 test_crash_points_compact() {
-	crash_raw_case 8 120 20 --compact --chunk-size 64K
+	CRASH_DISCARD=$((64 * KB)) crash_raw_case 8 120 20 --compact --chunk-size 64K
 }
 
 # ext4 with fsync-heavy file creation: at every crash point the fsynced
