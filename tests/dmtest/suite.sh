@@ -897,23 +897,23 @@ crash_teardown() {
 	dmsetup remove crashlog || fail "remove log-writes"
 }
 
-# crash_raw_case SEED STEPS RANDOM-POINTS [FVD-CREATE OPTIONS...]: the random
-# write workload under dm-log-writes, then every crash point of its log.
-# CRASH_DISCARD=BYTES adds discards of whole chunks of that size.
-crash_raw_case() {
-	local seed=$1 steps=$2 random=$3 rc=0 n
-	shift 3
+# crash_case WORKLOAD SEED RANDOM-POINTS "OPTIONS" [FVD-CREATE OPTIONS...]:
+# crash.py's WORKLOAD (raw or fio, with OPTIONS) under dm-log-writes, then
+# every crash point of its log.  The number of points checked is left in
+# /tmp/crash.points.
+crash_case() {
+	local workload=$1 seed=$2 random=$3 opts=$4 rc=0 n
+	shift 4
 	modprobe dm-log-writes || fail "modprobe dm-log-writes"
 	modprobe dm-snapshot || fail "modprobe dm-snapshot"
 	crash_setup 9 "$@"
-	$CRASH raw-workload $MAPPER --seed "$seed" --steps "$steps" --log-dev crashlog \
-		--discard-chunk "${CRASH_DISCARD:-0}" || fail "workload"
+	$CRASH $workload-workload $MAPPER --seed "$seed" $opts --log-dev crashlog ||
+		fail "workload"
 	say "status after the workload: $(dmsetup status $DEV)"
 	crash_teardown
 	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
-		--virtual $((9 * 2048)) --workload raw --seed "$seed" --steps "$steps" \
-		--random-points "$random" --discard-chunk "${CRASH_DISCARD:-0}" \
-		--fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+		--virtual $((9 * 2048)) --workload $workload --seed "$seed" $opts \
+		--random-points "$random" --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
 	cat /tmp/crash.out
 	[ $rc -eq 0 ] || fail "crash point check failed"
 	dmsetup remove crashorigin
@@ -924,7 +924,7 @@ crash_raw_case() {
 # Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
 # the log must load and read back every acknowledged write exactly.
 test_crash_points_random_writes() {
-	crash_raw_case 7 160 70
+	crash_case raw 7 70 "--steps 160"
 	[ "$(cat /tmp/crash.points)" -ge 200 ] || fail "only $(cat /tmp/crash.points) crash points"
 }
 
@@ -933,7 +933,14 @@ test_crash_points_random_writes() {
 # the blocks written in them, and a discarded chunk reads as the origin
 # once a flush acknowledged the discard (before, either way).
 test_crash_points_compact() {
-	CRASH_DISCARD=$((64 * KB)) crash_raw_case 8 120 20 --compact --chunk-size 64K
+	crash_case raw 8 20 "--steps 120 --discard-chunk $((64 * KB))" --compact --chunk-size 64K
+}
+
+# fio random 4K writes with an fsync every 8, in phases over regions of
+# their own, each phase marked when done; at the end fio verifies them all:
+# at every crash point, every phase completed reads back as fio verified it.
+test_crash_points_fio() {
+	crash_case fio 13 10 "--phases 6 --reference /tmp/fio.ref"
 }
 
 # ext4 with fsync-heavy file creation: at every crash point the fsynced
