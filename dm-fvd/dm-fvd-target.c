@@ -7,7 +7,13 @@
  *
  * Bio routing:
  *  - reads of local blocks go to the data device, reads of absent blocks to
- *    the origin (zeroes past its end);
+ *    the origin (zeroes past its end).  With copy-on-read, the worker reads
+ *    the whole block from the origin into a buffer, completes the read from
+ *    it and then writes the block to the data device, where it is "fresh":
+ *    read from there, but not journaled (a crash costs a second copy);
+ *    fresh blocks become local bits at checkpoints.  The block is
+ *    busy meanwhile, like one being written, so a write to it waits and
+ *    never lands under the copy;
  *  - writes to local blocks go to the data device;
  *  - writes to absent blocks are deferred to the worker, which serialises
  *    them per block: a write covering the whole block goes straight to the
@@ -49,7 +55,7 @@
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
 #define FVD_OP_HASH_BITS	8
-#define FVD_MAX_FEATURE_ARGS	6
+#define FVD_MAX_FEATURE_ARGS	9
 #define FVD_DISCARD_BATCH	256		/* chunks unmapped per lock hold */
 #define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
 
@@ -70,6 +76,7 @@ struct fvd_target {
 	bool journaled;		/* image has FVD_INCOMPAT_JOURNAL */
 	bool compact;		/* image has FVD_INCOMPAT_COMPACT */
 	bool writable;		/* opened read-write and not read_only */
+	bool copy_on_read;	/* writable, has an origin, no no_copy_on_read */
 	bool loaded;		/* bitmap read since the table was loaded */
 	bool resumed;
 
@@ -106,6 +113,12 @@ struct fvd_target {
 	atomic64_t nr_copies;		/* partial writes merged with a copy */
 	atomic64_t nr_whole_writes;	/* absent blocks overwritten whole */
 	atomic64_t nr_commits;
+
+	u64 cor_inflight;		/* bytes, under the lock */
+	u64 max_cor_inflight;		/* bytes */
+	atomic_t nr_cor_ops;		/* waited for at suspend */
+	atomic64_t nr_cor_bytes;	/* copied on read */
+	atomic64_t nr_origin_bytes;	/* read from the origin */
 };
 
 /* An absent block on its way to becoming local. */
@@ -113,8 +126,9 @@ struct fvd_op {
 	struct hlist_node node;
 	struct fvd_target *fvd;
 	u64 block;
-	struct bio *bio;		/* partial write being merged, or NULL */
+	struct bio *bio;		/* partial write being merged, or read */
 	bool fua;
+	bool copy_on_read;		/* makes the block fresh, not local */
 	struct bio_list waiters;	/* writes to the block that came later */
 	void *buffer;
 	struct work_struct work;
@@ -155,6 +169,7 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 
 	memset(args, 0, sizeof(*args));
 	args->no_space_timeout = FVD_DEFAULT_NO_SPACE_TIMEOUT;
+	args->max_cor_inflight = FVD_DEFAULT_MAX_COR_INFLIGHT;
 	if (argc < 3) {
 		*error = "Not enough arguments: <metadata dev> <data dev> <origin dev|->";
 		return -EINVAL;
@@ -174,6 +189,19 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 		name = dm_shift_arg(&as);
 		if (!strcasecmp(name, "read_only") && !args->read_only) {
 			args->read_only = true;
+		} else if (!strcasecmp(name, "no_copy_on_read") &&
+			   !args->no_copy_on_read) {
+			args->no_copy_on_read = true;
+		} else if (!strcasecmp(name, "max_cor_inflight") &&
+			   !args->have_max_cor_inflight && nr_features) {
+			nr_features--;
+			if (kstrtouint(dm_shift_arg(&as), 10, &args->max_cor_inflight) ||
+			    !args->max_cor_inflight ||
+			    args->max_cor_inflight > FVD_MAX_MAX_COR_INFLIGHT) {
+				*error = "Invalid max_cor_inflight: KiB, 1 to 1048576";
+				return -EINVAL;
+			}
+			args->have_max_cor_inflight = true;
 		} else if (!strcasecmp(name, "error_if_no_space") &&
 			   !args->error_if_no_space) {
 			args->error_if_no_space = true;
@@ -411,9 +439,23 @@ static void fvd_release_chunks(struct fvd_target *fvd)
 	}
 }
 
+/* Fresh blocks become local, to be persisted by the commit that follows. */
+static void fvd_promote_fresh(struct fvd_target *fvd)
+{
+	unsigned long mblock;
+
+	for (mblock = 0; mblock < fvd->meta.bits.nr_mblocks; mblock++) {
+		spin_lock_irq(&fvd->lock);
+		fvd_meta_promote_fresh(&fvd->meta, mblock);
+		spin_unlock_irq(&fvd->lock);
+		cond_resched();
+	}
+}
+
 /*
  * Make every bit set so far durable and complete the bios waiting for it;
- * with @checkpoint, leave the journal empty too.  Data device flush first:
+ * with @checkpoint, also persist the fresh blocks and leave the journal
+ * empty.  Data device flush first:
  * a bit may only reach the disk once its data has.  A journaled image
  * writes home blocks only at a checkpoint, and only with what the journal
  * already holds: a commit that does not fit behind the journal's last one
@@ -432,6 +474,8 @@ static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 	int r = 0;
 
 	mutex_lock(&fvd->commit_lock);
+	if (checkpoint && READ_ONCE(fvd->meta.nr_fresh))
+		fvd_promote_fresh(fvd);
 	spin_lock_irq(&fvd->lock);
 	waiters = fvd->commit_waiters;
 	bio_list_init(&fvd->commit_waiters);
@@ -444,11 +488,12 @@ static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 	if (nr_blocks && jb && fvd_journal_needs_room(journal)) {
 		spin_unlock_irq(&fvd->lock);
 		r = fvd_checkpoint(fvd);
-		spin_lock_irq(&fvd->lock);
-		if (r) {
-			spin_unlock_irq(&fvd->lock);
+		if (r)
 			goto done;
-		}
+		/* Fresh blocks are persisted whenever the journal is emptied. */
+		if (READ_ONCE(fvd->meta.nr_fresh))
+			fvd_promote_fresh(fvd);
+		spin_lock_irq(&fvd->lock);
 		nr_blocks = fvd_meta_describe(&fvd->meta, jb);
 	}
 	draining = fvd_meta_freeze(&fvd->meta);
@@ -525,8 +570,14 @@ static blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 	spin_lock_irqsave(&fvd->lock, flags);
 	if (!status && fvd->mode != FVD_MODE_WRITE)
 		status = BLK_STS_IOERR;
-	if (!status)
+	if (op->copy_on_read) {
+		if (!status)
+			fvd_meta_mark_fresh(&fvd->meta, op->block);
+		fvd->cor_inflight -= fvd_block_len(&fvd->meta.sb, op->block)
+				     << SECTOR_SHIFT;
+	} else if (!status) {
 		fvd_meta_mark_local(&fvd->meta, op->block);
+	}
 	hash_del(&op->node);
 	bio_list_merge(&op->waiters, &fvd->discard_wait);
 	bio_list_init(&fvd->discard_wait);
@@ -645,6 +696,123 @@ static void fvd_copy_start(struct fvd_op *op)
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, op->block), origin_len,
 		      fvd_copy_merge_work);
+}
+
+/* ---- copy-on-read ---- */
+
+static void fvd_remap_origin(struct fvd_target *fvd, struct bio *bio)
+{
+	bio_set_dev(bio, fvd->origin_dev->bdev);
+	bio->bi_iter.bi_sector = fvd_bio_sector(fvd, bio);
+	atomic64_add(bio->bi_iter.bi_size, &fvd->nr_origin_bytes);
+}
+
+/* The copy reached the data device, or failed: the block is fresh or absent. */
+static void fvd_cor_finish(struct fvd_op *op)
+{
+	struct fvd_target *fvd = op->fvd;
+	size_t bytes = (size_t)fvd_block_len(&fvd->meta.sb, op->block) << SECTOR_SHIFT;
+
+	if (op->status)
+		DMERR_LIMIT("%s: copy-on-read of block %llu failed",
+			    dm_table_device_name(fvd->ti->table), op->block);
+	if (!fvd_op_release(fvd, op, op->status))
+		atomic64_add(bytes, &fvd->nr_cor_bytes);
+	mempool_free(op->buffer, fvd->buffer_pool);
+	mempool_free(op, &fvd->op_pool);
+	/* Last: a suspend waits for this, then for the work to return. */
+	if (atomic_dec_and_test(&fvd->nr_cor_ops))
+		wake_up_var(&fvd->nr_cor_ops);
+}
+
+static void fvd_cor_finish_work(struct work_struct *ws)
+{
+	fvd_cor_finish(container_of(ws, struct fvd_op, work));
+}
+
+/* The block is in the buffer: complete the read, then store the block. */
+static void fvd_cor_read_done(struct work_struct *ws)
+{
+	struct fvd_op *op = container_of(ws, struct fvd_op, work);
+	struct fvd_target *fvd = op->fvd;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	struct bio *bio = op->bio;
+	char *src = op->buffer + ((fvd_bio_sector(fvd, bio) -
+				   fvd_block_start(sb, op->block)) << SECTOR_SHIFT);
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	op->bio = NULL;
+	if (op->status) {
+		bio->bi_status = op->status;
+		bio_endio(bio);
+		fvd_cor_finish(op);
+		return;
+	}
+	bio_for_each_segment(bv, bio, iter) {
+		memcpy_to_bvec(&bv, src);
+		src += bv.bv_len;
+	}
+	bio_endio(bio);
+	fvd_buffer_io(op, REQ_OP_WRITE, fvd->data_dev->bdev,
+		      fvd_block_data_sector(fvd, op->block),
+		      fvd_block_len(sb, op->block), fvd_cor_finish_work);
+}
+
+/*
+ * Worker: a read of an absent block.  Copy it on read unless it is busy
+ * (being written or copied: the origin serves the read), over the
+ * in-flight bound, or, in a compact image, in a chunk not allocated yet
+ * (reads never take space).
+ */
+static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	u64 block = fvd_bio_block(fvd, bio);
+	u32 len = fvd_block_len(sb, block), origin_len;
+	u64 bytes = (u64)len << SECTOR_SHIFT;
+	struct fvd_op *op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
+	void *buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
+
+	spin_lock_irq(&fvd->lock);
+	if (fvd_meta_present(&fvd->meta, block)) {
+		fvd_remap_locked(fvd, bio);
+		goto no_copy;
+	}
+	if (fvd->mode != FVD_MODE_WRITE || fvd_find_op(fvd, block) ||
+	    fvd->cor_inflight + bytes > fvd->max_cor_inflight ||
+	    (fvd->compact &&
+	     fvd_table_get(fvd->meta.table.live, fvd_block_chunk(sb, block)) ==
+	     FVD_CHUNK_UNMAPPED)) {
+		fvd_remap_origin(fvd, bio);
+		goto no_copy;
+	}
+	memset(op, 0, sizeof(*op));
+	op->fvd = fvd;
+	op->block = block;
+	op->bio = bio;
+	op->copy_on_read = true;
+	op->buffer = buffer;
+	bio_list_init(&op->waiters);
+	hash_add(fvd->ops, &op->node, block);
+	fvd->cor_inflight += bytes;
+	atomic_inc(&fvd->nr_cor_ops);
+	spin_unlock_irq(&fvd->lock);
+
+	/* .map sent reads past the origin's end elsewhere: origin_len > 0 */
+	origin_len = fvd_block_origin_len(sb, block);
+	memset(buffer + ((size_t)origin_len << SECTOR_SHIFT), 0,
+	       (size_t)(len - origin_len) << SECTOR_SHIFT);
+	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
+	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
+		      fvd_block_start(sb, block), origin_len, fvd_cor_read_done);
+	return;
+
+no_copy:
+	spin_unlock_irq(&fvd->lock);
+	mempool_free(buffer, fvd->buffer_pool);
+	mempool_free(op, &fvd->op_pool);
+	dm_submit_bio_remap(bio, NULL);
 }
 
 static void fvd_submit_local_write(struct fvd_target *fvd, struct bio *bio)
@@ -778,6 +946,7 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
 	u64 block = fvd_bio_block(fvd, bio);
 	struct fvd_op *op, *busy;
+	bool fresh;
 
 	op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
 
@@ -804,7 +973,9 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 		mempool_free(op, &fvd->op_pool);
 		return;
 	}
-	switch (fvd_map_chunk(fvd, bio, block)) {
+	/* Copied on read: the data device already holds the rest of the block. */
+	fresh = fvd_bit_test(fvd->meta.fresh, block);
+	switch (fresh ? FVD_CHUNK_READY : fvd_map_chunk(fvd, bio, block)) {
 	case FVD_CHUNK_READY:
 		break;
 	case FVD_CHUNK_HELD:
@@ -826,11 +997,12 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 	hash_add(fvd->ops, &op->node, block);
 	spin_unlock_irq(&fvd->lock);
 
-	if (fvd_bio_covers_block(fvd, bio, block)) {
-		/* Nothing of the old block survives: no copy needed. */
+	if (fresh || fvd_bio_covers_block(fvd, bio, block)) {
+		/* Nothing of the old block survives, or it is there already. */
 		ctx->op = op;
 		ctx->needs_commit = op->fua;
-		atomic64_inc(&fvd->nr_whole_writes);
+		if (!fresh)
+			atomic64_inc(&fvd->nr_whole_writes);
 		fvd_submit_local_write(fvd, bio);
 		return;
 	}
@@ -853,6 +1025,8 @@ static void fvd_worker(struct work_struct *ws)
 	while ((bio = bio_list_pop(&bios))) {
 		if (bio_op(bio) == REQ_OP_DISCARD)
 			fvd_process_discard(fvd, bio);
+		else if (bio_op(bio) == REQ_OP_READ)
+			fvd_handle_absent_read(fvd, bio);
 		else
 			fvd_handle_absent_write(fvd, bio);
 	}
@@ -901,18 +1075,19 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 	if (fvd->compact) {
 		/* Discards clear bits and table entries: look up under the lock. */
 		spin_lock_irqsave(&fvd->lock, flags);
-		local = fvd_bit_test(fvd->meta.bits.live, block);
+		local = fvd_meta_present(&fvd->meta, block);
 		if (local)
 			fvd_remap_locked(fvd, bio);
 		spin_unlock_irqrestore(&fvd->lock, flags);
 		if (local)
 			return DM_MAPIO_REMAPPED;
-	} else if (fvd_bit_test(fvd->meta.bits.live, block)) {
+	} else if (fvd_meta_present(&fvd->meta, block)) {
 		/*
 		 * No lock: bits are only set, except by the rollback after a
 		 * failed commit, which drops writes that no flush ever
-		 * acknowledged.  A read racing with the first write of a block
-		 * may see the old content, as it may on any disk.
+		 * acknowledged (and copies on read, which held the origin's
+		 * data).  A read racing with the first write of a block may see
+		 * the old content, as it may on any disk.
 		 */
 		fvd_remap_data(fvd, bio);
 		return DM_MAPIO_REMAPPED;
@@ -924,8 +1099,15 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 	}
 	if (sector + bio_sectors(bio) > origin_end)
 		dm_accept_partial_bio(bio, origin_end - sector);
-	bio_set_dev(bio, fvd->origin_dev->bdev);
-	bio->bi_iter.bi_sector = sector;
+	if (fvd->copy_on_read && READ_ONCE(fvd->mode) == FVD_MODE_WRITE &&
+	    READ_ONCE(fvd->cor_inflight) < fvd->max_cor_inflight) {
+		spin_lock_irqsave(&fvd->lock, flags);
+		bio_list_add(&fvd->deferred, bio);
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		fvd_wake_worker(fvd);
+		return DM_MAPIO_SUBMITTED;
+	}
+	fvd_remap_origin(fvd, bio);
 	return DM_MAPIO_REMAPPED;
 }
 
@@ -1208,6 +1390,9 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	atomic64_set(&fvd->nr_commits, 0);
 	atomic_set(&fvd->io_count[0], 0);
 	atomic_set(&fvd->io_count[1], 0);
+	atomic_set(&fvd->nr_cor_ops, 0);
+	atomic64_set(&fvd->nr_cor_bytes, 0);
+	atomic64_set(&fvd->nr_origin_bytes, 0);
 
 	r = fvd_parse_table_args(argc, argv, &fvd->args, &ti->error);
 	if (r)
@@ -1235,6 +1420,9 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 	fvd->journaled = fvd->meta.sb.incompat_features & FVD_INCOMPAT_JOURNAL;
+	fvd->copy_on_read = fvd->writable && fvd->origin_dev &&
+			    !fvd->args.no_copy_on_read;
+	fvd->max_cor_inflight = (u64)fvd->args.max_cor_inflight << 10;
 	fvd->compact = fvd_compact(&fvd->meta.sb);
 	r = fvd_alloc_resources(fvd, &ti->error);
 	if (r)
@@ -1316,6 +1504,9 @@ static void fvd_postsuspend(struct dm_target *ti)
 	struct fvd_target *fvd = ti->private;
 
 	cancel_delayed_work_sync(&fvd->commit_timer);
+	/* Reads copied on read are complete; their data writes may not be. */
+	flush_workqueue(fvd->wq);
+	wait_var_event(&fvd->nr_cor_ops, !atomic_read(&fvd->nr_cor_ops));
 	flush_workqueue(fvd->copy_wq);
 	flush_workqueue(fvd->wq);
 	fvd_shutdown(fvd);
@@ -1441,13 +1632,14 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 	struct fvd_target *fvd = ti->private;
 	unsigned int sz = 0, nr_features;
 	unsigned long flags;
-	u64 nr_local, nr_free, nr_phys;
+	u64 nr_local, nr_fresh, nr_free, nr_phys;
 	const char *space;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
 		spin_lock_irqsave(&fvd->lock, flags);
 		nr_local = fvd->meta.nr_local;
+		nr_fresh = fvd->meta.nr_fresh;
 		nr_free = fvd->meta.nr_free;
 		nr_phys = fvd->meta.nr_phys;
 		space = fvd->out_of_space ? "out_of_data_space" :
@@ -1467,17 +1659,26 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" %llu/%llu %s", nr_free, nr_phys, space);
 		else
 			DMEMIT(" - -");
+		DMEMIT(" %llu %lld %lld", nr_fresh,
+		       (long long)atomic64_read(&fvd->nr_cor_bytes),
+		       (long long)atomic64_read(&fvd->nr_origin_bytes));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
 		       fvd->origin_dev ? fvd->origin_dev->name : "-");
-		nr_features = fvd->args.read_only + fvd->args.error_if_no_space +
+		nr_features = fvd->args.read_only + fvd->args.no_copy_on_read +
+			      2 * fvd->args.have_max_cor_inflight +
+			      fvd->args.error_if_no_space +
 			      2 * fvd->args.have_low_water_mark +
 			      2 * fvd->args.have_no_space_timeout;
 		if (nr_features)
 			DMEMIT(" %u", nr_features);
 		if (fvd->args.read_only)
 			DMEMIT(" read_only");
+		if (fvd->args.no_copy_on_read)
+			DMEMIT(" no_copy_on_read");
+		if (fvd->args.have_max_cor_inflight)
+			DMEMIT(" max_cor_inflight %u", fvd->args.max_cor_inflight);
 		if (fvd->args.error_if_no_space)
 			DMEMIT(" error_if_no_space");
 		if (fvd->args.have_low_water_mark)

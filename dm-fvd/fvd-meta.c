@@ -108,6 +108,9 @@ int fvd_meta_alloc(struct fvd_meta *meta)
 
 	if (r)
 		return r;
+	meta->fresh = kvzalloc(meta->bits.bytes, GFP_KERNEL | __GFP_NOWARN);
+	if (!meta->fresh)
+		return -ENOMEM;
 	return fvd_mregion_alloc(&meta->table, meta->sb.table_sectors,
 				 meta->sb.table_offset);
 }
@@ -118,6 +121,7 @@ void fvd_meta_close(struct fvd_meta *meta)
 		dm_bufio_client_destroy(meta->bufio);
 	fvd_mregion_free(&meta->bits);
 	fvd_mregion_free(&meta->table);
+	kvfree(meta->fresh);
 	bitmap_free(meta->chunk_used);
 	bitmap_free(meta->chunk_freeing);
 	bitmap_free(meta->chunk_draining);
@@ -301,6 +305,7 @@ int fvd_meta_load(struct fvd_meta *meta, struct fvd_replay *replay)
 		regions[i]->nr_dirty = 0;
 	}
 	meta->nr_local = fvd_meta_count(meta->bits.live, meta->bits.bytes);
+	fvd_meta_forget_fresh(meta);
 	meta->commit_active = false;
 	return fvd_meta_rebuild_chunks(meta);
 }
@@ -334,15 +339,63 @@ static void fvd_mregion_mark_dirty(struct fvd_mregion *r, unsigned long mblock)
 		r->nr_dirty++;
 }
 
-/* Returns true when @block was absent before. */
+/* Returns true when @block was not local before; it is no longer fresh. */
 bool fvd_meta_mark_local(struct fvd_meta *meta, u64 block)
 {
 	if (fvd_bit_test(meta->bits.live, block))
 		return false;
+	/* Local first: a lockless reader never sees the block absent. */
 	fvd_bit_set(meta->bits.live, block);
+	if (fvd_bit_test(meta->fresh, block)) {
+		fvd_bit_clear(meta->fresh, block);
+		meta->nr_fresh--;
+	}
 	meta->nr_local++;
 	fvd_mregion_mark_dirty(&meta->bits, fvd_meta_mblock_of(block));
 	return true;
+}
+
+/* A copy-on-read of @block reached the data device.  False if not needed. */
+bool fvd_meta_mark_fresh(struct fvd_meta *meta, u64 block)
+{
+	if (fvd_meta_present(meta, block))
+		return false;
+	fvd_bit_set(meta->fresh, block);
+	meta->nr_fresh++;
+	return true;
+}
+
+/*
+ * Make the fresh blocks of bitmap block @mblock local, so that the next
+ * commit persists them (their copies completed, so that commit's data
+ * flush covers them).  Returns how many.
+ */
+unsigned long fvd_meta_promote_fresh(struct fvd_meta *meta,
+				     unsigned long mblock)
+{
+	const size_t words = FVD_META_BLOCK_SIZE / sizeof(u64);
+	const __le64 *fresh = (const __le64 *)(meta->fresh +
+					       (size_t)mblock * FVD_META_BLOCK_SIZE);
+	u64 first = (u64)mblock * FVD_META_BLOCK_SIZE * 8, word;
+	unsigned long n = 0;
+	size_t w;
+
+	for (w = 0; w < words; w++) {
+		word = le64_to_cpu(fresh[w]);
+		while (word) {
+			fvd_meta_mark_local(meta, first + w * 64 + __ffs64(word));
+			word &= word - 1;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Drop every fresh bit: the blocks are read from the origin again. */
+void fvd_meta_forget_fresh(struct fvd_meta *meta)
+{
+	memset(meta->fresh, 0, meta->bits.bytes);
+	meta->nr_fresh = 0;
 }
 
 static bool fvd_mregion_durable(const struct fvd_mregion *r,
@@ -395,6 +448,10 @@ bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk)
 		return false;
 	fvd_chunk_blocks(&meta->sb, chunk, &block, &end);
 	for (; block < end; block++) {
+		if (fvd_bit_test(meta->fresh, block)) {
+			fvd_bit_clear(meta->fresh, block);
+			meta->nr_fresh--;
+		}
 		if (!fvd_bit_test(meta->bits.live, block))
 			continue;
 		fvd_bit_clear(meta->bits.live, block);
@@ -672,6 +729,10 @@ int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
 				    meta->table.staged, &replay);
 	if (r)
 		return r;
+	/* A copy may lie in a chunk whose mapping goes away now. */
+	spin_lock_irq(lock);
+	fvd_meta_forget_fresh(meta);
+	spin_unlock_irq(lock);
 	if (meta->table.nr_mblocks) {
 		spin_lock_irq(lock);
 		memcpy(meta->table.live, meta->table.staged, meta->table.bytes);

@@ -51,6 +51,15 @@ struct fvd_meta {
 	u64 nr_local;
 
 	/*
+	 * Blocks copied from the origin by copy-on-read and not local: the
+	 * data device holds the origin's data for them.  Memory only, never
+	 * journaled (losing a bit costs a second copy, not data); made local
+	 * bits by fvd_meta_promote_fresh() before a checkpoint.
+	 */
+	u8 *fresh;
+	u64 nr_fresh;
+
+	/*
 	 * Compact images: the table, and which physical chunks it uses.  A
 	 * chunk unmapped by a discard stays in use until the commit that
 	 * journals the unmapping is done and the I/O issued to it before has
@@ -82,6 +91,13 @@ static inline void fvd_bit_set(u8 *map, u64 nr)
 static inline void fvd_bit_clear(u8 *map, u64 nr)
 {
 	WRITE_ONCE(map[nr >> 3], map[nr >> 3] & ~(1U << (nr & 7)));
+}
+
+/* Is the data of @block on the data device: local, or copied on read? */
+static inline bool fvd_meta_present(const struct fvd_meta *meta, u64 block)
+{
+	return fvd_bit_test(meta->bits.live, block) ||
+	       fvd_bit_test(meta->fresh, block);
 }
 
 /* The bitmap metadata block holding the bit of @block. */
@@ -121,6 +137,10 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta);
 
 /* Under the target's lock. */
 bool fvd_meta_mark_local(struct fvd_meta *meta, u64 block);
+bool fvd_meta_mark_fresh(struct fvd_meta *meta, u64 block);
+unsigned long fvd_meta_promote_fresh(struct fvd_meta *meta,
+				     unsigned long mblock);
+void fvd_meta_forget_fresh(struct fvd_meta *meta);
 bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block);
 s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk);
 bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk);

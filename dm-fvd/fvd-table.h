@@ -10,6 +10,9 @@ struct fvd_table_args {
 	const char *data_path;
 	const char *origin_path;	/* NULL when the table says "-" */
 	bool read_only;
+	bool no_copy_on_read;
+	bool have_max_cor_inflight;
+	unsigned int max_cor_inflight;	/* KiB of copy-on-read in flight */
 	/* compact images */
 	bool error_if_no_space;
 	bool have_low_water_mark;
@@ -18,6 +21,8 @@ struct fvd_table_args {
 	unsigned int no_space_timeout;	/* seconds, 0: hold forever */
 };
 
+#define FVD_DEFAULT_MAX_COR_INFLIGHT	4096	/* KiB */
+#define FVD_MAX_MAX_COR_INFLIGHT	(1024 * 1024)
 #define FVD_DEFAULT_NO_SPACE_TIMEOUT	60
 #define FVD_MAX_NO_SPACE_TIMEOUT	(24 * 3600)
 

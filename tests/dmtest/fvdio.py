@@ -7,7 +7,7 @@
       Random writes of 512 B .. B bytes at 512-aligned offsets, a third of
       them straddling a block boundary.  Each write goes to DEV with O_DIRECT
       and to the reference file REF at the same offset.
-  compare A B [--length L] [--offset-b OFF]
+  compare A B [--offset OFF] [--length L] [--offset-b OFF]
       Byte-for-byte comparison; names the first differing byte.
   zeroes DEV OFFSET LENGTH
       Checks that a range reads as zeroes.
@@ -86,13 +86,13 @@ def cmd_randwrite(args):
 def cmd_compare(args):
     a = open_direct(args.a, os.O_RDONLY)
     b = open_direct(args.b, os.O_RDONLY)
-    length = args.length or size_of(a)
-    if not args.length and size_of(b) - args.offset_b < length:
+    length = args.length or size_of(a) - args.offset
+    if not args.length and size_of(b) - args.offset_b - args.offset < length:
         print(f"{args.b} is shorter than {args.a}", file=sys.stderr)
         return 1
-    pos = 0
-    while pos < length:
-        n = min(CHUNK, length - pos)
+    pos, end = args.offset, args.offset + length
+    while pos < end:
+        n = min(CHUNK, end - pos)
         x = read_at(a, pos, n)
         y = read_at(b, args.offset_b + pos, n)
         if x != y:
@@ -161,6 +161,7 @@ def main():
     s = sub.add_parser("compare")
     s.add_argument("a")
     s.add_argument("b")
+    s.add_argument("--offset", type=int, default=0)
     s.add_argument("--length", type=int, default=0)
     s.add_argument("--offset-b", type=int, default=0)
     s = sub.add_parser("zeroes")

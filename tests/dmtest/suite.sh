@@ -253,14 +253,25 @@ fio_same_blocks_case() {
 	for ((i = 0; i < jobs; i++)); do
 		args+=(--name="slot$i" --offset=$((2 * i * slot)))
 	done
+	local odd="" fio_pid rounds=0
+	for ((i = 0; i < jobs; i++)); do odd+="${odd:+,}$((2 * i + 1))"; done
+	rm -f /tmp/slots.bad
 	fio --filename=$MAPPER --direct=1 --ioengine=libaio --iodepth=8 \
 		--rw=write:$((period - slot)) --bs=$slot --size=$len \
 		--verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=42 \
-		--minimal "${args[@]}" >/tmp/fio.out 2>&1 ||
-		{ cat /tmp/fio.out; fail "fio verify failed"; }
+		--minimal "${args[@]}" >/tmp/fio.out 2>&1 &
+	fio_pid=$!
+	# Meanwhile, read the odd slots, which are never written: their blocks
+	# are copied on read while the writes land next to them.
+	while kill -0 $fio_pid 2>/dev/null; do
+		$FVDIO slots $MAPPER $ORIGIN --period $period --slot-size $slot \
+			--slots "$odd" --length $len >/dev/null || { touch /tmp/slots.bad; break; }
+		rounds=$((rounds + 1))
+	done
+	wait $fio_pid || { cat /tmp/fio.out; fail "fio verify failed"; }
+	[ ! -e /tmp/slots.bad ] || fail "origin data lost next to a write, while copying on read"
+	say "$rounds read rounds during the writes, $(status_field 13) bytes copied on read"
 	# The odd slots were never written: they must still hold the origin.
-	local odd=""
-	for ((i = 0; i < jobs; i++)); do odd+="${odd:+,}$((2 * i + 1))"; done
 	$FVDIO slots $MAPPER $ORIGIN --period $period --slot-size $slot \
 		--slots "$odd" --length $len || fail "origin data lost next to a write"
 	fvd_down
@@ -330,7 +341,7 @@ test_table_and_status_lines() {
 	table=$(dmsetup table $DEV)
 	maj_min() { printf '%d:%d' "$(stat -c 0x%t "$1")" "$(stat -c 0x%T "$1")"; }
 	expect_eq "$table" "0 131072 fvd $(maj_min $IMG) $(maj_min $IMG) $(maj_min $ORIGIN)" "table line"
-	expect_eq "$(dmsetup status $DEV | wc -w)" 14 "status word count"
+	expect_eq "$(dmsetup status $DEV | wc -w)" 17 "status word count"
 	expect_eq "$(status_field 2)" 128 "block size in sectors"
 	fvd_down
 	# read_only feature: reads work, writes fail, the image is not touched
@@ -663,6 +674,198 @@ test_fua_writes_survive_without_clean_shutdown() {
 	rm -f /tmp/ref /tmp/piece
 }
 
+# ---- copy-on-read ----
+
+# status_field 12: fresh blocks, 13: bytes copied on read, 14: bytes read
+# from the origin.
+
+# data_blocks_are BLOCK_SIZE N LIST: the first N blocks of $DATA hold the
+# origin's block where LIST (comma-separated block numbers) says, zeroes
+# elsewhere.
+data_blocks_are() {
+	python3 - "$1" "$2" "$3" $DATA $ORIGIN <<'PY' || fail "data device content"
+import sys
+bs, n, listed, data, origin = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+want = {int(b) for b in listed.split(",")}
+with open(data, "rb") as d, open(origin, "rb") as o:
+    for b in range(n):
+        got = d.read(bs)
+        expect = o.read(bs) if b in want else (o.seek(bs, 1), bytes(bs))[1]
+        if got != expect:
+            sys.exit(f"data device block {b}: {'not the origin' if b in want else 'written'}")
+PY
+}
+
+# Reads copy the whole blocks they touch to the data device: afterwards it
+# holds exactly those of the origin's blocks; a second read is served
+# locally; a write to a copied block needs no copy; removal persists the
+# copies, so after a reload the origin is not read for them again.
+test_copy_on_read() {
+	local bs=65536
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
+		fail "fvd-create"
+	expect_eq "$(sb_field $SCRATCH data_offset)" 0 "data offset"
+	fvd_up $SCRATCH $DATA $ORIGIN
+	dd if=$MAPPER of=/tmp/r1 bs=$bs count=4 iflag=direct status=none	# blocks 0-3
+	dd if=$MAPPER of=/tmp/r2 bs=4096 skip=$((10 * 16 + 2)) count=1 iflag=direct \
+		status=none								# in block 10
+	dd if=$MAPPER of=/tmp/r3 bs=32K skip=$((20 * 2 + 1)) count=2 iflag=direct \
+		status=none								# blocks 20-21
+	cmp /tmp/r1 <(dd if=$ORIGIN bs=$bs count=4 status=none) || fail "read 1"
+	cmp /tmp/r2 <(dd if=$ORIGIN bs=4096 skip=$((10 * 16 + 2)) count=1 status=none) ||
+		fail "read 2"
+	cmp /tmp/r3 <(dd if=$ORIGIN bs=32K skip=41 count=2 status=none) || fail "read 3"
+	say "status after the reads: $(dmsetup status $DEV)"
+	expect_eq "$(status_field 12)" 7 "fresh blocks"
+	expect_eq "$(status_field 13)" $((7 * bs)) "bytes copied on read"
+	expect_eq "$(status_field 14)" $((7 * bs)) "bytes read from the origin"
+	expect_eq "$(local_blocks)" 0 "local blocks"
+	expect_eq "$(status_field 6)" 0 "commits"
+	data_blocks_are $bs 1024 0,1,2,3,10,20,21
+	# again: from the data device
+	dd if=$MAPPER of=/dev/null bs=$bs count=4 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=32K skip=41 count=2 iflag=direct status=none
+	expect_eq "$(status_field 14)" $((7 * bs)) "origin bytes after reading again"
+	# a partial write to a copied block: no copy, the block is local
+	cp $ORIGIN /tmp/ref
+	head -c 4096 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=4096 seek=$((10 * 16 + 5)) oflag=direct conv=notrunc \
+		status=none || fail "write"
+	dd if=/tmp/piece of=/tmp/ref bs=4096 seek=$((10 * 16 + 5)) conv=notrunc status=none
+	expect_eq "$(status_field 4)" 0 "copies for the write"
+	expect_eq "$(local_blocks)" 1 "local blocks after the write"
+	expect_eq "$(status_field 12)" 6 "fresh blocks after the write"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	expect_eq "$(status_field 12)" 1023 "fresh blocks after reading everything"
+	fvd_down
+	$FVD_CHECK --data-dev $DATA $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check"; }
+	fvd_up $SCRATCH $DATA $ORIGIN
+	expect_eq "$(local_blocks)" 1024 "local blocks after reload"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reload"
+	expect_eq "$(status_field 14)" 0 "origin bytes after reload"
+	fvd_down
+	rm -f /tmp/r1 /tmp/r2 /tmp/r3 /tmp/ref /tmp/piece /tmp/check.out
+}
+
+# no_copy_on_read: reads go to the origin and nothing is copied.  A compact
+# image copies on read only into chunks already allocated.
+test_copy_on_read_off_and_compact() {
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG $ORIGIN no_copy_on_read
+	dmsetup table $DEV | grep -q " 1 no_copy_on_read$" || fail "table line: $(dmsetup table $DEV)"
+	dd if=$MAPPER of=/dev/null bs=1M count=2 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=1M count=2 iflag=direct status=none
+	expect_eq "$(status_field 12) $(status_field 13)" "0 0" "fresh blocks, bytes copied"
+	expect_eq "$(status_field 14)" $((4 * MB)) "bytes read from the origin"
+	fvd_down
+	compact_up 8
+	head -c 4096 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=4096 seek=1 oflag=direct conv=notrunc status=none ||
+		fail "write to chunk 0"
+	dd if=$MAPPER of=/dev/null bs=$CHUNK count=2 iflag=direct status=none	# chunks 0-1
+	expect_eq "$(status_field 12)" 3 "fresh blocks (chunk 0 but its written block)"
+	expect_eq "$(status_field 10)" "7/8" "free/data chunks"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/piece
+}
+
+# origin_up: the origin behind a dm-linear "fvdorigin", so that a test can
+# make it fail under the live target with origin_replace.
+origin_up() {
+	dmsetup create fvdorigin --table "0 $(sectors $ORIGIN) linear $ORIGIN 0" ||
+		fail "cannot create fvdorigin"
+}
+
+origin_replace() {	# origin_replace TARGET [ARGS...]  (mapping all of $ORIGIN)
+	dmsetup suspend --noflush fvdorigin &&
+		dmsetup reload fvdorigin --table "0 $(sectors $ORIGIN) $*" &&
+		dmsetup resume fvdorigin || fail "cannot switch fvdorigin to $1"
+}
+
+# An origin that fails reads: reads of absent blocks and partial writes to
+# them fail with EIO and copy nothing; local and copied blocks stay usable,
+# whole-block writes too; the origin's return brings everything back.
+test_origin_read_errors() {
+	local bs=65536
+	origin_up
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/fvdorigin
+	cp $ORIGIN /tmp/ref
+	dd if=$MAPPER of=/dev/null bs=$bs skip=1 count=1 iflag=direct status=none ||
+		fail "read block 1"
+	head -c $bs /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=$bs seek=2 count=1 oflag=direct status=none ||
+		fail "write block 2"
+	dd if=/tmp/blk of=/tmp/ref bs=$bs seek=2 count=1 conv=notrunc status=none
+	origin_replace error
+	if dd if=$MAPPER of=/dev/null bs=$bs skip=5 count=1 iflag=direct status=none \
+		2>/dev/null; then
+		fail "a read of an absent block succeeded without the origin"
+	fi
+	if dd if=/tmp/blk of=$MAPPER bs=4096 seek=$((8 * 16)) count=1 oflag=direct \
+		conv=notrunc status=none 2>/dev/null; then
+		fail "a partial write to an absent block succeeded without the origin"
+	fi
+	dd if=/tmp/blk of=$MAPPER bs=$bs seek=7 count=1 oflag=direct status=none ||
+		fail "whole-block write without the origin"
+	dd if=/tmp/blk of=/tmp/ref bs=$bs seek=7 count=1 conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref --length $((2 * bs)) --offset $bs ||
+		fail "copied or written blocks unreadable without the origin"
+	$FVDIO compare $MAPPER /tmp/ref --length $bs --offset $((7 * bs)) ||
+		fail "block written without the origin unreadable"
+	expect_eq "$(status_field 1)" rw "metadata mode"
+	expect_eq "$(status_field 12)" 1 "fresh blocks"
+	expect_eq "$(local_blocks)" 2 "local blocks"
+	origin_replace linear $ORIGIN 0
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs once the origin is back"
+	fvd_down
+	dmsetup remove fvdorigin
+	rm -f /tmp/ref /tmp/blk
+}
+
+# Suspend and removal while a reader copies on read (from an origin slowed
+# by dm-delay, so both happen mid-read) never hang, and what was copied is
+# consistent afterwards.
+test_suspend_remove_during_copy_on_read() {
+	local reader rc
+	modprobe dm-delay || fail "modprobe dm-delay"
+	dmsetup create fvdorigin --table "0 $(sectors $ORIGIN) delay $ORIGIN 0 10" ||
+		fail "delayed origin"
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/fvdorigin
+	dd if=$MAPPER of=/dev/null bs=64K iflag=direct status=none &
+	reader=$!
+	until [ "$(status_field 13)" -gt 0 ]; do
+		kill -0 $reader 2>/dev/null || fail "the reader ended before copying"
+	done
+	timeout 120 dmsetup suspend $DEV || fail "suspend during copy-on-read"
+	# the suspend made the blocks copied so far local
+	say "suspended with $(local_blocks) blocks local"
+	[ "$(local_blocks)" -gt 0 ] && [ "$(local_blocks)" -lt 1024 ] ||
+		fail "$(local_blocks) blocks local at the suspend"
+	timeout 120 dmsetup resume $DEV || fail "resume"
+	until [ "$(status_field 12)" -gt 0 ]; do
+		kill -0 $reader 2>/dev/null || fail "the reader ended before copying again"
+	done
+	# The device is open: --force swaps in an error table (so the fvd table
+	# is suspended and destroyed) and then fails to remove it.
+	rc=0
+	timeout 120 dmsetup remove --force $DEV 2>/dev/null || rc=$?
+	[ $rc -ne 124 ] || fail "remove --force during copy-on-read hung"
+	expect_eq "$(dmsetup table $DEV 2>/dev/null | awk '{print $3}')" error "table after remove --force"
+	wait $reader || say "the reader saw the removal: exit $?"
+	fvd_down
+	$FVD_CHECK $IMG >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check"; }
+	fvd_up $IMG $IMG $ORIGIN
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the removal"
+	fvd_down
+	dmsetup remove fvdorigin
+	rm -f /tmp/check.out
+}
+
 # ---- compact images ----
 
 CHUNK=$((256 * KB))
@@ -983,7 +1186,7 @@ cleanup_devices() {
 	local d
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
-	for d in $DEV fvdbad fvdmeta fvddata crashfvd crashsnap crashlog crashorigin; do
+	for d in $DEV fvdbad fvdmeta fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true

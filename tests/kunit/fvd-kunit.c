@@ -392,6 +392,22 @@ static struct kunit_suite fvd_geometry_suite = {
 
 /* ---- commit bookkeeping ---- */
 
+/* Journal records as a replay hands them out. */
+struct fvd_jrec_log {
+	int nr;
+	struct fvd_jrec recs[8];
+};
+
+static int fvd_test_collect(void *context, const struct fvd_jrec *rec)
+{
+	struct fvd_jrec_log *log = context;
+
+	if (log->nr == ARRAY_SIZE(log->recs))
+		return -E2BIG;
+	log->recs[log->nr++] = *rec;
+	return 0;
+}
+
 /* Two bitmap metadata blocks' worth of blocks: 65536 + 10. */
 static struct fvd_meta *fvd_test_meta(struct kunit *test)
 {
@@ -463,9 +479,63 @@ static void fvd_test_commit_failure_keeps_dirty(struct kunit *test)
 	fvd_test_meta_free(meta);
 }
 
+/*
+ * Copy-on-read: a fresh block is present but not local and never dirties
+ * the bitmap; a write makes it local; promotion before a checkpoint turns
+ * the fresh blocks of a bitmap block into local ones that the next commit
+ * journals.
+ */
+static void fvd_test_fresh_blocks(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+	struct fvd_jbuilder jb = { .max_blocks = 1 };
+	struct fvd_jrec_log log = { 0 };
+
+	jb.buf = kunit_kzalloc(test, FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_fresh(meta, 3));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_fresh(meta, 4));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_fresh(meta, 65536 + 1));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_mark_fresh(meta, 3));
+	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 3ULL);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_present(meta, 3));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.live, 3));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+
+	/* a write to a fresh block makes it local, and only local */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 4));
+	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 2ULL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_mark_fresh(meta, 4));
+	fvd_meta_snapshot(meta, NULL);
+	fvd_meta_commit_done(meta, false);
+
+	/* promotion, one bitmap block at a time */
+	KUNIT_EXPECT_EQ(test, fvd_meta_promote_fresh(meta, 0), 1UL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_promote_fresh(meta, 0), 0UL);
+	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 1ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_local, 2ULL);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.live, 3));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+	fvd_meta_snapshot(meta, &jb);
+	fvd_jbuilder_seal(&jb, 1);
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
+	KUNIT_ASSERT_EQ(test, log.nr, 1);
+	KUNIT_EXPECT_EQ(test, log.recs[0].start, 3ULL);
+	KUNIT_EXPECT_EQ(test, log.recs[0].count, 1U);
+	fvd_meta_commit_done(meta, false);
+
+	/* forgotten (a failed commit's rollback): read from the origin again */
+	fvd_meta_forget_fresh(meta);
+	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 0ULL);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_present(meta, 65536 + 1));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_present(meta, 3));
+	fvd_test_meta_free(meta);
+}
+
 static struct kunit_case fvd_commit_cases[] = {
 	KUNIT_CASE(fvd_test_commit_staging),
 	KUNIT_CASE(fvd_test_commit_failure_keeps_dirty),
+	KUNIT_CASE(fvd_test_fresh_blocks),
 	{}
 };
 
@@ -475,21 +545,6 @@ static struct kunit_suite fvd_commit_suite = {
 };
 
 /* ---- journal blocks ---- */
-
-struct fvd_jrec_log {
-	int nr;
-	struct fvd_jrec recs[8];
-};
-
-static int fvd_test_collect(void *context, const struct fvd_jrec *rec)
-{
-	struct fvd_jrec_log *log = context;
-
-	if (log->nr == ARRAY_SIZE(log->recs))
-		return -E2BIG;
-	log->recs[log->nr++] = *rec;
-	return 0;
-}
 
 /* A sealed block with three runs, commit 9, block 1 of 2. */
 static void *fvd_test_jblock(struct kunit *test, struct fvd_sb_info *sb)
@@ -1401,7 +1456,11 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "two arguments", "/dev/m /dev/d", "Not enough arguments" },
 	{ "count not a number", "/dev/m /dev/d /dev/o one", "Invalid number of feature" },
 	{ "count negative", "/dev/m /dev/d /dev/o -1", "Invalid number of feature" },
-	{ "count too large", "/dev/m /dev/d /dev/o 7 a b c d e f g", "Invalid number of feature" },
+	{ "count too large", "/dev/m /dev/d /dev/o 10 a b c d e f g h i j", "Invalid number of feature" },
+	{ "copy-on-read features", "/dev/m /dev/d /dev/o 3 no_copy_on_read max_cor_inflight 64", NULL },
+	{ "max_cor_inflight zero", "/dev/m /dev/d /dev/o 2 max_cor_inflight 0", "Invalid max_cor_inflight" },
+	{ "max_cor_inflight too large", "/dev/m /dev/d /dev/o 2 max_cor_inflight 1048577", "Invalid max_cor_inflight" },
+	{ "max_cor_inflight without value", "/dev/m /dev/d /dev/o 1 max_cor_inflight", "missing its value" },
 	{ "repeated feature", "/dev/m /dev/d /dev/o 2 read_only read_only", "Unknown or repeated" },
 	{ "space features", "/dev/m /dev/d - 5 error_if_no_space low_water_mark 10 no_space_timeout 0", NULL },
 	{ "low_water_mark without value", "/dev/m /dev/d - 1 low_water_mark", "missing its value" },
