@@ -126,7 +126,8 @@ testbed_boot() {
 	for disk in "$@"; do
 		drives+=(-drive "file=$disk,if=virtio,format=raw,cache=none,aio=native")
 	done
-	timeout=${FVD_GUEST_TIMEOUT:-1500}
+	# A hang guard: the whole dmtest suite takes some 20 minutes in one boot.
+	timeout=${FVD_GUEST_TIMEOUT:-2700}
 	testbed_log "booting $rel ($# disks, timeout ${timeout}s)"
 	timeout --foreground -k 10 "$timeout" \
 		qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot \
