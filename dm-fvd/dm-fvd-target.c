@@ -771,22 +771,35 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	u64 block = fvd_bio_block(fvd, bio);
 	u32 len = fvd_block_len(sb, block), origin_len;
 	u64 bytes = (u64)len << SECTOR_SHIFT;
-	struct fvd_op *op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
-	void *buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
+	bool copy = false;
+	struct fvd_op *op;
+	void *buffer;
 
 	spin_lock_irq(&fvd->lock);
 	if (fvd_meta_present(&fvd->meta, block)) {
 		fvd_remap_locked(fvd, bio);
-		goto no_copy;
-	}
-	if (fvd->mode != FVD_MODE_WRITE || fvd_find_op(fvd, block) ||
-	    fvd->cor_inflight + bytes > fvd->max_cor_inflight ||
-	    (fvd->compact &&
-	     fvd_table_get(fvd->meta.table.live, fvd_block_chunk(sb, block)) ==
-	     FVD_CHUNK_UNMAPPED)) {
+	} else if (fvd->mode != FVD_MODE_WRITE || fvd_find_op(fvd, block) ||
+		   fvd->cor_inflight + bytes > fvd->max_cor_inflight ||
+		   (fvd->compact &&
+		    fvd_table_get(fvd->meta.table.live,
+				  fvd_block_chunk(sb, block)) == FVD_CHUNK_UNMAPPED)) {
 		fvd_remap_origin(fvd, bio);
-		goto no_copy;
+	} else {
+		fvd->cor_inflight += bytes;
+		copy = true;
 	}
+	spin_unlock_irq(&fvd->lock);
+	if (!copy) {
+		dm_submit_bio_remap(bio, NULL);
+		return;
+	}
+
+	/*
+	 * Only this worker adds ops, maps and unmaps chunks: the block stays
+	 * absent and idle while the allocations wait.
+	 */
+	op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
+	buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
 	memset(op, 0, sizeof(*op));
 	op->fvd = fvd;
 	op->block = block;
@@ -794,9 +807,9 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	op->copy_on_read = true;
 	op->buffer = buffer;
 	bio_list_init(&op->waiters);
-	hash_add(fvd->ops, &op->node, block);
-	fvd->cor_inflight += bytes;
 	atomic_inc(&fvd->nr_cor_ops);
+	spin_lock_irq(&fvd->lock);
+	hash_add(fvd->ops, &op->node, block);
 	spin_unlock_irq(&fvd->lock);
 
 	/* .map sent reads past the origin's end elsewhere: origin_len > 0 */
@@ -806,13 +819,6 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, block), origin_len, fvd_cor_read_done);
-	return;
-
-no_copy:
-	spin_unlock_irq(&fvd->lock);
-	mempool_free(buffer, fvd->buffer_pool);
-	mempool_free(op, &fvd->op_pool);
-	dm_submit_bio_remap(bio, NULL);
 }
 
 static void fvd_submit_local_write(struct fvd_target *fvd, struct bio *bio)
