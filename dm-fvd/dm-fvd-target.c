@@ -698,6 +698,16 @@ static void fvd_copy_start(struct fvd_op *op)
 		      fvd_copy_merge_work);
 }
 
+/* Make @block busy with the blank @op; under the lock. */
+static void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block)
+{
+	memset(op, 0, sizeof(*op));
+	op->fvd = fvd;
+	op->block = block;
+	bio_list_init(&op->waiters);
+	hash_add(fvd->ops, &op->node, block);
+}
+
 /* ---- copy-on-read ---- */
 
 static void fvd_remap_origin(struct fvd_target *fvd, struct bio *bio)
@@ -800,17 +810,13 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	 */
 	op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
 	buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
-	memset(op, 0, sizeof(*op));
-	op->fvd = fvd;
-	op->block = block;
+	atomic_inc(&fvd->nr_cor_ops);
+	spin_lock_irq(&fvd->lock);
+	fvd_op_start(fvd, op, block);
+	spin_unlock_irq(&fvd->lock);
 	op->bio = bio;
 	op->copy_on_read = true;
 	op->buffer = buffer;
-	bio_list_init(&op->waiters);
-	atomic_inc(&fvd->nr_cor_ops);
-	spin_lock_irq(&fvd->lock);
-	hash_add(fvd->ops, &op->node, block);
-	spin_unlock_irq(&fvd->lock);
 
 	/* .map sent reads past the origin's end elsewhere: origin_len > 0 */
 	origin_len = fvd_block_origin_len(sb, block);
@@ -995,12 +1001,8 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 		bio_endio(bio);
 		return;
 	}
-	memset(op, 0, sizeof(*op));
-	op->fvd = fvd;
-	op->block = block;
+	fvd_op_start(fvd, op, block);
 	op->fua = bio->bi_opf & REQ_FUA;
-	bio_list_init(&op->waiters);
-	hash_add(fvd->ops, &op->node, block);
 	spin_unlock_irq(&fvd->lock);
 
 	if (fresh || fvd_bio_covers_block(fvd, bio, block)) {
