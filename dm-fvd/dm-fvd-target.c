@@ -50,90 +50,14 @@
 #include "fvd-journal.h"
 #include "fvd-meta.h"
 #include "fvd-table.h"
+#include "fvd-target.h"
 
 #define FVD_COMMIT_PERIOD	HZ
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
-#define FVD_OP_HASH_BITS	8
-#define FVD_MAX_FEATURE_ARGS	9
+#define FVD_MAX_FEATURE_ARGS	(4 + 2 * 3 + 2 * FVD_NR_TUNABLES)
 #define FVD_DISCARD_BATCH	256		/* chunks unmapped per lock hold */
 #define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
-
-enum fvd_mode {
-	FVD_MODE_WRITE,		/* normal operation */
-	FVD_MODE_READ_ONLY,	/* metadata write failed: no new local blocks */
-	FVD_MODE_FAIL,		/* metadata unusable: writes fail */
-};
-
-struct fvd_target {
-	struct dm_target *ti;
-	struct dm_dev *meta_dev;
-	struct dm_dev *data_dev;
-	struct dm_dev *origin_dev;
-	struct fvd_table_args args;
-	struct fvd_meta meta;
-	struct fvd_journal journal;
-	bool journaled;		/* image has FVD_INCOMPAT_JOURNAL */
-	bool compact;		/* image has FVD_INCOMPAT_COMPACT */
-	bool writable;		/* opened read-write and not read_only */
-	bool copy_on_read;	/* writable, has an origin, no no_copy_on_read */
-	bool loaded;		/* bitmap read since the table was loaded */
-	bool resumed;
-
-	enum fvd_mode mode;	/* READ_ONCE outside the lock */
-
-	/* Protects the bitmaps, the lists and the op hash. */
-	spinlock_t lock;
-	struct bio_list deferred;	/* writes to absent blocks, discards */
-	struct bio_list commit_waiters;	/* flushes and FUA writes */
-	struct bio_list no_space;	/* writes waiting for a free chunk */
-	struct bio_list discard_wait;	/* discards waiting for block writes */
-	bool out_of_space;		/* no_space holds bios, or held ones failed */
-	bool no_space_expired;		/* fail at once until the device grows */
-	bool low_water_raised;
-	bool commit_wanted;		/* worker: commit to free chunks */
-	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);
-
-	/* Compact images: bios mapped to the data device, per I/O epoch. */
-	unsigned int io_epoch;		/* changed under both locks */
-	atomic_t io_count[2];
-
-	struct mutex commit_lock;
-	struct workqueue_struct *wq;		/* worker and commits */
-	struct workqueue_struct *copy_wq;	/* block copy steps */
-	struct work_struct worker;
-	struct delayed_work commit_timer;
-	struct delayed_work no_space_timer;
-	bool raise_event;		/* worker: dm event outside the lock */
-
-	mempool_t op_pool;
-	mempool_t *buffer_pool;
-	struct dm_io_client *io_client;
-
-	atomic64_t nr_copies;		/* partial writes merged with a copy */
-	atomic64_t nr_whole_writes;	/* absent blocks overwritten whole */
-	atomic64_t nr_commits;
-
-	u64 cor_inflight;		/* bytes, under the lock */
-	u64 max_cor_inflight;		/* bytes */
-	atomic_t nr_cor_ops;		/* waited for at suspend */
-	atomic64_t nr_cor_bytes;	/* copied on read */
-	atomic64_t nr_origin_bytes;	/* read from the origin */
-};
-
-/* An absent block on its way to becoming local. */
-struct fvd_op {
-	struct hlist_node node;
-	struct fvd_target *fvd;
-	u64 block;
-	struct bio *bio;		/* partial write being merged, or read */
-	bool fua;
-	bool copy_on_read;		/* makes the block fresh, not local */
-	struct bio_list waiters;	/* writes to the block that came later */
-	void *buffer;
-	struct work_struct work;
-	blk_status_t status;
-};
 
 struct fvd_bio_ctx {
 	struct fvd_op *op;	/* this whole-block write makes op->block local */
@@ -163,13 +87,15 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 		0, FVD_MAX_FEATURE_ARGS, "Invalid number of feature arguments"
 	};
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
-	unsigned int nr_features;
+	unsigned int nr_features, id;
 	const char *name;
-	int r;
+	int r, tunable;
 
 	memset(args, 0, sizeof(*args));
 	args->no_space_timeout = FVD_DEFAULT_NO_SPACE_TIMEOUT;
 	args->max_cor_inflight = FVD_DEFAULT_MAX_COR_INFLIGHT;
+	for (id = 0; id < FVD_NR_TUNABLES; id++)
+		args->tunables[id] = fvd_tunables[id].def;
 	if (argc < 3) {
 		*error = "Not enough arguments: <metadata dev> <data dev> <origin dev|->";
 		return -EINVAL;
@@ -187,6 +113,7 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 		return r;
 	while (nr_features--) {
 		name = dm_shift_arg(&as);
+		tunable = fvd_tunable_lookup(name);
 		if (!strcasecmp(name, "read_only") && !args->read_only) {
 			args->read_only = true;
 		} else if (!strcasecmp(name, "no_copy_on_read") &&
@@ -222,6 +149,17 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 				return -EINVAL;
 			}
 			args->have_no_space_timeout = true;
+		} else if (!strcasecmp(name, "no_prefetch") && !args->no_prefetch) {
+			args->no_prefetch = true;
+		} else if (tunable >= 0 &&
+			   !(args->given_tunables & BIT(tunable)) && nr_features) {
+			nr_features--;
+			if (fvd_tunable_parse(tunable, dm_shift_arg(&as),
+					      &args->tunables[tunable])) {
+				*error = (char *)fvd_tunables[tunable].error;
+				return -EINVAL;
+			}
+			args->given_tunables |= BIT(tunable);
 		} else {
 			*error = "Unknown or repeated feature argument, or one missing its value";
 			return -EINVAL;
@@ -247,7 +185,7 @@ static u64 fvd_bio_block(struct fvd_target *fvd, struct bio *bio)
 }
 
 /* Where the data of @block, known to be local or being made so, lives. */
-static sector_t fvd_block_data_sector(struct fvd_target *fvd, u64 block)
+sector_t fvd_block_data_sector(struct fvd_target *fvd, u64 block)
 {
 	const struct fvd_sb_info *sb = &fvd->meta.sb;
 	sector_t start = fvd_block_start(sb, block);
@@ -307,7 +245,7 @@ static void fvd_wake_worker(struct fvd_target *fvd)
 	queue_work(fvd->wq, &fvd->worker);
 }
 
-static struct fvd_op *fvd_find_op(struct fvd_target *fvd, u64 block)
+struct fvd_op *fvd_find_op(struct fvd_target *fvd, u64 block)
 {
 	struct fvd_op *op;
 
@@ -352,7 +290,7 @@ static void fvd_set_mode(struct fvd_target *fvd, enum fvd_mode mode,
  * called from one (under commit_lock) or from suspend/resume, when no bio
  * and no commit is in flight.
  */
-static void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
+void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 {
 	struct fvd_sb_info sb;
 	enum fvd_sb_status status;
@@ -461,7 +399,7 @@ static void fvd_promote_fresh(struct fvd_target *fvd)
  * already holds: a commit that does not fit behind the journal's last one
  * checkpoints that first.
  */
-static void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
+void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 		       bool checkpoint)
 {
 	struct fvd_journal *journal = &fvd->journal;
@@ -562,7 +500,7 @@ static void fvd_commit_timer_fn(struct work_struct *ws)
  * unless the target lost the ability to commit meanwhile.  Later writes to
  * the block are handed back to the worker.  Any context.
  */
-static blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
+blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 				   blk_status_t status)
 {
 	unsigned long flags;
@@ -699,7 +637,7 @@ static void fvd_copy_start(struct fvd_op *op)
 }
 
 /* Make @block busy with the blank @op; under the lock. */
-static void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block)
+void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block)
 {
 	memset(op, 0, sizeof(*op));
 	op->fvd = fvd;
@@ -805,14 +743,27 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	}
 
 	/*
-	 * Only this worker adds ops, maps and unmaps chunks: the block stays
-	 * absent and idle while the allocations wait.
+	 * Only this worker maps and unmaps chunks, but the prefetch makes
+	 * blocks busy too: look again once the allocations are done.
 	 */
 	op = mempool_alloc(&fvd->op_pool, GFP_NOIO);
 	buffer = mempool_alloc(fvd->buffer_pool, GFP_NOIO);
-	atomic_inc(&fvd->nr_cor_ops);
 	spin_lock_irq(&fvd->lock);
+	if (fvd_meta_present(&fvd->meta, block) || fvd_find_op(fvd, block)) {
+		/* The prefetch took the block meanwhile: as above. */
+		fvd->cor_inflight -= bytes;
+		if (fvd_meta_present(&fvd->meta, block))
+			fvd_remap_locked(fvd, bio);
+		else
+			fvd_remap_origin(fvd, bio);
+		spin_unlock_irq(&fvd->lock);
+		mempool_free(buffer, fvd->buffer_pool);
+		mempool_free(op, &fvd->op_pool);
+		dm_submit_bio_remap(bio, NULL);
+		return;
+	}
 	fvd_op_start(fvd, op, block);
+	atomic_inc(&fvd->nr_cor_ops);
 	spin_unlock_irq(&fvd->lock);
 	op->bio = bio;
 	op->copy_on_read = true;
@@ -937,6 +888,17 @@ static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
 			spin_unlock_irq(&fvd->lock);
 			bio_io_error(bio);
 			return;
+		}
+		/*
+		 * All-local: the origin is gone, so the chunks holding its
+		 * data stay mapped (the discard is only a hint).
+		 */
+		if (fvd->all_local) {
+			chunk = max(chunk, fvd_origin_chunks(sb));
+			if (chunk >= batch_end) {
+				spin_unlock_irq(&fvd->lock);
+				continue;
+			}
 		}
 		if (fvd_ops_in_chunks(fvd, chunk, batch_end)) {
 			ctx->discard_next = chunk;
@@ -1225,6 +1187,7 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 static void fvd_destroy(struct fvd_target *fvd)
 {
 	cancel_delayed_work_sync(&fvd->no_space_timer);
+	fvd_prefetch_cancel(fvd);
 	if (fvd->wq)
 		destroy_workqueue(fvd->wq);
 	if (fvd->copy_wq)
@@ -1316,15 +1279,22 @@ static int fvd_open_devices(struct fvd_target *fvd, char **error)
 		*error = "Error opening data device";
 		return r;
 	}
-	if (fvd->args.origin_path) {
-		r = dm_get_device(ti, fvd->args.origin_path, FMODE_READ,
-				  &fvd->origin_dev);
-		if (r) {
-			*error = "Error opening origin device";
-			return r;
-		}
-	}
 	return 0;
+}
+
+/* An all-local image never opens its origin again, even if the table names it. */
+static int fvd_open_origin(struct fvd_target *fvd, char **error)
+{
+	int r;
+
+	if (!fvd->args.origin_path ||
+	    (fvd->meta.sb.flags & FVD_FLAG_ALL_LOCAL))
+		return 0;
+	r = dm_get_device(fvd->ti, fvd->args.origin_path, FMODE_READ,
+			  &fvd->origin_dev);
+	if (r)
+		*error = "Error opening origin device";
+	return r;
 }
 
 static int fvd_alloc_resources(struct fvd_target *fvd, char **error)
@@ -1393,6 +1363,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_WORK(&fvd->worker, fvd_worker);
 	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
 	INIT_DELAYED_WORK(&fvd->no_space_timer, fvd_no_space_timeout_fn);
+	fvd_prefetch_setup(fvd);
 	atomic64_set(&fvd->nr_copies, 0);
 	atomic64_set(&fvd->nr_whole_writes, 0);
 	atomic64_set(&fvd->nr_commits, 0);
@@ -1424,6 +1395,9 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Error reading the superblock";
 		goto bad;
 	}
+	r = fvd_open_origin(fvd, &ti->error);
+	if (r)
+		goto bad;
 	r = fvd_check_devices(fvd, &ti->error);
 	if (r)
 		goto bad;
@@ -1432,9 +1406,11 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			    !fvd->args.no_copy_on_read;
 	fvd->max_cor_inflight = (u64)fvd->args.max_cor_inflight << 10;
 	fvd->compact = fvd_compact(&fvd->meta.sb);
+	fvd->all_local = fvd->meta.sb.flags & FVD_FLAG_ALL_LOCAL;
 	r = fvd_alloc_resources(fvd, &ti->error);
 	if (r)
 		goto bad;
+	fvd_prefetch_init(fvd);
 
 	r = dm_set_target_max_io_len(ti, fvd->meta.sb.block_sectors);
 	if (r) {
@@ -1498,6 +1474,7 @@ static void fvd_presuspend(struct dm_target *ti)
 	struct bio_list held;
 
 	cancel_delayed_work_sync(&fvd->no_space_timer);
+	fvd_prefetch_suspend(fvd);
 	spin_lock_irq(&fvd->lock);
 	held = fvd->no_space;
 	bio_list_init(&fvd->no_space);
@@ -1569,6 +1546,8 @@ static int fvd_preresume(struct dm_target *ti)
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;
+	/* A table loaded while the live one finished the prefetch. */
+	fvd->all_local = sb.flags & FVD_FLAG_ALL_LOCAL;
 	r = fvd_meta_load(&fvd->meta, &replay);
 	if (r) {
 		DMERR("%s: %s (%d)", dm_table_device_name(ti->table),
@@ -1620,6 +1599,7 @@ static void fvd_resume(struct dm_target *ti)
 			fvd->low_water_raised = false;
 		spin_unlock_irq(&fvd->lock);
 	}
+	fvd_prefetch_resume(fvd);
 	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
 		return;
 	if (fvd->meta.sb.flags & FVD_FLAG_CLEAN) {
@@ -1638,9 +1618,11 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       unsigned int maxlen)
 {
 	struct fvd_target *fvd = ti->private;
-	unsigned int sz = 0, nr_features;
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	unsigned int sz = 0, nr_features, id;
 	unsigned long flags;
-	u64 nr_local, nr_fresh, nr_free, nr_phys;
+	u64 nr_local, nr_fresh, nr_free, nr_phys, read_rate, write_rate, pauses;
+	enum fvd_prefetch_state prefetch;
 	const char *space;
 
 	switch (type) {
@@ -1652,6 +1634,10 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		nr_phys = fvd->meta.nr_phys;
 		space = fvd->out_of_space ? "out_of_data_space" :
 			fvd->low_water_raised ? "low_water" : "ok";
+		prefetch = pf->state;
+		read_rate = pf->read_rate.avg;
+		write_rate = pf->write_rate.avg;
+		pauses = pf->nr_pauses;
 		spin_unlock_irqrestore(&fvd->lock, flags);
 		DMEMIT("%s %u %llu/%llu %lld %lld %lld %lld %lld %lld",
 		       fvd_mode_name(READ_ONCE(fvd->mode)),
@@ -1670,6 +1656,10 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		DMEMIT(" %llu %lld %lld", nr_fresh,
 		       (long long)atomic64_read(&fvd->nr_cor_bytes),
 		       (long long)atomic64_read(&fvd->nr_origin_bytes));
+		DMEMIT(" %s %lld %llu %llu %llu",
+		       fvd_prefetch_state_name(prefetch),
+		       (long long)atomic64_read(&pf->nr_bytes),
+		       read_rate >> 10, write_rate >> 10, pauses);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
@@ -1678,7 +1668,9 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			      2 * fvd->args.have_max_cor_inflight +
 			      fvd->args.error_if_no_space +
 			      2 * fvd->args.have_low_water_mark +
-			      2 * fvd->args.have_no_space_timeout;
+			      2 * fvd->args.have_no_space_timeout +
+			      fvd->args.no_prefetch +
+			      2 * hweight_long(READ_ONCE(pf->given));
 		if (nr_features)
 			DMEMIT(" %u", nr_features);
 		if (fvd->args.read_only)
@@ -1693,11 +1685,24 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" low_water_mark %llu", fvd->args.low_water_mark);
 		if (fvd->args.have_no_space_timeout)
 			DMEMIT(" no_space_timeout %u", fvd->args.no_space_timeout);
+		if (fvd->args.no_prefetch)
+			DMEMIT(" no_prefetch");
+		/* Including those changed by "set" messages since. */
+		for (id = 0; id < FVD_NR_TUNABLES; id++)
+			if (READ_ONCE(pf->given) & BIT(id))
+				DMEMIT(" %s %u", fvd_tunables[id].name,
+				       READ_ONCE(pf->tunables[id]));
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';
 		break;
 	}
+}
+
+static int fvd_message(struct dm_target *ti, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	return fvd_prefetch_message(ti->private, argc, argv);
 }
 
 static int fvd_iterate_devices(struct dm_target *ti,
@@ -1734,7 +1739,7 @@ static void fvd_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type fvd_target_type = {
 	.name = "fvd",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.module = THIS_MODULE,
 	.ctr = fvd_ctr,
 	.dtr = fvd_dtr,
@@ -1745,6 +1750,7 @@ static struct target_type fvd_target_type = {
 	.preresume = fvd_preresume,
 	.resume = fvd_resume,
 	.status = fvd_status,
+	.message = fvd_message,
 	.iterate_devices = fvd_iterate_devices,
 	.io_hints = fvd_io_hints,
 };

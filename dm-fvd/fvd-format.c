@@ -645,3 +645,16 @@ int fvd_jrec_apply(const struct fvd_sb_info *sb, const struct fvd_jrec *rec,
 		bits[block >> 3] |= 1U << (block & 7);
 	return 0;
 }
+
+bool fvd_bits_all_set(const u8 *map, u64 nr)
+{
+	u64 i;
+
+	for (i = 0; i < nr / 8; i++)
+		if (map[i] != 0xff)
+			return false;
+	for (i = nr & ~7ULL; i < nr; i++)
+		if (!((map[i / 8] >> (i & 7)) & 1))
+			return false;
+	return true;
+}

@@ -242,6 +242,25 @@ static inline u32 fvd_block_origin_len(const struct fvd_sb_info *sb, u64 block)
 	return len;
 }
 
+/*
+ * Blocks holding some of the origin's data.  The image is all-local when
+ * these are: the blocks past the origin's end read as zeroes without it.
+ */
+static inline u64 fvd_origin_blocks(const struct fvd_sb_info *sb)
+{
+	u64 sectors = sb->origin_sectors < sb->virtual_sectors ?
+		      sb->origin_sectors : sb->virtual_sectors;
+
+	return (sectors + sb->block_sectors - 1) >> sb->block_shift;
+}
+
+/* Chunks of a compact image holding some of the origin's data. */
+static inline u64 fvd_origin_chunks(const struct fvd_sb_info *sb)
+{
+	return (fvd_origin_blocks(sb) * sb->block_sectors + sb->chunk_sectors - 1) >>
+	       sb->chunk_shift;
+}
+
 /* Bytes of bitmap needed for @nr_blocks, before padding. */
 static inline u64 fvd_bitmap_bytes(u64 nr_blocks)
 {
@@ -379,6 +398,10 @@ static inline u64 fvd_journal_blocks(const struct fvd_sb_info *sb)
 int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 		       fvd_jrec_fn apply, void *context,
 		       struct fvd_replay *replay);
+
+/* Are bits 0 to @nr - 1 of @map all set? */
+bool fvd_bits_all_set(const u8 *map, u64 nr);
+
 int fvd_jrec_apply(const struct fvd_sb_info *sb, const struct fvd_jrec *rec,
 		   u8 *bits, u8 *table);
 

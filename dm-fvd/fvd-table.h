@@ -4,6 +4,7 @@
 #define FVD_TABLE_H
 
 #include <linux/types.h>
+#include "fvd-prefetch.h"
 
 struct fvd_table_args {
 	const char *meta_path;
@@ -19,6 +20,10 @@ struct fvd_table_args {
 	bool have_no_space_timeout;
 	u64 low_water_mark;		/* chunks */
 	unsigned int no_space_timeout;	/* seconds, 0: hold forever */
+	/* prefetch */
+	bool no_prefetch;
+	unsigned long given_tunables;	/* bit per enum fvd_tunable_id */
+	u32 tunables[FVD_NR_TUNABLES];
 };
 
 #define FVD_DEFAULT_MAX_COR_INFLIGHT	4096	/* KiB */

@@ -411,10 +411,16 @@ static void check_journal(struct image *img)
 static void check_flags(struct image *img)
 {
 	uint64_t local = count_bits(img->bitmap, img->bitmap_bytes);
+	uint64_t origin_blocks = fvd_origin_blocks(&img->sb), absent = 0, b;
 
-	if ((img->sb.flags & FVD_FLAG_ALL_LOCAL) && local != img->sb.nr_blocks)
-		problem(img, "marked all-local, but %" PRIu64 " of %" PRIu64 " blocks are not local",
-			img->sb.nr_blocks - local, img->sb.nr_blocks);
+	if (img->sb.flags & FVD_FLAG_ALL_LOCAL) {
+		for (b = 0; b < origin_blocks; b++)
+			absent += !((img->bitmap[b / 8] >> (b % 8)) & 1);
+		if (absent)
+			problem(img, "marked all-local, but %" PRIu64 " of the %" PRIu64
+				" blocks holding origin data are not local",
+				absent, origin_blocks);
+	}
 	printf("%s: %" PRIu64 "/%" PRIu64 " blocks local, %s\n", img->path, local,
 	       img->sb.nr_blocks,
 	       img->sb.flags & FVD_FLAG_CLEAN ? "clean" : "not cleanly shut down");
@@ -509,7 +515,7 @@ static void repair(struct image *img)
 		img->sb.checkpoint_seq = img->replay.next_seq > img->max_seq ?
 					 img->replay.next_seq : img->max_seq;
 	if ((img->sb.flags & FVD_FLAG_ALL_LOCAL) &&
-	    count_bits(img->bitmap, img->bitmap_bytes) != img->sb.nr_blocks)
+	    !fvd_bits_all_set(img->bitmap, fvd_origin_blocks(&img->sb)))
 		img->sb.flags &= ~FVD_FLAG_ALL_LOCAL;
 	img->sb.flags |= FVD_FLAG_CLEAN;
 	fvd_sb_encode(&img->sb, block);

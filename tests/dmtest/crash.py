@@ -448,7 +448,9 @@ class Checker:
             self.timed("fvd-check", self.fvd_check, snap)
             # Copying on read the whole disk at every point only costs time;
             # the ext4 workload's own reads copy on read under the log.
-            features = "" if self.args.workload == "ext4" else " 1 no_copy_on_read"
+            # No prefetch either: the default delay could start one.
+            features = (" 1 no_prefetch" if self.args.workload == "ext4"
+                        else " 2 no_copy_on_read no_prefetch")
             self.fvd = self.timed("load", dm_create, "crashfvd", self.args.virtual, "fvd",
                                   f"{snap} {snap} {self.args.origin}{features}")
             try:

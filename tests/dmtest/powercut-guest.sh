@@ -22,7 +22,7 @@ STEPS=100000
 SEED=5
 
 table() {
-	echo "0 $(blockdev --getsz $ORIGIN) fvd $IMG $IMG $ORIGIN"
+	echo "0 $(blockdev --getsz $ORIGIN) fvd $IMG $IMG $ORIGIN 1 no_prefetch"
 }
 
 result() {	# result STATUS NAME

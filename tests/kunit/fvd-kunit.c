@@ -2,7 +2,9 @@
 /*
  * KUnit tests for dm-fvd: superblock encoding and validation, block and
  * bitmap geometry, the commit bookkeeping of the bitmap, journal blocks,
- * commits and replay, compact images, and the table line parser.  tests/kunit/run places this file next to the dm-fvd sources in a
+ * commits and replay, compact images, the table line parser, and the
+ * prefetch's throughput averaging and pause decision.  tests/kunit/run
+ * places this file next to the dm-fvd sources in a
  * kernel tree and runs it on UML.
  */
 #include <kunit/test.h>
@@ -12,6 +14,7 @@
 
 #include "fvd-format.h"
 #include "fvd-meta.h"
+#include "fvd-prefetch.h"
 #include "fvd-table.h"
 
 #define MiB_SECTORS	2048ULL
@@ -1456,7 +1459,7 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "two arguments", "/dev/m /dev/d", "Not enough arguments" },
 	{ "count not a number", "/dev/m /dev/d /dev/o one", "Invalid number of feature" },
 	{ "count negative", "/dev/m /dev/d /dev/o -1", "Invalid number of feature" },
-	{ "count too large", "/dev/m /dev/d /dev/o 10 a b c d e f g h i j", "Invalid number of feature" },
+	{ "count too large", "/dev/m /dev/d /dev/o 25 a", "Invalid number of feature" },
 	{ "copy-on-read features", "/dev/m /dev/d /dev/o 3 no_copy_on_read max_cor_inflight 64", NULL },
 	{ "max_cor_inflight zero", "/dev/m /dev/d /dev/o 2 max_cor_inflight 0", "Invalid max_cor_inflight" },
 	{ "max_cor_inflight too large", "/dev/m /dev/d /dev/o 2 max_cor_inflight 1048577", "Invalid max_cor_inflight" },
@@ -1467,6 +1470,18 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "low_water_mark not a number", "/dev/m /dev/d - 2 low_water_mark ten", "Invalid low_water_mark" },
 	{ "no_space_timeout over a day", "/dev/m /dev/d - 2 no_space_timeout 86401", "Invalid no_space_timeout" },
 	{ "no_space_timeout negative", "/dev/m /dev/d - 2 no_space_timeout -1", "Invalid no_space_timeout" },
+	{ "prefetch features", "/dev/m /dev/d /dev/o 5 no_prefetch prefetch_delay 0 PREFETCH_BATCH 4", NULL },
+	{ "every tunable at its maximum", "/dev/m /dev/d /dev/o 14 prefetch_delay 86400 prefetch_batch 65536 prefetch_writes 64 prefetch_window 60000 prefetch_min_read 16777216 prefetch_min_write 16777216 prefetch_max_pause 600000", NULL },
+	{ "every feature", "/dev/m /dev/d /dev/o 24 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1", NULL },
+	{ "prefetch_batch below 4 KiB", "/dev/m /dev/d /dev/o 2 prefetch_batch 3", "Invalid prefetch_batch" },
+	{ "prefetch_writes too many", "/dev/m /dev/d /dev/o 2 prefetch_writes 65", "Invalid prefetch_writes" },
+	{ "prefetch_window too short", "/dev/m /dev/d /dev/o 2 prefetch_window 9", "Invalid prefetch_window" },
+	{ "prefetch_min_read not a number", "/dev/m /dev/d /dev/o 2 prefetch_min_read fast", "Invalid prefetch_min_read" },
+	{ "prefetch_min_write too large", "/dev/m /dev/d /dev/o 2 prefetch_min_write 16777217", "Invalid prefetch_min_write" },
+	{ "prefetch_max_pause zero", "/dev/m /dev/d /dev/o 2 prefetch_max_pause 0", "Invalid prefetch_max_pause" },
+	{ "prefetch_delay over a day", "/dev/m /dev/d /dev/o 2 prefetch_delay 86401", "Invalid prefetch_delay" },
+	{ "prefetch tunable repeated", "/dev/m /dev/d /dev/o 4 prefetch_batch 8 prefetch_batch 8", "Unknown or repeated" },
+	{ "prefetch tunable without value", "/dev/m /dev/d /dev/o 1 prefetch_window", "missing its value" },
 	{ "count beyond args", "/dev/m /dev/d /dev/o 1", "Invalid number of feature" },
 	{ "unknown feature", "/dev/m /dev/d /dev/o 1 discard", "Unknown or repeated" },
 	{ "trailing argument", "/dev/m /dev/d /dev/o 0 x", "Unexpected arguments" },
@@ -1484,7 +1499,7 @@ static void fvd_test_table_parse(struct kunit *test)
 {
 	const struct fvd_table_case *c = test->param_value;
 	struct fvd_table_args args;
-	char *line, *argv[16], *error = NULL, *word;
+	char *line, *argv[32], *error = NULL, *word;
 	unsigned int argc = 0;
 	int r;
 
@@ -1529,6 +1544,31 @@ static void fvd_test_table_values(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, args.read_only);
 	KUNIT_EXPECT_EQ(test, args.no_space_timeout, 60U);
 	KUNIT_EXPECT_FALSE(test, args.error_if_no_space);
+	KUNIT_EXPECT_FALSE(test, args.no_prefetch);
+	KUNIT_EXPECT_EQ(test, args.given_tunables, 0UL);
+	KUNIT_EXPECT_EQ(test, args.tunables[FVD_PREFETCH_DELAY], 30U);
+	KUNIT_EXPECT_EQ(test, args.tunables[FVD_PREFETCH_BATCH], 1024U);
+}
+
+static void fvd_test_table_prefetch_values(struct kunit *test)
+{
+	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "/dev/o", d[] = "5";
+	char e[] = "prefetch_window", f[] = "250", g[] = "no_prefetch";
+	char h[] = "prefetch_min_write", i[] = "0";
+	struct fvd_table_args args;
+	char *error = NULL;
+	char *argv[9] = { a, b, c, d, e, f, g, h, i };
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(ARRAY_SIZE(argv), argv,
+						      &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.no_prefetch);
+	KUNIT_EXPECT_EQ(test, args.tunables[FVD_PREFETCH_WINDOW], 250U);
+	KUNIT_EXPECT_EQ(test, args.tunables[FVD_PREFETCH_MIN_WRITE], 0U);
+	KUNIT_EXPECT_EQ(test, args.given_tunables,
+			BIT(FVD_PREFETCH_WINDOW) | BIT(FVD_PREFETCH_MIN_WRITE));
+	/* the others keep their defaults */
+	KUNIT_EXPECT_EQ(test, args.tunables[FVD_PREFETCH_MIN_READ],
+			fvd_tunables[FVD_PREFETCH_MIN_READ].def);
 }
 
 static void fvd_test_table_space_values(struct kunit *test)
@@ -1564,6 +1604,7 @@ static struct kunit_case fvd_table_cases_list[] = {
 	KUNIT_CASE_PARAM(fvd_test_table_parse, fvd_table_gen_params),
 	KUNIT_CASE(fvd_test_table_values),
 	KUNIT_CASE(fvd_test_table_space_values),
+	KUNIT_CASE(fvd_test_table_prefetch_values),
 	{}
 };
 
@@ -1572,6 +1613,161 @@ static struct kunit_suite fvd_table_suite = {
 	.test_cases = fvd_table_cases_list,
 };
 
+/* ---- prefetch ---- */
+
+#define KiB_PER_S(x)	((u64)(x) << 10)
+
+/* Each window's figure is averaged with the ones before, the newest by half. */
+static void fvd_test_rate_average(struct kunit *test)
+{
+	struct fvd_rate rate = {};
+	u64 window = NSEC_PER_SEC;
+
+	fvd_rate_reset(&rate, 0);
+	KUNIT_EXPECT_FALSE(test, fvd_rate_add(&rate, 1 << 20, NSEC_PER_SEC / 2, window));
+	KUNIT_EXPECT_EQ(test, rate.nr_windows, 0U);
+	/* 2 MiB in the first second */
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 1 << 20, NSEC_PER_SEC, window));
+	KUNIT_EXPECT_EQ(test, rate.avg, 2ULL << 20);
+	/* 4 MiB/s in the next: the average is 3 MiB/s */
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 4 << 20, 2 * NSEC_PER_SEC, window));
+	KUNIT_EXPECT_EQ(test, rate.avg, 3ULL << 20);
+	/* a window lasts until a completion at least @window after its start */
+	KUNIT_EXPECT_FALSE(test, fvd_rate_add(&rate, 0, 2 * NSEC_PER_SEC + 1, window));
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 1 << 20, 4 * NSEC_PER_SEC, window));
+	/* 1 MiB over 2 s: 0.5 MiB/s, averaged with 3 MiB/s */
+	KUNIT_EXPECT_EQ(test, rate.avg, 1792ULL << 10);
+	KUNIT_EXPECT_EQ(test, rate.nr_windows, 3U);
+	KUNIT_EXPECT_EQ(test, rate.bytes, 0ULL);
+	KUNIT_EXPECT_EQ(test, rate.start_ns, 4 * NSEC_PER_SEC);
+	/* measuring afresh: the old average is shown, never averaged in */
+	fvd_rate_reset(&rate, 5 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.nr_windows, 0U);
+	KUNIT_EXPECT_EQ(test, rate.avg, 1792ULL << 10);
+	KUNIT_EXPECT_FALSE(test, fvd_rate_too_slow(&rate, 4096));
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 8 << 20, 6 * NSEC_PER_SEC, window));
+	KUNIT_EXPECT_EQ(test, rate.avg, 8ULL << 20);
+}
+
+static void fvd_test_rate_large(struct kunit *test)
+{
+	struct fvd_rate rate = {};
+
+	/* 1 TiB in 1 ms: no overflow in bytes * 10^9 */
+	fvd_rate_reset(&rate, 0);
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 1ULL << 40, NSEC_PER_MSEC,
+					     NSEC_PER_MSEC));
+	KUNIT_EXPECT_EQ(test, rate.avg, (1ULL << 40) * 1000);
+	/* a window much longer than asked for still gives the true rate */
+	fvd_rate_reset(&rate, 0);
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 3 << 20, 3 * NSEC_PER_SEC,
+					     NSEC_PER_MSEC));
+	KUNIT_EXPECT_EQ(test, rate.avg, 1ULL << 20);
+}
+
+static void fvd_test_pause_decision(struct kunit *test)
+{
+	struct fvd_rate rate;
+
+	memset(&rate, 0, sizeof(rate));
+	fvd_rate_reset(&rate, 0);
+	/* nothing measured yet: never too slow */
+	KUNIT_EXPECT_FALSE(test, fvd_rate_too_slow(&rate, 1));
+	fvd_rate_add(&rate, KiB_PER_S(1792), NSEC_PER_SEC, NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.avg, KiB_PER_S(1792));
+	/* a minimum of 0 never pauses */
+	KUNIT_EXPECT_FALSE(test, fvd_rate_too_slow(&rate, 0));
+	/* at the minimum is not below it */
+	KUNIT_EXPECT_FALSE(test, fvd_rate_too_slow(&rate, 1792));
+	KUNIT_EXPECT_TRUE(test, fvd_rate_too_slow(&rate, 1793));
+	/* a window with nothing completed counts as zero throughput */
+	fvd_rate_add(&rate, 0, 3 * NSEC_PER_SEC, NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.avg, KiB_PER_S(896));
+	KUNIT_EXPECT_TRUE(test, fvd_rate_too_slow(&rate, 1024));
+}
+
+static void fvd_test_pause_random(struct kunit *test)
+{
+	u32 first = fvd_prefetch_pause_ms(1000), ms, i;
+	bool differ = false;
+
+	for (i = 0; i < 200; i++) {
+		ms = fvd_prefetch_pause_ms(1000);
+		KUNIT_EXPECT_GE(test, ms, 1U);
+		KUNIT_EXPECT_LE(test, ms, 1000U);
+		differ |= ms != first;
+	}
+	/* 200 equal draws out of 1000: hosts pausing in lock step */
+	KUNIT_EXPECT_TRUE(test, differ);
+	KUNIT_EXPECT_EQ(test, fvd_prefetch_pause_ms(1), 1U);
+}
+
+static void fvd_test_tunables(struct kunit *test)
+{
+	unsigned int id;
+	u32 v = 0;
+
+	for (id = 0; id < FVD_NR_TUNABLES; id++) {
+		const struct fvd_tunable *t = &fvd_tunables[id];
+		char text[16];
+
+		KUNIT_EXPECT_EQ(test, fvd_tunable_lookup(t->name), (int)id);
+		KUNIT_EXPECT_NOT_NULL(test, strstr(t->error, t->name));
+		KUNIT_EXPECT_GE(test, t->def, t->min);
+		KUNIT_EXPECT_LE(test, t->def, t->max);
+		snprintf(text, sizeof(text), "%u", t->max);
+		KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, text, &v), 0);
+		KUNIT_EXPECT_EQ(test, v, t->max);
+		snprintf(text, sizeof(text), "%llu", (u64)t->max + 1);
+		KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, text, &v), -EINVAL);
+		if (t->min) {
+			snprintf(text, sizeof(text), "%u", t->min - 1);
+			KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, text, &v), -EINVAL);
+		}
+		KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, "-1", &v), -EINVAL);
+		KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, "", &v), -EINVAL);
+		KUNIT_EXPECT_EQ(test, fvd_tunable_parse(id, NULL, &v), -EINVAL);
+	}
+	KUNIT_EXPECT_EQ(test, fvd_tunable_lookup("PREFETCH_BATCH"), FVD_PREFETCH_BATCH);
+	KUNIT_EXPECT_EQ(test, fvd_tunable_lookup("prefetch"), -1);
+	KUNIT_EXPECT_EQ(test, fvd_tunable_lookup("no_prefetch"), -1);
+}
+
+/* All-local is about the blocks holding origin data, and only those. */
+static void fvd_test_origin_blocks(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u8 map[4] = { 0xff, 0xff, 0x07, 0 };
+
+	fvd_test_layout(test, &sb);
+	KUNIT_EXPECT_EQ(test, fvd_origin_blocks(&sb), 9600ULL);
+	sb.origin_sectors = 600 * MiB_SECTORS + 1;
+	KUNIT_EXPECT_EQ(test, fvd_origin_blocks(&sb), 9601ULL);
+	sb.origin_sectors = 0;
+	KUNIT_EXPECT_EQ(test, fvd_origin_blocks(&sb), 0ULL);
+	KUNIT_EXPECT_TRUE(test, fvd_bits_all_set(map, 0));
+	KUNIT_EXPECT_TRUE(test, fvd_bits_all_set(map, 19));
+	KUNIT_EXPECT_FALSE(test, fvd_bits_all_set(map, 20));
+	map[1] = 0xfe;
+	KUNIT_EXPECT_TRUE(test, fvd_bits_all_set(map, 8));
+	KUNIT_EXPECT_FALSE(test, fvd_bits_all_set(map, 9));
+}
+
+static struct kunit_case fvd_prefetch_cases[] = {
+	KUNIT_CASE(fvd_test_rate_average),
+	KUNIT_CASE(fvd_test_rate_large),
+	KUNIT_CASE(fvd_test_pause_decision),
+	KUNIT_CASE(fvd_test_pause_random),
+	KUNIT_CASE(fvd_test_tunables),
+	KUNIT_CASE(fvd_test_origin_blocks),
+	{}
+};
+
+static struct kunit_suite fvd_prefetch_suite = {
+	.name = "dm-fvd-prefetch",
+	.test_cases = fvd_prefetch_cases,
+};
+
 kunit_test_suites(&fvd_format_suite, &fvd_geometry_suite, &fvd_commit_suite,
 		  &fvd_journal_format_suite, &fvd_journal_replay_suite,
-		  &fvd_compact_suite, &fvd_table_suite);
+		  &fvd_compact_suite, &fvd_table_suite, &fvd_prefetch_suite);

@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-fvd adaptive prefetch.
+ *
+ * A delayed work walks the blocks from a cursor and copies the ones still
+ * absent from the origin to the data device, in batches of consecutive
+ * blocks: one origin read and one data write per batch, a bounded number of
+ * batches in flight.  Every block of a batch is registered as a block op,
+ * like a copy-on-read, so guest writes to it wait and discards park until
+ * the batch is done; blocks that are local, fresh or busy are skipped.  A
+ * copied block becomes local (journaled like a written one).
+ *
+ * Guest I/O goes first: the throughput of the origin reads and of the data
+ * writes is measured per window, and when either average falls below its
+ * minimum the prefetch pauses for a random time (hosts sharing an origin
+ * must not pause in lock step), then measures afresh.
+ *
+ * When a pass ends with every block local, the image is marked all-local
+ * and the origin is never read again.  Suspend stops the prefetch between
+ * batches; resume continues from the cursor.
+ */
+
+#define DM_MSG_PREFIX "fvd"
+
+#include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/math64.h>
+#include <linux/random.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+
+#include "fvd-compat.h"
+#include "fvd-target.h"
+
+#define FVD_PREFETCH_MAX_BATCH_BLOCKS	256	/* ops in the hash per batch */
+#define FVD_PREFETCH_SCAN_BLOCKS	4096	/* blocks looked at per lock hold */
+#define FVD_PREFETCH_RETRY		(HZ / 10)
+
+const struct fvd_tunable fvd_tunables[FVD_NR_TUNABLES] = {
+	[FVD_PREFETCH_DELAY] = {
+		"prefetch_delay", 0, 24 * 3600, 30,
+		"Invalid prefetch_delay: seconds, at most a day" },
+	[FVD_PREFETCH_BATCH] = {
+		"prefetch_batch", 4, 65536, 1024,
+		"Invalid prefetch_batch: KiB, 4 to 65536" },
+	[FVD_PREFETCH_WRITES] = {
+		"prefetch_writes", 1, 64, 2,
+		"Invalid prefetch_writes: batches in flight, 1 to 64" },
+	[FVD_PREFETCH_WINDOW] = {
+		"prefetch_window", 10, 60000, 1000,
+		"Invalid prefetch_window: ms, 10 to 60000" },
+	[FVD_PREFETCH_MIN_READ] = {
+		"prefetch_min_read", 0, 1U << 24, 1024,
+		"Invalid prefetch_min_read: KiB/s, 0 to 16777216" },
+	[FVD_PREFETCH_MIN_WRITE] = {
+		"prefetch_min_write", 0, 1U << 24, 1024,
+		"Invalid prefetch_min_write: KiB/s, 0 to 16777216" },
+	[FVD_PREFETCH_MAX_PAUSE] = {
+		"prefetch_max_pause", 1, 600000, 5000,
+		"Invalid prefetch_max_pause: ms, 1 to 600000" },
+};
+
+int fvd_tunable_lookup(const char *name)
+{
+	int id;
+
+	for (id = 0; id < FVD_NR_TUNABLES; id++)
+		if (!strcasecmp(name, fvd_tunables[id].name))
+			return id;
+	return -1;
+}
+
+int fvd_tunable_parse(unsigned int id, const char *value, u32 *result)
+{
+	u32 v;
+
+	if (!value || kstrtou32(value, 10, &v) ||
+	    v < fvd_tunables[id].min || v > fvd_tunables[id].max)
+		return -EINVAL;
+	*result = v;
+	return 0;
+}
+
+/* Measure afresh; the last average stays for the status until replaced. */
+void fvd_rate_reset(struct fvd_rate *rate, u64 now_ns)
+{
+	rate->start_ns = now_ns;
+	rate->bytes = 0;
+	rate->nr_windows = 0;
+}
+
+/* Count @bytes completed at @now_ns; true when a window ended. */
+bool fvd_rate_add(struct fvd_rate *rate, u64 bytes, u64 now_ns, u64 window_ns)
+{
+	u64 elapsed, sample;
+
+	rate->bytes += bytes;
+	if (now_ns < rate->start_ns + window_ns)
+		return false;
+	elapsed = now_ns - rate->start_ns;
+	sample = mul_u64_u64_div_u64(rate->bytes, NSEC_PER_SEC, elapsed);
+	rate->avg = rate->nr_windows ? (rate->avg + sample) / 2 : sample;
+	rate->nr_windows++;
+	rate->start_ns = now_ns;
+	rate->bytes = 0;
+	return true;
+}
+
+/* Measured, and below a minimum that is set. */
+bool fvd_rate_too_slow(const struct fvd_rate *rate, u32 min_kib_per_s)
+{
+	return min_kib_per_s && rate->nr_windows &&
+	       rate->avg < (u64)min_kib_per_s << 10;
+}
+
+u32 fvd_prefetch_pause_ms(u32 max_pause_ms)
+{
+	return get_random_u32_inclusive(1, max(max_pause_ms, 1U));
+}
+
+const char *fvd_prefetch_state_name(enum fvd_prefetch_state state)
+{
+	static const char * const names[] = {
+		[FVD_PREFETCH_OFF] = "off",
+		[FVD_PREFETCH_WAITING] = "waiting",
+		[FVD_PREFETCH_RUNNING] = "running",
+		[FVD_PREFETCH_PAUSED] = "paused",
+		[FVD_PREFETCH_STOPPED] = "stopped",
+		[FVD_PREFETCH_DONE] = "done",
+		[FVD_PREFETCH_ERROR] = "error",
+	};
+
+	return names[state];
+}
+
+/* ---- the copy ---- */
+
+struct fvd_prefetch_batch {
+	struct fvd_target *fvd;
+	u64 first;			/* block */
+	unsigned int nr_blocks;
+	sector_t sectors;		/* of all its blocks */
+	void *buffer;
+	blk_status_t status;
+	struct work_struct work;
+	struct fvd_op ops[];
+};
+
+static u32 fvd_tunable(struct fvd_target *fvd, enum fvd_tunable_id id)
+{
+	return READ_ONCE(fvd->prefetch.tunables[id]);
+}
+
+static void fvd_prefetch_kick(struct fvd_target *fvd, unsigned long delay)
+{
+	mod_delayed_work(fvd->wq, &fvd->prefetch.work, delay);
+}
+
+/*
+ * Enter @state; under the lock.  Returns true when userspace should hear of
+ * it: the caller raises the dm event once the lock is dropped.
+ */
+static bool fvd_prefetch_enter(struct fvd_target *fvd,
+			       enum fvd_prefetch_state state)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	u64 now = ktime_get_ns();
+
+	lockdep_assert_held(&fvd->lock);
+	if (pf->state == state)
+		return false;
+	if (state == FVD_PREFETCH_RUNNING) {
+		/* Measure afresh: the old figures describe another load. */
+		fvd_rate_reset(&pf->read_rate, now);
+		fvd_rate_reset(&pf->write_rate, now);
+	}
+	pf->state = state;
+	return true;
+}
+
+static void fvd_prefetch_event(struct fvd_target *fvd, bool raise)
+{
+	if (raise)
+		dm_table_event(fvd->ti->table);
+}
+
+/* Can @block go into a batch?  Maps its chunk if it must.  Under the lock. */
+static bool fvd_prefetch_wanted(struct fvd_target *fvd, u64 block)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	struct fvd_meta *meta = &fvd->meta;
+	u64 chunk;
+
+	if (fvd_meta_present(meta, block))
+		return false;
+	if (fvd_find_op(fvd, block)) {
+		pf->busy_skipped = true;
+		return false;
+	}
+	if (!fvd->compact)
+		return true;
+	chunk = fvd_block_chunk(&meta->sb, block);
+	if (fvd_table_get(meta->table.live, chunk) != FVD_CHUNK_UNMAPPED)
+		return true;
+	/* The chunks below the low-water mark are kept for guest writes. */
+	if (meta->nr_free > fvd->args.low_water_mark &&
+	    fvd_meta_map_chunk(meta, chunk) >= 0)
+		return true;
+	pf->space_skipped = true;
+	return false;
+}
+
+/*
+ * Find the next run of blocks to copy from the cursor and make them busy
+ * with the ops of @batch.  Looks at a bounded number of blocks per call;
+ * returns the number of blocks in the run, 0 if none was found yet.  Under
+ * the lock.
+ */
+static unsigned int fvd_prefetch_fill(struct fvd_target *fvd,
+				      struct fvd_prefetch_batch *batch,
+				      unsigned int max_blocks)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	u64 nr_blocks = fvd_origin_blocks(sb);
+	u64 end = min(pf->cursor + FVD_PREFETCH_SCAN_BLOCKS, nr_blocks);
+	u64 first, chunk;
+	unsigned int n;
+
+	while (pf->cursor < end && !fvd_prefetch_wanted(fvd, pf->cursor))
+		pf->cursor++;
+	if (pf->cursor >= end)
+		return 0;
+
+	first = pf->cursor;
+	chunk = fvd_block_chunk(sb, first);
+	/* One data write: on a compact image, only within one chunk. */
+	for (n = 1; n < max_blocks && first + n < nr_blocks; n++)
+		if ((fvd->compact && fvd_block_chunk(sb, first + n) != chunk) ||
+		    !fvd_prefetch_wanted(fvd, first + n))
+			break;
+
+	batch->first = first;
+	batch->nr_blocks = n;
+	batch->sectors = 0;
+	for (n = 0; n < batch->nr_blocks; n++) {
+		fvd_op_start(fvd, &batch->ops[n], first + n);
+		batch->sectors += fvd_block_len(sb, first + n);
+	}
+	pf->cursor = first + batch->nr_blocks;
+	pf->nr_inflight++;
+	return batch->nr_blocks;
+}
+
+static void fvd_prefetch_free(struct fvd_prefetch_batch *batch)
+{
+	if (batch) {
+		kvfree(batch->buffer);
+		kvfree(batch);
+	}
+}
+
+/*
+ * A batch for up to the configured size, allocated before its blocks are
+ * made busy.  The prefetch may wait for memory, but never with a block
+ * held, and never recursing into I/O (writeback could target this disk).
+ */
+static struct fvd_prefetch_batch *fvd_prefetch_alloc(struct fvd_target *fvd,
+						     unsigned int *max_blocks)
+{
+	u32 block_bytes = fvd->meta.sb.block_sectors << SECTOR_SHIFT;
+	u64 batch_bytes = (u64)fvd_tunable(fvd, FVD_PREFETCH_BATCH) << 10;
+	struct fvd_prefetch_batch *batch;
+	unsigned int noio, n;
+
+	n = clamp_t(u64, div_u64(batch_bytes, block_bytes), 1,
+		    FVD_PREFETCH_MAX_BATCH_BLOCKS);
+	noio = memalloc_noio_save();
+	batch = kvzalloc(struct_size(batch, ops, n), GFP_KERNEL | __GFP_NOWARN);
+	if (batch)
+		batch->buffer = kvmalloc((size_t)n * block_bytes,
+					 GFP_KERNEL | __GFP_NOWARN);
+	memalloc_noio_restore(noio);
+	if (batch && !batch->buffer) {
+		kvfree(batch);
+		batch = NULL;
+	}
+	if (batch)
+		batch->fvd = fvd;
+	*max_blocks = n;
+	return batch;
+}
+
+static void fvd_prefetch_io(struct fvd_prefetch_batch *batch, blk_opf_t opf,
+			    struct block_device *bdev, sector_t sector,
+			    sector_t count, io_notify_fn done)
+{
+	struct dm_io_region region = {
+		.bdev = bdev, .sector = sector, .count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.notify.fn = done,
+		.notify.context = batch,
+		.client = batch->fvd->io_client,
+	};
+
+	fvd_dm_io_buffer(&req, batch->buffer);
+	/* Asynchronous: errors arrive through @done. */
+	fvd_dm_io(&req, 1, &region);
+}
+
+/* The batch is on the data device, or failed: its blocks are free again. */
+static void fvd_prefetch_end(struct work_struct *ws)
+{
+	struct fvd_prefetch_batch *batch =
+		container_of(ws, struct fvd_prefetch_batch, work);
+	struct fvd_target *fvd = batch->fvd;
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	blk_status_t status = batch->status;
+	u64 bytes = (u64)batch->sectors << SECTOR_SHIFT;
+	bool event = false, new_window;
+	unsigned int i;
+	u32 pause_ms;
+
+	/* Marks the blocks local, unless the target can no longer commit. */
+	for (i = 0; i < batch->nr_blocks; i++)
+		if (fvd_op_release(fvd, &batch->ops[i], status))
+			status = BLK_STS_IOERR;
+
+	spin_lock_irq(&fvd->lock);
+	pf->nr_inflight--;
+	if (status) {
+		/* Retried by "prefetch start", from these blocks on. */
+		pf->cursor = min(pf->cursor, batch->first);
+		event = fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR);
+	} else {
+		atomic64_add(bytes, &pf->nr_bytes);
+		new_window = fvd_rate_add(&pf->write_rate, bytes, ktime_get_ns(),
+					  (u64)fvd_tunable(fvd, FVD_PREFETCH_WINDOW) *
+					  NSEC_PER_MSEC);
+		if (new_window && pf->state == FVD_PREFETCH_RUNNING &&
+		    (fvd_rate_too_slow(&pf->read_rate,
+				       fvd_tunable(fvd, FVD_PREFETCH_MIN_READ)) ||
+		     fvd_rate_too_slow(&pf->write_rate,
+				       fvd_tunable(fvd, FVD_PREFETCH_MIN_WRITE)))) {
+			pause_ms = fvd_prefetch_pause_ms(fvd_tunable(fvd, FVD_PREFETCH_MAX_PAUSE));
+			pf->pause_end = jiffies + msecs_to_jiffies(pause_ms);
+			pf->nr_pauses++;
+			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_PAUSED);
+		}
+	}
+	if (pf->state == FVD_PREFETCH_RUNNING && !pf->suspended)
+		fvd_prefetch_kick(fvd, 0);
+	else if (pf->state == FVD_PREFETCH_PAUSED && !pf->suspended && event)
+		fvd_prefetch_kick(fvd, pf->pause_end - jiffies);
+	spin_unlock_irq(&fvd->lock);
+
+	if (status)
+		DMERR_LIMIT("%s: prefetch of blocks %llu-%llu failed: prefetch stopped",
+			    dm_table_device_name(fvd->ti->table), batch->first,
+			    batch->first + batch->nr_blocks - 1);
+	fvd_prefetch_free(batch);
+	/* Last: a suspend waits for this. */
+	wake_up_var(&pf->nr_inflight);
+	fvd_prefetch_event(fvd, event);
+}
+
+static void fvd_prefetch_io_done(unsigned long error, void *context)
+{
+	struct fvd_prefetch_batch *batch = context;
+
+	if (error)
+		batch->status = BLK_STS_IOERR;
+	queue_work(batch->fvd->copy_wq, &batch->work);
+}
+
+/* The batch is in the buffer: store it on the data device. */
+static void fvd_prefetch_read_done(struct work_struct *ws)
+{
+	struct fvd_prefetch_batch *batch =
+		container_of(ws, struct fvd_prefetch_batch, work);
+	struct fvd_target *fvd = batch->fvd;
+	struct fvd_prefetch *pf = &fvd->prefetch;
+
+	if (batch->status) {
+		fvd_prefetch_end(ws);
+		return;
+	}
+	spin_lock_irq(&fvd->lock);
+	fvd_rate_add(&pf->read_rate, (u64)batch->sectors << SECTOR_SHIFT,
+		     ktime_get_ns(),
+		     (u64)fvd_tunable(fvd, FVD_PREFETCH_WINDOW) * NSEC_PER_MSEC);
+	spin_unlock_irq(&fvd->lock);
+	INIT_WORK(&batch->work, fvd_prefetch_end);
+	fvd_prefetch_io(batch, REQ_OP_WRITE, fvd->data_dev->bdev,
+			fvd_block_data_sector(fvd, batch->first), batch->sectors,
+			fvd_prefetch_io_done);
+}
+
+/* Read the batch from the origin; past its end the blocks are zeroes. */
+static void fvd_prefetch_submit(struct fvd_prefetch_batch *batch)
+{
+	struct fvd_target *fvd = batch->fvd;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t start = fvd_block_start(sb, batch->first);
+	sector_t count = 0;
+
+	if (start < sb->origin_sectors)
+		count = min_t(sector_t, batch->sectors, sb->origin_sectors - start);
+	memset(batch->buffer + ((size_t)count << SECTOR_SHIFT), 0,
+	       (size_t)(batch->sectors - count) << SECTOR_SHIFT);
+	INIT_WORK(&batch->work, fvd_prefetch_read_done);
+	if (!count) {
+		fvd_prefetch_read_done(&batch->work);
+		return;
+	}
+	atomic64_add((u64)count << SECTOR_SHIFT, &fvd->nr_origin_bytes);
+	fvd_prefetch_io(batch, REQ_OP_READ, fvd->origin_dev->bdev, start, count,
+			fvd_prefetch_io_done);
+}
+
+/*
+ * Every block holding origin data is local: make that durable, then mark
+ * the image all-local so the origin is never needed again.  True if done.
+ */
+static bool fvd_prefetch_finish(struct fvd_target *fvd)
+{
+	struct fvd_meta *meta = &fvd->meta;
+	u64 nr_blocks = fvd_origin_blocks(&meta->sb);
+	bool all_local;
+	int r = 0;
+
+	/* Copied-on-read blocks become local bits too. */
+	fvd_commit(fvd, true, true);
+	mutex_lock(&fvd->commit_lock);
+	/* From here on, discards leave the blocks with origin data alone. */
+	spin_lock_irq(&fvd->lock);
+	fvd->all_local = fvd->mode == FVD_MODE_WRITE;
+	spin_unlock_irq(&fvd->lock);
+	/*
+	 * No commit runs: the staged bits are the durable ones.  A discard
+	 * before the flag was set shows in the live bits.
+	 */
+	all_local = fvd->all_local &&
+		    fvd_bits_all_set(meta->bits.live, nr_blocks) &&
+		    fvd_bits_all_set(meta->bits.staged, nr_blocks);
+	if (all_local) {
+		meta->sb.flags |= FVD_FLAG_ALL_LOCAL;
+		r = fvd_meta_write_sb(meta);
+		if (r) {
+			meta->sb.flags &= ~FVD_FLAG_ALL_LOCAL;
+			fvd_metadata_error(fvd, "superblock write", r);
+		}
+	}
+	if (!all_local || r) {
+		spin_lock_irq(&fvd->lock);
+		fvd->all_local = false;
+		spin_unlock_irq(&fvd->lock);
+	}
+	mutex_unlock(&fvd->commit_lock);
+	if (all_local && !r)
+		DMINFO("%s: every block is local: the origin is no longer needed",
+		       dm_table_device_name(fvd->ti->table));
+	return all_local && !r;
+}
+
+/* The cursor reached the end and no batch is in flight. */
+static void fvd_prefetch_pass_done(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	enum fvd_prefetch_state next = FVD_PREFETCH_RUNNING;
+	bool event, finished = false;
+	unsigned long retry = FVD_PREFETCH_RETRY;
+
+	spin_lock_irq(&fvd->lock);
+	if (!pf->busy_skipped && !pf->space_skipped) {
+		spin_unlock_irq(&fvd->lock);
+		finished = fvd_prefetch_finish(fvd);
+		spin_lock_irq(&fvd->lock);
+		if (finished)
+			next = FVD_PREFETCH_DONE;
+		else if (fvd->mode != FVD_MODE_WRITE)
+			next = FVD_PREFETCH_ERROR;
+	} else if (pf->space_skipped) {
+		DMWARN_LIMIT("%s: prefetch stopped: no free chunk above the low-water mark",
+			     dm_table_device_name(fvd->ti->table));
+		next = FVD_PREFETCH_STOPPED;
+	}
+	/* Blocks that were busy: look again shortly. */
+	pf->cursor = 0;
+	pf->busy_skipped = false;
+	pf->space_skipped = false;
+	/* A message may have stopped the prefetch meanwhile. */
+	if (pf->state != FVD_PREFETCH_RUNNING && !finished) {
+		spin_unlock_irq(&fvd->lock);
+		return;
+	}
+	event = fvd_prefetch_enter(fvd, next);
+	if (next == FVD_PREFETCH_RUNNING && !pf->suspended)
+		fvd_prefetch_kick(fvd, retry);
+	spin_unlock_irq(&fvd->lock);
+	fvd_prefetch_event(fvd, event);
+}
+
+/* The delayed work: start batches while the bound allows. */
+static void fvd_prefetch_step(struct work_struct *ws)
+{
+	struct fvd_target *fvd = container_of(to_delayed_work(ws),
+					      struct fvd_target, prefetch.work);
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	struct fvd_prefetch_batch *batch = NULL;
+	unsigned int max_blocks = 0;
+	bool event = false, pass_done = false;
+
+	for (;;) {
+		spin_lock_irq(&fvd->lock);
+		if (pf->state == FVD_PREFETCH_WAITING ||
+		    (pf->state == FVD_PREFETCH_PAUSED &&
+		     time_after_eq(jiffies, pf->pause_end)))
+			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_RUNNING);
+		if (pf->state == FVD_PREFETCH_RUNNING &&
+		    fvd->mode != FVD_MODE_WRITE)
+			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR);
+		if (pf->state == FVD_PREFETCH_PAUSED && !pf->suspended)
+			fvd_prefetch_kick(fvd, pf->pause_end - jiffies);
+		if (pf->state != FVD_PREFETCH_RUNNING || pf->suspended ||
+		    pf->nr_inflight >= fvd_tunable(fvd, FVD_PREFETCH_WRITES)) {
+			spin_unlock_irq(&fvd->lock);
+			break;
+		}
+		if (pf->cursor >= fvd_origin_blocks(&fvd->meta.sb)) {
+			pass_done = !pf->nr_inflight;
+			spin_unlock_irq(&fvd->lock);
+			break;
+		}
+		if (!batch) {
+			spin_unlock_irq(&fvd->lock);
+			batch = fvd_prefetch_alloc(fvd, &max_blocks);
+			if (!batch) {
+				fvd_prefetch_kick(fvd, FVD_PREFETCH_RETRY);
+				break;
+			}
+			continue;
+		}
+		if (!fvd_prefetch_fill(fvd, batch, max_blocks)) {
+			spin_unlock_irq(&fvd->lock);
+			cond_resched();
+			continue;
+		}
+		spin_unlock_irq(&fvd->lock);
+		fvd_prefetch_submit(batch);
+		batch = NULL;
+	}
+	fvd_prefetch_free(batch);
+	fvd_prefetch_event(fvd, event);
+	if (pass_done)
+		fvd_prefetch_pass_done(fvd);
+}
+
+/* ---- control ---- */
+
+/* Early in the ctr: fvd_prefetch_cancel() may follow at once. */
+void fvd_prefetch_setup(struct fvd_target *fvd)
+{
+	INIT_DELAYED_WORK(&fvd->prefetch.work, fvd_prefetch_step);
+	atomic64_set(&fvd->prefetch.nr_bytes, 0);
+	fvd->prefetch.suspended = true;
+}
+
+void fvd_prefetch_cancel(struct fvd_target *fvd)
+{
+	cancel_delayed_work_sync(&fvd->prefetch.work);
+}
+
+/* Once the table is parsed and the image known. */
+void fvd_prefetch_init(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+
+	memcpy(pf->tunables, fvd->args.tunables, sizeof(pf->tunables));
+	pf->given = fvd->args.given_tunables;
+	if (!fvd->writable || !fvd->origin_dev)
+		pf->state = FVD_PREFETCH_OFF;
+	else if (fvd->args.no_prefetch)
+		pf->state = FVD_PREFETCH_STOPPED;
+	else
+		pf->state = FVD_PREFETCH_WAITING;
+}
+
+/* Resume: wait for the delay the first time, else go on from the cursor. */
+void fvd_prefetch_resume(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+
+	spin_lock_irq(&fvd->lock);
+	if (fvd->all_local)
+		pf->state = FVD_PREFETCH_DONE;
+	pf->suspended = false;
+	if (pf->state == FVD_PREFETCH_WAITING)
+		fvd_prefetch_kick(fvd, fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ);
+	else if (pf->state == FVD_PREFETCH_RUNNING ||
+		 pf->state == FVD_PREFETCH_PAUSED)
+		fvd_prefetch_kick(fvd, 0);
+	spin_unlock_irq(&fvd->lock);
+}
+
+/* Suspend: start no batch, and wait for those in flight. */
+void fvd_prefetch_suspend(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+
+	spin_lock_irq(&fvd->lock);
+	pf->suspended = true;
+	spin_unlock_irq(&fvd->lock);
+	cancel_delayed_work_sync(&pf->work);
+	wait_var_event(&pf->nr_inflight, !READ_ONCE(pf->nr_inflight));
+	/* The last batch's end may have queued the work again. */
+	cancel_delayed_work_sync(&pf->work);
+}
+
+static int fvd_prefetch_control(struct fvd_target *fvd, bool start)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	bool event = false;
+	int r = 0;
+
+	spin_lock_irq(&fvd->lock);
+	switch (pf->state) {
+	case FVD_PREFETCH_OFF:
+		r = -EOPNOTSUPP;
+		break;
+	case FVD_PREFETCH_DONE:
+		break;
+	default:
+		if (start && fvd->mode != FVD_MODE_WRITE) {
+			r = -EROFS;
+			break;
+		}
+		event = fvd_prefetch_enter(fvd, start ? FVD_PREFETCH_RUNNING :
+					   FVD_PREFETCH_STOPPED);
+		if (start && !pf->suspended)
+			fvd_prefetch_kick(fvd, 0);
+	}
+	spin_unlock_irq(&fvd->lock);
+	if (r == -EOPNOTSUPP)
+		DMERR("%s: no prefetch: the table is read-only or has no origin",
+		      dm_table_device_name(fvd->ti->table));
+	else if (r)
+		DMERR("%s: prefetch cannot start: metadata is read-only",
+		      dm_table_device_name(fvd->ti->table));
+	fvd_prefetch_event(fvd, event);
+	return r;
+}
+
+/*
+ * prefetch start|stop
+ * set <tunable> <value>
+ */
+int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
+			 char **argv)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	int id;
+	u32 v;
+
+	if (argc == 2 && !strcasecmp(argv[0], "prefetch")) {
+		if (!strcasecmp(argv[1], "start"))
+			return fvd_prefetch_control(fvd, true);
+		if (!strcasecmp(argv[1], "stop"))
+			return fvd_prefetch_control(fvd, false);
+	} else if (argc == 3 && !strcasecmp(argv[0], "set")) {
+		id = fvd_tunable_lookup(argv[1]);
+		if (id < 0) {
+			DMERR("%s: unknown tunable '%s'",
+			      dm_table_device_name(fvd->ti->table), argv[1]);
+			return -EINVAL;
+		}
+		if (fvd_tunable_parse(id, argv[2], &v)) {
+			DMERR("%s: %s", dm_table_device_name(fvd->ti->table),
+			      fvd_tunables[id].error);
+			return -EINVAL;
+		}
+		spin_lock_irq(&fvd->lock);
+		WRITE_ONCE(pf->tunables[id], v);
+		pf->given |= BIT(id);
+		/* A shorter delay or pause takes effect now. */
+		if (!pf->suspended && id == FVD_PREFETCH_DELAY &&
+		    pf->state == FVD_PREFETCH_WAITING)
+			fvd_prefetch_kick(fvd, v * HZ);
+		spin_unlock_irq(&fvd->lock);
+		return 0;
+	}
+	DMERR("%s: unknown message: expected 'prefetch start|stop' or 'set <tunable> <value>'",
+	      dm_table_device_name(fvd->ti->table));
+	return -EINVAL;
+}

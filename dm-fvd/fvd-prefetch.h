@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-fvd adaptive prefetch: copies the blocks still absent from the origin
+ * to the data device in the background, and backs off when the origin or
+ * the data device is slow.  The tunables, the throughput averaging and the
+ * pause decision are kept apart from the I/O so KUnit can test them.
+ */
+#ifndef FVD_PREFETCH_H
+#define FVD_PREFETCH_H
+
+#include <linux/types.h>
+#include <linux/workqueue.h>
+#include <linux/atomic.h>
+
+enum fvd_tunable_id {
+	FVD_PREFETCH_DELAY,		/* s from the first resume to the start */
+	FVD_PREFETCH_BATCH,		/* KiB copied by one origin read */
+	FVD_PREFETCH_WRITES,		/* batches in flight */
+	FVD_PREFETCH_WINDOW,		/* ms of one throughput measurement */
+	FVD_PREFETCH_MIN_READ,		/* KiB/s from the origin, 0: no minimum */
+	FVD_PREFETCH_MIN_WRITE,		/* KiB/s to the data device, 0: none */
+	FVD_PREFETCH_MAX_PAUSE,		/* ms */
+	FVD_NR_TUNABLES
+};
+
+struct fvd_tunable {
+	const char *name;
+	u32 min;
+	u32 max;
+	u32 def;
+	const char *error;		/* names the unit and the range */
+};
+
+extern const struct fvd_tunable fvd_tunables[FVD_NR_TUNABLES];
+
+int fvd_tunable_lookup(const char *name);
+int fvd_tunable_parse(unsigned int id, const char *value, u32 *result);
+
+/*
+ * Throughput of one kind of prefetch I/O: bytes completed over a window of
+ * wall-clock time; each window's figure is averaged with the previous ones,
+ * the newest weighing one half.
+ */
+struct fvd_rate {
+	u64 start_ns;			/* of the window under way */
+	u64 bytes;			/* completed in it */
+	u64 avg;			/* bytes per second */
+	unsigned int nr_windows;	/* since the reset; 0: avg is old */
+};
+
+void fvd_rate_reset(struct fvd_rate *rate, u64 now_ns);
+bool fvd_rate_add(struct fvd_rate *rate, u64 bytes, u64 now_ns, u64 window_ns);
+bool fvd_rate_too_slow(const struct fvd_rate *rate, u32 min_kib_per_s);
+u32 fvd_prefetch_pause_ms(u32 max_pause_ms);
+
+enum fvd_prefetch_state {
+	FVD_PREFETCH_OFF,		/* nothing to copy from, or read-only */
+	FVD_PREFETCH_WAITING,		/* for prefetch_delay after the resume */
+	FVD_PREFETCH_RUNNING,
+	FVD_PREFETCH_PAUSED,		/* throughput fell below a minimum */
+	FVD_PREFETCH_STOPPED,		/* no_prefetch, message, or no space */
+	FVD_PREFETCH_DONE,		/* every block local: origin detached */
+	FVD_PREFETCH_ERROR,		/* an origin read or data write failed */
+};
+
+const char *fvd_prefetch_state_name(enum fvd_prefetch_state state);
+
+/* Fields under the target's lock unless said otherwise. */
+struct fvd_prefetch {
+	enum fvd_prefetch_state state;
+	bool suspended;			/* no batch may start */
+	bool busy_skipped;		/* this pass skipped a busy block */
+	bool space_skipped;		/* this pass found no free chunk */
+	u64 cursor;			/* next block to look at */
+	unsigned int nr_inflight;	/* batches */
+	unsigned long pause_end;	/* jiffies */
+
+	u32 tunables[FVD_NR_TUNABLES];	/* READ_ONCE without the lock */
+	unsigned long given;		/* tunables in the table line or set */
+
+	struct fvd_rate read_rate;
+	struct fvd_rate write_rate;
+	u64 nr_pauses;
+	atomic64_t nr_bytes;		/* copied to the data device */
+
+	struct delayed_work work;
+};
+
+struct fvd_target;
+
+void fvd_prefetch_setup(struct fvd_target *fvd);
+void fvd_prefetch_cancel(struct fvd_target *fvd);
+void fvd_prefetch_init(struct fvd_target *fvd);
+void fvd_prefetch_resume(struct fvd_target *fvd);
+void fvd_prefetch_suspend(struct fvd_target *fvd);
+int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
+			 char **argv);
+
+#endif /* FVD_PREFETCH_H */
