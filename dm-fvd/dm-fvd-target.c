@@ -631,6 +631,7 @@ static void fvd_copy_start(struct fvd_op *op)
 		fvd_copy_merge(op);
 		return;
 	}
+	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, op->block), origin_len,
 		      fvd_copy_merge_work);
