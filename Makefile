@@ -21,7 +21,7 @@ SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h tools/fvd-tool.h
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
 	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev nbd-server nbd-client iproute2
 
 .PHONY: all module tools deps check kunit dmtest static fuzz demo clean
 

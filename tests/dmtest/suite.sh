@@ -1083,6 +1083,60 @@ test_prefetch_pauses_on_slow_origin() {
 	dmsetup remove fvdorigin
 }
 
+# nbd_serve: serve $ORIGIN read-only over NBD on the guest's loopback
+nbd_serve() {
+	cat >/tmp/nbd.conf <<EOF
+[generic]
+user = root
+group = root
+listenaddr = 127.0.0.1
+port = 10809
+[origin]
+exportname = $ORIGIN
+readonly = true
+EOF
+	nbd-server -C /tmp/nbd.conf || fail "nbd-server"
+}
+
+# An origin served over NBD on loopback: the server is killed mid-prefetch
+# (with a 5 s I/O timeout the NBD device fails the reads in flight, the
+# prefetch stops in state error, local blocks stay readable); once it
+# runs again, the origin path is switched to a new connection and
+# "prefetch start" completes the copy.
+test_prefetch_nbd_origin_server_killed() {
+	ip link set lo up || fail "loopback"
+	modprobe nbd nbds_max=2 || fail "modprobe nbd"
+	nbd_serve
+	nbd-client 127.0.0.1 /dev/nbd0 -N origin -t 5 >/dev/null || fail "nbd-client nbd0"
+	expect_eq "$(sectors /dev/nbd0)" "$(sectors $ORIGIN)" "NBD device size"
+	dmsetup create fvdorigin --table "0 $(sectors $ORIGIN) linear /dev/nbd0 0" ||
+		fail "fvdorigin"
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/fvdorigin $PREFETCH_NOW prefetch_batch 64 prefetch_writes 1
+	prefetch_wait_bytes
+	pkill -x nbd-server || fail "kill nbd-server"
+	prefetch_wait error
+	say "the prefetch stopped after $(status_field 16) bytes, $(local_blocks) blocks local"
+	[ "$(local_blocks)" -gt 0 ] && [ "$(local_blocks)" -lt 1024 ] ||
+		fail "$(local_blocks) blocks local"
+	$FVDIO compare $MAPPER $ORIGIN --length 65536 || fail "local block 0 without the server"
+	expect_eq "$(status_field 1)" rw "metadata mode"
+	nbd_serve
+	nbd-client 127.0.0.1 /dev/nbd1 -N origin -t 5 >/dev/null || fail "nbd-client nbd1"
+	dmsetup suspend --noflush fvdorigin &&
+		dmsetup reload fvdorigin --table "0 $(sectors $ORIGIN) linear /dev/nbd1 0" &&
+		dmsetup resume fvdorigin || fail "switch fvdorigin to nbd1"
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	prefetch_wait done
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the prefetch"
+	fvd_down
+	dmsetup remove fvdorigin
+	nbd-client -d /dev/nbd0 >/dev/null 2>&1
+	nbd-client -d /dev/nbd1 >/dev/null || fail "nbd-client -d"
+	pkill -x nbd-server
+	rm -f /tmp/nbd.conf
+}
+
 # fio_latency NAME ARGS...: run fio, print "p50 p99" completion latency (us)
 fio_latency() {
 	local name=$1
