@@ -1083,6 +1083,24 @@ test_prefetch_pauses_on_slow_origin() {
 	dmsetup remove fvdorigin
 }
 
+# A disk larger than its origin: the blocks past the origin's end read as
+# zeroes without it, so the prefetch leaves them alone and the image is
+# all-local once the origin's blocks are.
+test_prefetch_disk_larger_than_origin() {
+	$FVD_CREATE --force --origin $ORIGIN --size 96M $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG $ORIGIN $PREFETCH_NOW
+	prefetch_wait done
+	expect_eq "$(status_field 3)" 1024/1536 "local blocks"
+	expect_eq "$(status_field 16)" $((64 * MB)) "bytes prefetched"
+	fvd_down
+	$FVD_CHECK $IMG >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check"; }
+	fvd_up $IMG $IMG -
+	$FVDIO compare $MAPPER $ORIGIN --length $((64 * MB)) || fail "origin part differs"
+	$FVDIO zeroes $MAPPER $((64 * MB)) $((32 * MB)) || fail "past the origin: not zeroes"
+	fvd_down
+	rm -f /tmp/check.out
+}
+
 # nbd_serve: serve $ORIGIN read-only over NBD on the guest's loopback
 nbd_serve() {
 	cat >/tmp/nbd.conf <<EOF
@@ -1404,6 +1422,33 @@ test_compact_discard() {
 	fvd_down
 	dmsetup remove fvddata
 	rm -f /tmp/ref /tmp/piece /tmp/check.out
+}
+
+# Compact image: the prefetch allocates chunks only while more than
+# low_water_mark are free, then stops; once the data device grew, "prefetch
+# start" completes it.  On the all-local image, discards leave the chunks
+# holding origin data mapped (there would be nothing to read back).
+test_compact_prefetch_space_and_discard() {
+	compact_up 100 $PREFETCH_NOW low_water_mark 10
+	prefetch_wait stopped
+	expect_eq "$(free_chunks)" 10 "free chunks when the prefetch stopped"
+	expect_eq "$(local_blocks)" 360 "local blocks (90 chunks of 4 blocks)"
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the stop"
+	compact_grow 300
+	expect_eq "$(prefetch_state)" stopped "state after the resume"
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	prefetch_wait done
+	expect_eq "$(status_field 10)" 44/300 "free/data chunks when done"
+	expect_eq "$(local_blocks)" 1024 "local blocks when done"
+	blkdiscard $MAPPER || fail "blkdiscard"
+	expect_eq "$(status_field 10)" 44/300 "free/data chunks after the discard"
+	expect_eq "$(local_blocks)" 1024 "local blocks after the discard"
+	compact_check_reload "1024/1024 blocks local"
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the discard"
+	fvd_down
+	expect_eq "$(sb_field $SCRATCH flags)" 3 "superblock flags"
+	dmsetup remove fvddata
+	rm -f /tmp/check.out
 }
 
 # ---- crash consistency ----
