@@ -1101,6 +1101,68 @@ test_prefetch_disk_larger_than_origin() {
 	rm -f /tmp/check.out
 }
 
+# fio saturating the data device slows the prefetch's data writes below the
+# minimum: it pauses.  The data device is a null_blk that serves one request
+# at a time in 0.2 ms, in the order they came (no I/O scheduler), so fio's
+# 64 queued writes delay each prefetch write; the minimum is half the write
+# throughput the prefetch measured alone on it just before.
+test_prefetch_pauses_on_busy_data_device() {
+	local w0 fio_pid i nr
+	modprobe null_blk nr_devices=1 memory_backed=1 gb=1 queue_mode=2 \
+		hw_queue_depth=1 submit_queues=1 irqmode=2 completion_nsec=200000 ||
+		fail "modprobe null_blk"
+	echo none >/sys/block/nullb0/queue/scheduler || fail "no I/O scheduler"
+	# a 256 MiB origin, so that measuring alone leaves most of it to copy
+	dd if=/dev/urandom of=$DATA bs=1M count=128 status=none || fail "origin data"
+	printf '0 %s linear %s 0\n%s %s linear %s 0\n' "$(sectors $DATA)" $DATA \
+		"$(sectors $DATA)" "$(sectors $IMG)" $IMG | dmsetup create fvdorigin ||
+		fail "fvdorigin"
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin --data-dev /dev/nullb0 \
+		$SCRATCH >/dev/null || fail "fvd-create"
+	fvd_up $SCRATCH /dev/nullb0 /dev/mapper/fvdorigin prefetch_delay 0 \
+		prefetch_batch 64 prefetch_writes 1 prefetch_window 100 \
+		prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 200
+	for ((i = 0; i < 2400; i++)); do
+		set -- $(dmsetup status $DEV)
+		w0=${21}
+		[ "$w0" -gt 0 ] && break
+		[ "${18}" = running ] || fail "prefetch ${18} before measuring"
+	done
+	[ "$w0" -gt 0 ] || fail "no write throughput measured"
+	dmsetup message $DEV 0 prefetch stop || fail "prefetch stop"
+	say "alone: data writes $w0 KiB/s after $(status_field 16) bytes; minimum now $((w0 / 2))"
+	dmsetup message $DEV 0 set prefetch_min_write $((w0 / 2)) || fail "set"
+	fio --name=load --filename=/dev/nullb0 --offset=512M --size=64M --direct=1 \
+		--rw=randwrite --bs=4k --ioengine=libaio --iodepth=64 --time_based \
+		--runtime=120 --output=/dev/null &
+	fio_pid=$!
+	# fio takes seconds to start in the guest: until it wrote 2000 blocks
+	# (paced by the status calls)
+	nr=$(awk '{ print $5 }' /sys/block/nullb0/stat)
+	until [ "$(awk '{ print $5 }' /sys/block/nullb0/stat)" -ge $((nr + 2000)) ]; do
+		kill -0 $fio_pid 2>/dev/null || fail "fio ended"
+		status_field 19 >/dev/null
+	done
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	# on dm events (a pause raises two), for as long as fio runs
+	until [ "$(status_field 19)" -gt 0 ]; do
+		nr=$(event_nr)
+		[ "$(prefetch_state)" = running ] || [ "$(prefetch_state)" = paused ] ||
+			fail "prefetch $(prefetch_state) under load, without a pause"
+		kill -0 $fio_pid 2>/dev/null || fail "no pause while fio ran"
+		timeout 5 dmsetup wait $DEV "$nr" >/dev/null
+	done
+	say "under fio: $(status_field 19) pauses, data writes $(status_field 18) KiB/s"
+	kill $fio_pid
+	wait $fio_pid || true	# killed
+	dmsetup message $DEV 0 set prefetch_min_write 0 || fail "set"
+	prefetch_wait done
+	$FVDIO compare $MAPPER /dev/mapper/fvdorigin || fail "data differs after the prefetch"
+	fvd_down
+	dmsetup remove fvdorigin
+	rmmod null_blk
+}
+
 # nbd_serve: serve $ORIGIN read-only over NBD on the guest's loopback
 nbd_serve() {
 	cat >/tmp/nbd.conf <<EOF
@@ -1559,6 +1621,8 @@ origin_sum() {
 
 cleanup_devices() {
 	local d
+	# a test that failed may leave fio running; remove --retry waits for it
+	pkill -KILL -x fio >/dev/null 2>&1
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
 	for d in $DEV fvdbad fvdmeta fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
