@@ -51,6 +51,7 @@ CHUNK = 4096
 BLKDISCARD = 0x1277
 LOG_FLUSH, LOG_FUA, LOG_DISCARD, LOG_MARK = 1, 2, 4, 8
 LOG_MAGIC = 0x6a736677736872
+FVD_FLAG_ALL_LOCAL = 2
 
 
 # ---- the raw workload's plan, shared by the writer and the checker ----
@@ -383,6 +384,7 @@ class Checker:
         self.replay_sectors = sectors(args.replay)
         self.virtual_bytes = args.virtual * 512
         self.repairs = 0
+        self.all_local_points = 0
         self.times = {}
         if args.workload == "raw":
             self.raw = RawImage(args.seed, args.steps, args.origin, self.virtual_bytes,
@@ -446,13 +448,18 @@ class Checker:
                           f"{self.args.replay} {self.args.cow} N 8")
         try:
             self.timed("fvd-check", self.fvd_check, snap)
+            # Once the all-local flag is durable, the origin must not be needed.
+            origin = self.args.origin
+            if self.args.sbedit and self.all_local(snap):
+                origin = "-"
+                self.all_local_points += 1
             # Copying on read the whole disk at every point only costs time;
             # the ext4 workload's own reads copy on read under the log.
             # No prefetch either: the default delay could start one.
             features = (" 1 no_prefetch" if self.args.workload == "ext4"
                         else " 2 no_copy_on_read no_prefetch")
             self.fvd = self.timed("load", dm_create, "crashfvd", self.args.virtual, "fvd",
-                                  f"{snap} {snap} {self.args.origin}{features}")
+                                  f"{snap} {snap} {origin}{features}")
             try:
                 if self.args.workload == "raw":
                     self.timed("verify", self.verify_raw, point)
@@ -467,6 +474,12 @@ class Checker:
                 raise Failure(f"not clean after the target's shutdown: {out}")
         finally:
             self.timed("snapshot", dm_remove, "crashsnap")
+
+    def all_local(self, dev):
+        out = run([self.args.sbedit, dev]).stdout
+        flags = next(int(l.split("=", 1)[1], 0) for l in out.splitlines()
+                     if l.startswith("flags="))
+        return bool(flags & FVD_FLAG_ALL_LOCAL)
 
     def fvd_check(self, dev):
         r = run([self.args.fvd_check, dev])
@@ -534,6 +547,7 @@ def cmd_check(args):
             print(f"crash point {p} (after mark {last}): {e}", file=sys.stderr)
             return 1
     print(f"crash points checked: {len(points)} ({checker.repairs} needed fvd-check --repair)")
+    print(f"all-local crash points: {checker.all_local_points} of {len(points)}")
     print("seconds spent: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(checker.times.items())))
     return 0
 
@@ -582,6 +596,7 @@ def main():
     s.add_argument("--reference")
     s.add_argument("--random-points", type=int, default=40)
     s.add_argument("--fvd-check", required=True)
+    s.add_argument("--sbedit", help="fvd-sbedit: load all-local points without origin")
     s.add_argument("--discard-chunk", type=int, default=0)
     args = p.parse_args()
     return globals()["cmd_" + args.cmd.replace("-", "_")](args)

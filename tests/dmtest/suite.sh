@@ -921,8 +921,12 @@ test_prefetch_completes_then_origin_detached() {
 	# small batches, one at a time: the prefetch lasts as long as the writes
 	fvd_up $IMG $IMG $ORIGIN no_prefetch $PREFETCH_NOW prefetch_batch 64 prefetch_writes 1
 	cp $ORIGIN /tmp/ref
-	$FVDIO randwrite $MAPPER /tmp/ref --seed 41 --count 200 --block 65536 &
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 41 --count 600 --block 65536 &
 	writer=$!
+	# start once the writer made a block local (paced by the status calls)
+	until [ $(($(status_field 4) + $(status_field 5))) -gt 0 ]; do
+		kill -0 $writer 2>/dev/null || fail "the writer ended before writing"
+	done
 	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
 	prefetch_wait done
 	wait $writer || fail "guest writes"
@@ -1221,11 +1225,13 @@ test_prefetch_nbd_origin_server_killed() {
 fio_latency() {
 	local name=$1
 	shift
-	fio --name="$name" --output-format=json "$@" >/tmp/fio.json ||
+	# in /tmp: fio leaves the output of --exec_prerun in its directory
+	(cd /tmp && fio --name="$name" --output-format=json "$@") >/tmp/fio.json ||
 		fail "fio $name"
 	python3 - <<'PY'
 import json
-job = json.load(open("/tmp/fio.json"))["jobs"][0]
+text = open("/tmp/fio.json").read()
+job = json.loads(text[text.index("\n{") + 1 if not text.startswith("{") else 0:])["jobs"][0]
 lat = []
 for d in ("read", "write"):
     p = job[d]["clat_ns"].get("percentile")
@@ -1240,7 +1246,7 @@ PY
 # I/O to local blocks with the prefetch idle and running.  Asserts only the
 # data.
 test_prefetch_rate_and_guest_latency() {
-	local t0 t1 t2 dd_ms pf_ms idle busy state
+	local t0 t1 dd_ms pf_ms idle busy state
 	dd if=/dev/urandom of=$DATA bs=1M count=128 status=none || fail "origin data"
 	$FVD_CREATE --force --origin $DATA --data-dev $IMG $SCRATCH >/dev/null || fail "fvd-create"
 	t0=$(date +%s%N)
@@ -1259,21 +1265,30 @@ test_prefetch_rate_and_guest_latency() {
 	$FVDIO compare $MAPPER $DATA || fail "data differs after the prefetch"
 	fvd_down
 
-	# guest 4K random reads and writes on 16 MiB already local
-	$FVD_CREATE --force --origin $DATA --data-dev $IMG $SCRATCH >/dev/null || fail "fvd-create"
-	fvd_up $SCRATCH $IMG $DATA no_prefetch prefetch_delay 0
+	# Guest 4K random reads and writes on 16 MiB already local, with the
+	# prefetch idle and copying a 256 MiB origin (two disks joined) to a
+	# memory-backed null_blk, with no minimum throughput: it never backs off.
+	modprobe null_blk nr_devices=1 memory_backed=1 gb=1 || fail "modprobe null_blk"
+	printf '0 %s linear %s 0\n%s %s linear %s 0\n' "$(sectors $DATA)" $DATA \
+		"$(sectors $DATA)" "$(sectors $IMG)" $IMG | dmsetup create fvdorigin ||
+		fail "fvdorigin"
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin --data-dev /dev/nullb0 \
+		$SCRATCH >/dev/null || fail "fvd-create"
+	fvd_up $SCRATCH /dev/nullb0 /dev/mapper/fvdorigin no_prefetch prefetch_delay 0 \
+		prefetch_min_read 0 prefetch_min_write 0
 	dd if=/dev/urandom of=$MAPPER bs=1M count=16 oflag=direct status=none || fail "local region"
-	# about as long as the prefetch takes alone
 	set -- --filename=$MAPPER --direct=1 --rw=randrw --bs=4k --size=16M \
 		--ioengine=psync --randseed=7 --time_based --runtime=1
 	idle=$(fio_latency idle "$@")
-	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
-	busy=$(fio_latency busy "$@")
+	# fio takes a second to start here: it starts the prefetch itself
+	busy=$(fio_latency busy "$@" --exec_prerun="dmsetup message $DEV 0 prefetch start")
 	state=$(prefetch_state)
-	say "guest 4K read/write latency p50/p99 us: prefetch idle $idle, prefetch running $busy (prefetch $state at the end, $(status_field 16) bytes copied)"
+	say "guest 4K read/write latency p50/p99 us: prefetch idle $idle, prefetch running $busy (prefetch $state at the end, $(status_field 16) bytes copied, data writes $(status_field 18) KiB/s)"
 	prefetch_wait done
 	fvd_down
-	rm -f /tmp/fio.json
+	dmsetup remove fvdorigin
+	rmmod null_blk
+	rm -f /tmp/fio.json /tmp/busy.prerun.txt
 }
 
 # ---- compact images ----
@@ -1529,7 +1544,8 @@ crash_setup() {	# crash_setup VIRTUAL_MIB [FVD-CREATE OPTIONS...]
 		fail "copy the image to the replay disk"
 	dmsetup create crashlog --table "0 $(sectors $IMG) log-writes $IMG $DATA" ||
 		fail "log-writes"
-	fvd_up /dev/mapper/crashlog /dev/mapper/crashlog /dev/mapper/crashorigin
+	# shellcheck disable=SC2086
+	fvd_up /dev/mapper/crashlog /dev/mapper/crashlog /dev/mapper/crashorigin ${CRASH_FEATURES:-}
 }
 
 crash_teardown() {
@@ -1553,12 +1569,27 @@ crash_case() {
 	crash_teardown
 	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
 		--virtual $((9 * 2048)) --workload $workload --seed "$seed" $opts \
-		--random-points "$random" --fvd-check $FVD_CHECK >/tmp/crash.out 2>&1 || rc=$?
+		--random-points "$random" --fvd-check $FVD_CHECK --sbedit $SBEDIT \
+		>/tmp/crash.out 2>&1 || rc=$?
 	cat /tmp/crash.out
 	[ $rc -eq 0 ] || fail "crash point check failed"
 	dmsetup remove crashorigin
 	n=$(sed -n 's/^crash points checked: \([0-9]*\).*/\1/p' /tmp/crash.out)
 	echo "$n" >/tmp/crash.points
+}
+
+# The prefetch copying one block at a time while random writes run: every
+# crash point loads and reads back every acknowledged write; once the
+# all-local flag is on disk, it does so with "-" as origin.
+test_crash_points_prefetch() {
+	local counts
+	CRASH_FEATURES="prefetch_delay 0 prefetch_batch 16 prefetch_writes 1 prefetch_min_read 0 prefetch_min_write 0" \
+		crash_case raw 11 20 "--steps 60"
+	grep -q "(0 needed fvd-check --repair)" /tmp/crash.out || fail "repairs were needed"
+	counts=$(sed -n 's/^all-local crash points: \([0-9]*\) of \([0-9]*\)$/\1 \2/p' /tmp/crash.out)
+	set -- $counts
+	[ $# -eq 2 ] && [ "$1" -gt 0 ] && [ "$1" -lt "$2" ] ||
+		fail "all-local at $1 of $2 crash points: want some before and after"
 }
 
 # Random writes with fsyncs and DSYNC (FUA) writes; every crash point of
