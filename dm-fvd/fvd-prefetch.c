@@ -362,9 +362,9 @@ static void fvd_prefetch_end(struct work_struct *ws)
 			    dm_table_device_name(fvd->ti->table), batch->first,
 			    batch->first + batch->nr_blocks - 1);
 	fvd_prefetch_free(batch);
-	/* Last: a suspend waits for this. */
-	wake_up_var(&pf->nr_inflight);
 	fvd_prefetch_event(fvd, event);
+	/* Last: a suspend waits for this (and then flushes copy_wq). */
+	wake_up_var(&pf->nr_inflight);
 }
 
 static void fvd_prefetch_io_done(unsigned long error, void *context)
