@@ -566,25 +566,38 @@ static void fvd_copy_io_done(unsigned long error, void *context)
 	queue_work(op->fvd->copy_wq, &op->work);
 }
 
-static void fvd_buffer_io(struct fvd_op *op, blk_opf_t opf,
-			  struct block_device *bdev, sector_t sector,
-			  sector_t count, work_func_t next)
+/*
+ * Read or write @count sectors at @sector of @bdev from or into @buffer;
+ * @done(error, @context) is called when it completes.  Shared by the block
+ * copies and the prefetch.
+ */
+void fvd_buffer_io_async(struct fvd_target *fvd, blk_opf_t opf,
+			 struct block_device *bdev, sector_t sector,
+			 sector_t count, void *buffer, io_notify_fn done,
+			 void *context)
 {
-	struct fvd_target *fvd = op->fvd;
 	struct dm_io_region region = {
 		.bdev = bdev, .sector = sector, .count = count,
 	};
 	struct dm_io_request req = {
 		.bi_opf = opf,
-		.notify.fn = fvd_copy_io_done,
-		.notify.context = op,
+		.notify.fn = done,
+		.notify.context = context,
 		.client = fvd->io_client,
 	};
 
-	fvd_dm_io_buffer(&req, op->buffer);
-	INIT_WORK(&op->work, next);
-	/* Asynchronous: errors arrive through fvd_copy_io_done(). */
+	fvd_dm_io_buffer(&req, buffer);
+	/* Asynchronous: errors arrive through @done. */
 	fvd_dm_io(&req, 1, &region);
+}
+
+static void fvd_buffer_io(struct fvd_op *op, blk_opf_t opf,
+			  struct block_device *bdev, sector_t sector,
+			  sector_t count, work_func_t next)
+{
+	INIT_WORK(&op->work, next);
+	fvd_buffer_io_async(op->fvd, opf, bdev, sector, count, op->buffer,
+			    fvd_copy_io_done, op);
 }
 
 /* The block's old content is in the buffer: lay the write over it, store. */

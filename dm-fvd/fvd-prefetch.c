@@ -292,25 +292,6 @@ static struct fvd_prefetch_batch *fvd_prefetch_alloc(struct fvd_target *fvd,
 	return batch;
 }
 
-static void fvd_prefetch_io(struct fvd_prefetch_batch *batch, blk_opf_t opf,
-			    struct block_device *bdev, sector_t sector,
-			    sector_t count, io_notify_fn done)
-{
-	struct dm_io_region region = {
-		.bdev = bdev, .sector = sector, .count = count,
-	};
-	struct dm_io_request req = {
-		.bi_opf = opf,
-		.notify.fn = done,
-		.notify.context = batch,
-		.client = batch->fvd->io_client,
-	};
-
-	fvd_dm_io_buffer(&req, batch->buffer);
-	/* Asynchronous: errors arrive through @done. */
-	fvd_dm_io(&req, 1, &region);
-}
-
 /* The batch is on the data device, or failed: its blocks are free again. */
 static void fvd_prefetch_end(struct work_struct *ws)
 {
@@ -394,9 +375,10 @@ static void fvd_prefetch_read_done(struct work_struct *ws)
 		     (u64)fvd_tunable(fvd, FVD_PREFETCH_WINDOW) * NSEC_PER_MSEC);
 	spin_unlock_irq(&fvd->lock);
 	INIT_WORK(&batch->work, fvd_prefetch_end);
-	fvd_prefetch_io(batch, REQ_OP_WRITE, fvd->data_dev->bdev,
-			fvd_block_data_sector(fvd, batch->first), batch->sectors,
-			fvd_prefetch_io_done);
+	fvd_buffer_io_async(fvd, REQ_OP_WRITE, fvd->data_dev->bdev,
+			    fvd_block_data_sector(fvd, batch->first),
+			    batch->sectors, batch->buffer,
+			    fvd_prefetch_io_done, batch);
 }
 
 /* Read the batch from the origin; past its end the blocks are zeroes. */
@@ -417,8 +399,8 @@ static void fvd_prefetch_submit(struct fvd_prefetch_batch *batch)
 		return;
 	}
 	atomic64_add((u64)count << SECTOR_SHIFT, &fvd->nr_origin_bytes);
-	fvd_prefetch_io(batch, REQ_OP_READ, fvd->origin_dev->bdev, start, count,
-			fvd_prefetch_io_done);
+	fvd_buffer_io_async(fvd, REQ_OP_READ, fvd->origin_dev->bdev, start,
+			    count, batch->buffer, fvd_prefetch_io_done, batch);
 }
 
 /*

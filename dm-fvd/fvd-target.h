@@ -7,6 +7,7 @@
 #define FVD_TARGET_H
 
 #include <linux/bio.h>
+#include <linux/dm-io.h>
 #include <linux/blk_types.h>
 #include <linux/hashtable.h>
 #include <linux/mempool.h>
@@ -105,6 +106,10 @@ void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block);
 blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 			    blk_status_t status);
 sector_t fvd_block_data_sector(struct fvd_target *fvd, u64 block);
+void fvd_buffer_io_async(struct fvd_target *fvd, blk_opf_t opf,
+			 struct block_device *bdev, sector_t sector,
+			 sector_t count, void *buffer, io_notify_fn done,
+			 void *context);
 void fvd_commit(struct fvd_target *fvd, bool force_data_flush, bool checkpoint);
 void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r);
 
