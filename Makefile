@@ -5,6 +5,8 @@
 # make check      static checks, tool tests, fuzzing, KUnit on UML, dmsetup
 #                 tests in a QEMU guest; ends with 'N passed, N failed'
 # make demo       boot the guest and show an FVD disk over an ext4 base image
+# make bench      dm-fvd against dm-linear, dm-thin, dm-snapshot, dm-clone
+#                 and qcow2 in one guest boot; writes bench/results/DATE.md
 #
 # KDIR selects the kernel to build against: the running kernel's build tree
 # when it has one, else the newest Debian linux-headers-*-amd64.
@@ -22,8 +24,10 @@ DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
 	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils \
 	clang libclang-rt-14-dev nbd-server nbd-client iproute2
+# make bench also runs qcow2 through qemu-nbd and draws its chart
+BENCH_PACKAGES := qemu-utils gnuplot-nox
 
-.PHONY: all module tools deps check kunit dmtest static fuzz demo clean
+.PHONY: all module tools deps bench-deps check kunit dmtest static fuzz demo bench clean
 
 all: module tools
 
@@ -42,14 +46,22 @@ tools/fvd-check: tools/fvd-check.c $(SHARED_SRC) $(SHARED_HDR)
 tests/dmtest/fvd-sbedit: tests/dmtest/fvd-sbedit.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# install_packages PACKAGES: apt-get install those not installed yet
+define install_packages
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "all packages present"; fi
+endef
+
+deps:
+	$(call install_packages,$(DEB_PACKAGES))
+
+bench-deps: deps
+	$(call install_packages,$(BENCH_PACKAGES))
 
 check: deps
 	@tests/run-all
@@ -68,6 +80,9 @@ fuzz:
 
 demo: deps
 	@scripts/demo
+
+bench: bench-deps
+	@bench/run
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR)/dm-fvd clean

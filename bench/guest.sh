@@ -1,0 +1,523 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The dm-fvd benchmark, run inside the test bed guest by bench/run:
+#   /dev/vda  origin, pseudo-random data (read-only for every peer)
+#   /dev/vdb  data disk (each peer's own data, copy-on-write store, qcow2 file)
+#   /dev/vdc  metadata disk of dm-thin and dm-clone
+#   /dev/vdd  a sparse disk of just over 1 TiB, for the memory figures
+#
+# Each measurement sets a peer up afresh on these disks, runs one fio job
+# (direct I/O, fixed seed) or one full copy, and appends a line
+#   WORKLOAD PEER REPEAT METRIC VALUE
+# to /run/fvd/out/raw.  bench/report turns the lines into tables.
+#
+# Environment: BENCH_REPEATS (3), BENCH_RUNTIME (seconds per timed fio job,
+# 3), BENCH_WORKLOADS (all), BENCH_PEERS (all).
+
+set -u
+. /run/fvd/src/tests/lib/guest-lib.sh
+SRC=$FVD_SRC
+OUT=$FVD_OUT
+FVD_CREATE=$SRC/tools/fvd-create
+SBEDIT=$SRC/tests/dmtest/fvd-sbedit
+SUMMARY="python3 $SRC/bench/fio-summary.py"
+ORIGIN=/dev/vda
+DATA=/dev/vdb
+META=/dev/vdc
+BIG=/dev/vdd
+DEV=bench
+NBD=/dev/nbd0
+MB=$((1024 * 1024))
+
+REPEATS=${BENCH_REPEATS:-3}
+RUNTIME=${BENCH_RUNTIME:-3}
+WORKLOADS=${BENCH_WORKLOADS:-"seqread randread randwrite_absent randwrite_local write_fsync reread_after_cor copy_idle copy_under_load memory"}
+ALL_PEERS=${BENCH_PEERS:-"linear fvd fvd-nocor fvd-compact thin snapshot clone clone-1M qcow2 dd"}
+READ_PEERS="linear fvd fvd-nocor fvd-compact thin snapshot clone qcow2"
+WRITE_PEERS="linear fvd fvd-compact thin snapshot clone qcow2"
+COPY_PEERS="dd fvd fvd-compact clone clone-1M"
+LOAD_PEERS="dd fvd fvd-compact clone"
+# dm-clone hydrates only while the guest is idle: under load a copy is cut
+# off after this many seconds and its rate taken from what it copied.
+COPY_DEADLINE=30
+
+# Every measurement uses the same region sizes and fio seed.
+SEED=20261126
+LOCAL_REGION=$((64 * MB))	# blocks made local before "local" workloads
+FSYNC_REGION=$((64 * MB))
+LOAD_REGION=$((64 * MB))	# the guest's region during a full copy
+
+log() {
+	echo "[bench] $*" >&2
+}
+
+fail() {
+	echo "[bench] FAIL: $*" >&2
+	exit 1
+}
+
+sectors() {
+	blockdev --getsz "$1"
+}
+
+ORIGIN_BYTES=$(blockdev --getsize64 $ORIGIN)
+S=$(sectors $ORIGIN)
+
+record() {	# record WORKLOAD PEER REPEAT METRIC VALUE
+	echo "$*" >>"$OUT/raw"
+	log "$*"
+}
+
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+# ---- peers ----
+#
+# peer_up PEER [copy]: set PEER up over the origin, $DISK is the virtual
+# disk.  With "copy" the peer is ready to copy the whole origin but does not
+# start before copy_start.
+
+zero() {	# zero DEV KIB: zero the first KIB KiB (a new store or pool)
+	dd if=/dev/zero of="$1" bs=1K count="$2" oflag=direct status=none ||
+		fail "zeroing $1"
+}
+
+dm_up() {	# dm_up NAME TABLE
+	dmsetup create "$1" --table "$2" || fail "dmsetup create $1: $2"
+}
+
+fvd_up() {	# fvd_up COPY [FVD-CREATE ARGS...] -- [FEATURES...]
+	local copy=$1 args=() features=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		args+=("$1")
+		shift
+	done
+	shift
+	features=("$@")
+	if [ "$copy" = copy ]; then
+		features+=(no_prefetch prefetch_delay 0)
+	else
+		features+=(no_prefetch)
+	fi
+	$FVD_CREATE --force --origin $ORIGIN "${args[@]}" $DATA >/dev/null ||
+		fail "fvd-create ${args[*]}"
+	dm_up $DEV "0 $S fvd $DATA $DATA $ORIGIN ${#features[@]} ${features[*]}"
+}
+
+clone_up() {	# clone_up COPY [CORE ARGS...]
+	local copy=$1
+	shift
+	zero $META 4
+	# Hydration is started by copy_start; an idle clone never hydrates.
+	dm_up $DEV "0 $S clone $META $DATA $ORIGIN 128 1 no_hydration $# $*"
+}
+
+peer_up() {
+	local peer=$1 copy=${2:-}
+	DISK=/dev/mapper/$DEV
+	case $peer in
+	linear | dd)
+		dm_up $DEV "0 $S linear $DATA 0" ;;
+	fvd)
+		fvd_up "$copy" -- ;;
+	fvd-nocor)
+		fvd_up "$copy" -- no_copy_on_read ;;
+	fvd-compact)
+		fvd_up "$copy" --compact -- ;;
+	thin)
+		zero $META 4
+		dm_up ${DEV}pool "0 $(sectors $DATA) thin-pool $META $DATA 128 0"
+		dmsetup message ${DEV}pool 0 "create_thin 0" || fail "create_thin"
+		dm_up $DEV "0 $S thin /dev/mapper/${DEV}pool 0 $ORIGIN" ;;
+	snapshot)
+		zero $DATA 64
+		dm_up $DEV "0 $S snapshot $ORIGIN $DATA P 128" ;;
+	clone)
+		clone_up "$copy" ;;
+	clone-1M)
+		# the same batch as the dm-fvd prefetch: 16 regions of 64K
+		clone_up "$copy" hydration_batch_size 16 ;;
+	qcow2)
+		qemu-img create -q -f qcow2 -o cluster_size=65536 -b $ORIGIN -F raw \
+			$DATA "$ORIGIN_BYTES" || fail "qemu-img create"
+		qemu-nbd --connect=$NBD --format=qcow2 --cache=none --aio=native \
+			$DATA || fail "qemu-nbd"
+		DISK=$NBD
+		# qemu-nbd returns before the kernel has the disk's size
+		udev_settle_size $NBD ;;
+	*)
+		fail "unknown peer $peer" ;;
+	esac
+}
+
+udev_settle_size() {	# until the block device reports a size (no sleeps)
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		[ "$(blockdev --getsize64 "$1" 2>/dev/null || echo 0)" -gt 0 ] && return 0
+		read -r -t 0.01 <> <(:) || true
+	done
+	fail "$1 has no size"
+}
+
+peer_down() {
+	local peer=$1
+	case $peer in
+	qcow2)
+		qemu-nbd --disconnect $NBD >/dev/null || fail "qemu-nbd --disconnect" ;;
+	thin)
+		dmsetup remove $DEV && dmsetup remove ${DEV}pool || fail "remove thin" ;;
+	*)
+		dmsetup remove $DEV || fail "dmsetup remove $DEV" ;;
+	esac
+}
+
+# ---- full copies ----
+
+event_nr() {
+	dmsetup info -c --noheadings -o events $DEV | tr -d ' '
+}
+
+# wait_event_until CHECK [DEADLINE_MS]: run CHECK after every dm event
+# until it succeeds; fails once the deadline (of now_ms) has passed.
+wait_event_until() {
+	local nr left
+	while :; do
+		nr=$(event_nr)
+		"$1" && return 0
+		left=$((${2:-$(($(now_ms) + 900000))} - $(now_ms)))
+		[ $left -gt 0 ] || return 1
+		timeout $(((left + 999) / 1000)) dmsetup wait $DEV "$nr" >/dev/null ||
+			[ $? -eq 124 ] || fail "dmsetup wait"
+	done
+}
+
+fvd_copied() {
+	local state
+	state=$(dmsetup status $DEV | awk '{ print $18 }')
+	[ "$state" = error ] && fail "prefetch error"
+	[ "$state" = done ]
+}
+
+clone_hydrated() {
+	dmsetup status $DEV | awk '{ split($7, r, "/"); exit !(r[1] == r[2]) }'
+}
+
+copy_start() {
+	case $1 in
+	dd)
+		dd if=$ORIGIN of=$DISK bs=1M iflag=direct oflag=direct status=none &
+		COPY_PID=$! ;;
+	fvd*)
+		dmsetup message $DEV 0 prefetch start || fail "prefetch start" ;;
+	clone*)
+		dmsetup message $DEV 0 enable_hydration || fail "enable_hydration" ;;
+	esac
+}
+
+# copy_wait PEER [DEADLINE_MS]: until the copy is done; fails when cut off
+copy_wait() {
+	case $1 in
+	dd)
+		wait $COPY_PID || fail "dd"
+		# what the others' final commit costs: the data made durable
+		blockdev --flushbufs $DISK ;;
+	fvd*)
+		wait_event_until fvd_copied "${2:-}" ;;
+	clone*)
+		wait_event_until clone_hydrated "${2:-}" ;;
+	esac
+}
+
+copied_bytes() {	# of a copy cut off
+	case $1 in
+	fvd*)
+		dmsetup status $DEV | awk '{ print $19 }' ;;
+	clone*)
+		dmsetup status $DEV | awk '{ split($7, r, "/"); print r[1] * $6 * 512 }' ;;
+	esac
+}
+
+# ---- fio ----
+
+# The requests the disks themselves saw: reads, sectors read, writes,
+# sectors written, flushes (Documentation/block/stat.rst)
+disk_stat() {
+	awk '{ print $1, $3, $5, $7, $16 }' "/sys/block/$1/stat"
+}
+
+io_snapshot() {	# origin, data and metadata disk
+	echo "$(disk_stat vda) $(disk_stat vdb) $(disk_stat vdc)"
+}
+
+# fio_run NAME [FIO ARGS...]: prints "IOPS MiB/s P50_us P99_us IOS"; the
+# requests each disk saw meanwhile go to /tmp/NAME.io
+fio_run() {
+	local name=$1 before after
+	shift
+	before=$(io_snapshot)
+	# in /tmp: fio may leave files in its working directory
+	(cd /tmp && fio --name="$name" --filename="$DISK" --direct=1 \
+		--randseed=$SEED --unified_rw_reporting=mixed \
+		--output-format=json --output="/tmp/$name.json" "$@") >/dev/null ||
+		fail "fio $name on $DISK"
+	after=$(io_snapshot)
+	echo "$before $after" |
+		awk '{ for (i = 1; i <= 15; i++) printf "%d ", $(i + 15) - $i; print "" }' \
+		>"/tmp/$name.io"
+	$SUMMARY "/tmp/$name.json"
+}
+
+# record_io WORKLOAD PEER REPEAT NAME: what the disks did for fio job NAME,
+# to be divided by the guest's requests (io_guest)
+record_io() {
+	local d
+	read -r -a d <"/tmp/$4.io"
+	record "$1" "$2" "$3" io_guest "$($SUMMARY "/tmp/$4.json" | cut -d' ' -f5)"
+	record "$1" "$2" "$3" io_origin_reads "${d[0]}"
+	record "$1" "$2" "$3" io_origin_KiB $((d[1] / 2))
+	record "$1" "$2" "$3" io_data_reads "${d[5]}"
+	record "$1" "$2" "$3" io_data_KiB_read $((d[6] / 2))
+	record "$1" "$2" "$3" io_data_writes "${d[7]}"
+	record "$1" "$2" "$3" io_data_KiB_written $((d[8] / 2))
+	record "$1" "$2" "$3" io_data_flushes "${d[9]}"
+	record "$1" "$2" "$3" io_meta_writes "${d[12]}"
+}
+
+timed() {	# fio arguments of a timed job over SIZE bytes
+	echo "--size=$1 --time_based --runtime=$RUNTIME"
+}
+
+prewrite() {	# prewrite BYTES: make the first BYTES of the disk local
+	fio_run prewrite --rw=write --bs=1M --ioengine=libaio --iodepth=4 \
+		--size="$1" >/dev/null
+}
+
+# ---- workloads: wl_NAME PEER REPEAT ----
+
+wl_seqread() {
+	local r
+	peer_up "$1"
+	r=$(fio_run seqread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
+		--size="$ORIGIN_BYTES")
+	peer_down "$1"
+	record seqread "$1" "$2" MiB/s "$(echo "$r" | cut -d' ' -f2)"
+	record_io seqread "$1" "$2" seqread
+}
+
+wl_randread() {
+	local r
+	peer_up "$1"
+	# shellcheck disable=SC2046
+	r=$(fio_run randread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
+		$(timed "$ORIGIN_BYTES"))
+	peer_down "$1"
+	record randread "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
+	record_io randread "$1" "$2" randread
+}
+
+# 4K writes, each to a different 64K block (ba=64k with fio's random map),
+# so each is the first write to its block.
+wl_randwrite_absent() {
+	local r
+	peer_up "$1"
+	# shellcheck disable=SC2046
+	r=$(fio_run randwrite_absent --rw=randwrite --bs=4k --blockalign=64k \
+		--ioengine=libaio --iodepth=16 $(timed "$ORIGIN_BYTES"))
+	peer_down "$1"
+	record randwrite_absent "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
+	record_io randwrite_absent "$1" "$2" randwrite_absent
+}
+
+wl_randwrite_local() {
+	local r
+	peer_up "$1"
+	prewrite $LOCAL_REGION
+	# shellcheck disable=SC2046
+	r=$(fio_run randwrite_local --rw=randwrite --bs=4k --ioengine=libaio \
+		--iodepth=16 $(timed $LOCAL_REGION))
+	peer_down "$1"
+	record randwrite_local "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
+	record_io randwrite_local "$1" "$2" randwrite_local
+}
+
+# A fresh disk, one writer: every 4K write is followed by fsync (a flush).
+wl_write_fsync() {
+	local r
+	peer_up "$1"
+	# shellcheck disable=SC2046
+	r=$(fio_run write_fsync --rw=randwrite --bs=4k --ioengine=psync \
+		--fsync=1 $(timed $FSYNC_REGION))
+	peer_down "$1"
+	record write_fsync "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
+	record_io write_fsync "$1" "$2" write_fsync
+}
+
+# Read a region once (dm-fvd copies it on read), then random reads in it.
+wl_reread_after_cor() {
+	local r
+	peer_up "$1"
+	fio_run firstread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
+		--size=$LOCAL_REGION >/dev/null
+	# shellcheck disable=SC2046
+	r=$(fio_run reread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
+		$(timed $LOCAL_REGION))
+	peer_down "$1"
+	record reread_after_cor "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
+	record_io reread_after_cor "$1" "$2" reread
+}
+
+wl_copy_idle() {
+	local t0 t1
+	peer_up "$1" copy
+	t0=$(now_ms)
+	copy_start "$1"
+	copy_wait "$1"
+	t1=$(now_ms)
+	peer_down "$1"
+	record copy_idle "$1" "$2" MiB/s \
+		"$(python3 -c "print(round($ORIGIN_BYTES / $MB / (($t1 - $t0) / 1000), 2))")"
+}
+
+# The guest's own I/O during a copy: 4K random reads and writes at queue
+# depth 1, 200 per second, on a region already local.  First without a
+# copy, then while the peer copies the whole origin.
+LOAD_ARGS="--rw=randrw --bs=4k --ioengine=psync --rate_iops=200 --size=$LOAD_REGION"
+
+wl_copy_under_load() {
+	local t0 t1 idle busy load copied
+	peer_up "$1" copy
+	prewrite $LOAD_REGION
+	# shellcheck disable=SC2086
+	idle=$(fio_run idle $LOAD_ARGS --time_based --runtime=$RUNTIME)
+	# The load runs until the copy ends; the
+	# copy starts once fio is about to issue I/O.
+	rm -f /tmp/busy.started
+	# shellcheck disable=SC2086
+	(cd /tmp && exec fio --name=busy --filename="$DISK" --direct=1 \
+		--randseed=$SEED --unified_rw_reporting=mixed --output-format=json \
+		--output=/tmp/busy.json $LOAD_ARGS --time_based --runtime=900 \
+		--exec_prerun="touch /tmp/busy.started") >/dev/null &
+	load=$!
+	wait_file /tmp/busy.started
+	t0=$(now_ms)
+	copy_start "$1"
+	# the guest's region is local already: only dd copies it
+	copied=$((ORIGIN_BYTES - LOAD_REGION))
+	[ "$1" != dd ] || copied=$ORIGIN_BYTES
+	if ! copy_wait "$1" $((t0 + COPY_DEADLINE * 1000)); then
+		copied=$(copied_bytes "$1")
+		# dm-clone counts the regions the guest's writes hydrated
+		[ "${1%%-*}" != clone ] || copied=$((copied - LOAD_REGION))
+		record copy_under_load "$1" "$2" cut_off_after_s $COPY_DEADLINE
+	fi
+	t1=$(now_ms)
+	# fio reports on SIGINT (and exits non-zero); the report is checked
+	kill -INT $load
+	wait $load
+	busy=$($SUMMARY /tmp/busy.json) || fail "no report of the guest load"
+	peer_down "$1"
+	record copy_under_load "$1" "$2" MiB/s \
+		"$(python3 -c "print(round($copied / $MB / (($t1 - $t0) / 1000), 2))")"
+	record copy_under_load "$1" "$2" idle_p50_us "$(echo "$idle" | cut -d' ' -f3)"
+	record copy_under_load "$1" "$2" idle_p99_us "$(echo "$idle" | cut -d' ' -f4)"
+	record copy_under_load "$1" "$2" p50_us "$(echo "$busy" | cut -d' ' -f3)"
+	record copy_under_load "$1" "$2" p99_us "$(echo "$busy" | cut -d' ' -f4)"
+}
+
+wait_file() {	# wait_file PATH: until PATH exists (fio is starting)
+	local i
+	for ((i = 0; i < 6000; i++)); do
+		[ -e "$1" ] && return 0
+		read -r -t 0.01 <> <(:) || true
+	done
+	fail "$1 did not appear"
+}
+
+# Kernel memory of a 1 TiB virtual disk: what the data structures take
+# (from the image's geometry) and what the kernel's counters say.
+meminfo() {	# meminfo FIELD: KiB
+	awk -v f="$1:" '$1 == f { print $2 }' /proc/meminfo
+}
+
+mem_snapshot() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	echo "$(meminfo MemFree) $(meminfo Slab) $(meminfo VmallocUsed)"
+}
+
+wl_memory() {
+	local peer=$1 rep=$2 before after expected args=()
+	local bitmap table
+	case $peer in
+	fvd) ;;
+	fvd-compact) args=(--compact --data-dev $DATA) ;;
+	*) return 0 ;;
+	esac
+	$FVD_CREATE --force --size 1T --origin $ORIGIN "${args[@]}" $BIG >/dev/null ||
+		fail "fvd-create 1T"
+	bitmap=$(($($SBEDIT $BIG | sed -n 's/^bitmap_sectors=//p') * 512))
+	table=$(($($SBEDIT $BIG | sed -n 's/^table_sectors=//p') * 512))
+	# live, staged and fresh bitmaps; live and staged chunk table; one bit
+	# per metadata block in three maps each (dirty, committing, stale)
+	expected=$((3 * bitmap + 2 * table + 3 * (bitmap + table) / 4096 / 8))
+	before=$(mem_snapshot)
+	if [ $peer = fvd ]; then
+		dm_up $DEV "0 $((1 << 31)) fvd $BIG $BIG $ORIGIN 1 no_prefetch"
+	else
+		dm_up $DEV "0 $((1 << 31)) fvd $BIG $DATA $ORIGIN 1 no_prefetch"
+	fi
+	after=$(mem_snapshot)
+	dmsetup remove $DEV || fail "remove"
+	set -- $before $after
+	record memory "$peer" "$rep" expected_KiB $((expected / 1024))
+	record memory "$peer" "$rep" memfree_KiB $(($1 - $4))
+	record memory "$peer" "$rep" slab_KiB $(($5 - $2))
+	record memory "$peer" "$rep" vmalloc_KiB $(($6 - $3))
+}
+
+# ---- main ----
+
+modprobe dm-mod && modprobe dm-thin-pool && modprobe dm-snapshot &&
+	modprobe dm-persistent-data && modprobe nbd || fail "modprobe"
+load_dm_fvd || fail "insmod dm-fvd.ko"
+# qemu-nbd keeps its socket in /var/lock, i.e. /run/lock: a tmpfs here
+mkdir -p /run/lock
+insmod "$OUT/dm-clone.ko" || fail "insmod dm-clone.ko"
+: >"$OUT/raw"
+{
+	echo "kernel $(uname -r)"
+	echo "cpus $(nproc)"
+	echo "memory_MiB $(($(meminfo MemTotal) / 1024))"
+	echo "origin_MiB $((ORIGIN_BYTES / MB))"
+	echo "runtime_s $RUNTIME"
+	echo "repeats $REPEATS"
+	echo "fio $(fio --version)"
+	echo "qemu_nbd $(qemu-nbd --version | head -n 1)"
+} >"$OUT/setup"
+
+peers_of() {
+	case $1 in
+	seqread | randread | reread_after_cor) echo "$READ_PEERS" ;;
+	copy_idle) echo "$COPY_PEERS" ;;
+	copy_under_load) echo "$LOAD_PEERS" ;;
+	memory) echo "fvd fvd-compact" ;;
+	*) echo "$WRITE_PEERS" ;;
+	esac
+}
+
+start=$(now_ms)
+for wl in $WORKLOADS; do
+	wl_start=$(now_ms)
+	for ((rep = 1; rep <= REPEATS; rep++)); do
+		# the peers take turns, so a slow phase of the host hits all
+		for peer in $(peers_of "$wl"); do
+			[[ " $ALL_PEERS " == *" $peer "* ]] || continue
+			"wl_$wl" "$peer" "$rep"
+		done
+	done
+	echo "$wl $((($(now_ms) - wl_start) / 1000))" >>"$OUT/durations"
+done
+echo "total $((($(now_ms) - start) / 1000))" >>"$OUT/durations"
