@@ -1147,6 +1147,58 @@ static int fvd_map_discard(struct fvd_target *fvd, struct bio *bio)
 	return DM_MAPIO_SUBMITTED;
 }
 
+/*
+ * dm core does not cut bios at block boundaries, so that big I/O to local
+ * data costs what it costs on the data device.  A bio over blocks that are
+ * all local goes to the data device whole; a read over blocks that all come
+ * from the origin, with no copy-on-read to do, goes there whole.  The tests
+ * are those of the one-block paths, without the lock: see fvd_map_read().
+ * Any other bio is cut at the end of its first block and dm core maps the
+ * rest as a new bio, so the one-block paths only ever see one block.
+ * Returns true when the bio was remapped whole.
+ */
+static bool fvd_map_span(struct fvd_target *fvd, struct bio *bio)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t sector = fvd_bio_sector(fvd, bio);
+	sector_t end = sector + bio_sectors(bio);
+	sector_t origin_end = fvd->origin_dev ? sb->origin_sectors : 0;
+	u64 first = fvd_sector_to_block(sb, sector);
+	u64 last = fvd_sector_to_block(sb, end - 1);
+	bool read = bio_data_dir(bio) == READ;
+	enum fvd_mode mode = READ_ONCE(fvd->mode);
+	u64 block;
+
+	if (first == last)
+		return false;
+	/* Compact images: consecutive blocks may lie in distant chunks. */
+	if (!fvd->compact &&
+	    (read || (fvd->writable && mode != FVD_MODE_FAIL &&
+		      !(bio->bi_opf & REQ_FUA)))) {
+		for (block = first; block <= last; block++)
+			if (read ? !fvd_meta_present(&fvd->meta, block) :
+				   !fvd_bit_test(fvd->meta.bits.live, block))
+				break;
+		if (block > last) {
+			fvd_remap_data(fvd, bio);
+			return true;
+		}
+	}
+	if (read && end <= origin_end &&
+	    !(fvd->copy_on_read && mode == FVD_MODE_WRITE)) {
+		for (block = first; block <= last; block++)
+			if (fvd_meta_present(&fvd->meta, block))
+				break;
+		if (block > last) {
+			fvd_remap_origin(fvd, bio);
+			return true;
+		}
+	}
+	dm_accept_partial_bio(bio, fvd_block_start(sb, first) +
+			      fvd_block_len(sb, first) - sector);
+	return false;
+}
+
 static int fvd_map(struct dm_target *ti, struct bio *bio)
 {
 	struct fvd_target *fvd = ti->private;
@@ -1161,6 +1213,8 @@ static int fvd_map(struct dm_target *ti, struct bio *bio)
 		return fvd_map_flush(fvd, bio);
 	if (bio_op(bio) == REQ_OP_DISCARD)
 		return fvd_map_discard(fvd, bio);
+	if (fvd_map_span(fvd, bio))
+		return DM_MAPIO_REMAPPED;
 	if (bio_data_dir(bio) == READ)
 		return fvd_map_read(fvd, bio);
 	return fvd_map_write(fvd, bio);
@@ -1426,11 +1480,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	fvd_prefetch_init(fvd);
 
-	r = dm_set_target_max_io_len(ti, fvd->meta.sb.block_sectors);
-	if (r) {
-		ti->error = "Cannot set the maximum I/O size";
-		goto bad;
-	}
+	/* No max_io_len: fvd_map_span() cuts bios only where it must. */
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
 	if (fvd->compact) {

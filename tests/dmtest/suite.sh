@@ -775,6 +775,66 @@ test_copy_on_read_off_and_compact() {
 	rm -f /tmp/piece
 }
 
+# disk_requests DEV: reads and writes the disk has completed
+disk_requests() {
+	awk '{ print $1 + $5 }' "/sys/block/${1#/dev/}/stat"
+}
+
+# big_io_requests DEV DD-ARGS...: the requests DEV saw for one dd
+big_io_requests() {
+	local disk=$1 before
+	shift
+	before=$(disk_requests $disk)
+	dd "$@" status=none || fail "dd $*"
+	echo $(($(disk_requests $disk) - before))
+}
+
+# I/O over several blocks is not cut at block boundaries when the blocks
+# are all local, or all read from the origin without copy-on-read: a 1 MiB
+# request is one request on the disk below (or as few as its own limit
+# allows), not 16.  Mixed ranges are cut; the data stays right.
+test_big_io_spans_blocks() {
+	local most
+	# the disks' own limit on a request, in 1 MiB requests
+	most=$(awk -v a="$(cat /sys/block/vda/queue/max_sectors_kb)" \
+		-v b="$(cat /sys/block/vdb/queue/max_sectors_kb)" \
+		'{ m = a < b ? a : b; print int((1024 + m - 1) / m) }' <<<"")
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG $ORIGIN no_copy_on_read
+	cp $ORIGIN /tmp/ref
+	head -c $((4 * MB)) /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=/tmp/ref bs=1M seek=8 conv=notrunc status=none
+	# absent blocks: cut into whole-block writes, no copies
+	dd if=/tmp/piece of=$MAPPER bs=1M seek=8 oflag=direct status=none ||
+		fail "write 4 MiB"
+	expect_eq "$(status_field 3)" "64/1024" "local blocks"
+	expect_eq "$(status_field 4)" 0 "partial-block copies"
+	local n
+	n=$(big_io_requests $IMG if=$MAPPER of=/dev/null bs=1M skip=8 count=4 iflag=direct)
+	say "4 x 1 MiB read of local blocks: $n requests on the data disk (limit $((4 * most)))"
+	[ "$n" -le $((4 * most)) ] || fail "local read cut into $n requests"
+	n=$(big_io_requests $IMG if=/tmp/piece of=$MAPPER bs=1M seek=8 count=4 oflag=direct)
+	say "4 x 1 MiB write of local blocks: $n requests"
+	[ "$n" -le $((4 * most)) ] || fail "local write cut into $n requests"
+	n=$(big_io_requests $ORIGIN if=$MAPPER of=/dev/null bs=1M skip=20 count=4 iflag=direct)
+	say "4 x 1 MiB read of absent blocks: $n requests on the origin"
+	[ "$n" -le $((4 * most)) ] || fail "origin read cut into $n requests"
+	# ranges across local and absent blocks, reads and writes of up to 1 MiB
+	$FVDIO compare $MAPPER /tmp/ref --offset $((7 * MB + 12288)) --length $((3 * MB)) ||
+		fail "read across absent and local blocks"
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 91 --count 150 --block 65536 \
+		--max-bytes $MB || fail "writes of up to 1 MiB"
+	$FVDIO compare $MAPPER /tmp/ref || fail "device differs from the reference"
+	# with copy-on-read, a read over absent blocks copies each of them
+	fvd_down
+	fvd_up $IMG $IMG $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "reloaded device differs"
+	[ "$(status_field 12)" -gt 0 ] || fail "no block copied on read"
+	fvd_down
+	$FVD_CHECK $IMG >/dev/null || fail "fvd-check after big I/O"
+	rm -f /tmp/ref /tmp/piece
+}
+
 # origin_up: the origin behind a dm-linear "fvdorigin", so that a test can
 # make it fail under the live target with origin_replace.
 origin_up() {
