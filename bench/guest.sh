@@ -35,12 +35,14 @@ RUNTIME=${BENCH_RUNTIME:-3}
 WORKLOADS=${BENCH_WORKLOADS:-"seqread randread randwrite_absent randwrite_local write_fsync reread_after_cor copy_idle copy_under_load memory"}
 ALL_PEERS=${BENCH_PEERS:-"linear fvd fvd-nocor fvd-compact thin snapshot clone clone-1M qcow2 dd"}
 READ_PEERS="linear fvd fvd-nocor fvd-compact thin snapshot clone qcow2"
+# after copy-on-read: without it, a re-read is an untouched read
+REREAD_PEERS="linear fvd fvd-compact thin snapshot clone qcow2"
 WRITE_PEERS="linear fvd fvd-compact thin snapshot clone qcow2"
 COPY_PEERS="dd fvd fvd-compact clone clone-1M"
 LOAD_PEERS="dd fvd fvd-compact clone"
 # dm-clone hydrates only while the guest is idle: under load a copy is cut
 # off after this many seconds and its rate taken from what it copied.
-COPY_DEADLINE=30
+COPY_DEADLINE=20
 
 # Every measurement uses the same region sizes and fio seed.
 SEED=20261126
@@ -267,7 +269,7 @@ fio_run() {
 	echo "$before $after" |
 		awk '{ for (i = 1; i <= 15; i++) printf "%d ", $(i + 15) - $i; print "" }' \
 		>"/tmp/$name.io"
-	$SUMMARY "/tmp/$name.json"
+	$SUMMARY "/tmp/$name.json" | tee "/tmp/$name.summary"
 }
 
 # record_io WORKLOAD PEER REPEAT NAME: what the disks did for fio job NAME,
@@ -275,7 +277,7 @@ fio_run() {
 record_io() {
 	local d
 	read -r -a d <"/tmp/$4.io"
-	record "$1" "$2" "$3" io_guest "$($SUMMARY "/tmp/$4.json" | cut -d' ' -f5)"
+	record "$1" "$2" "$3" io_guest "$(cut -d' ' -f5 "/tmp/$4.summary")"
 	record "$1" "$2" "$3" io_origin_reads "${d[0]}"
 	record "$1" "$2" "$3" io_origin_KiB $((d[1] / 2))
 	record "$1" "$2" "$3" io_data_reads "${d[5]}"
@@ -500,7 +502,8 @@ insmod "$OUT/dm-clone.ko" || fail "insmod dm-clone.ko"
 
 peers_of() {
 	case $1 in
-	seqread | randread | reread_after_cor) echo "$READ_PEERS" ;;
+	seqread | randread) echo "$READ_PEERS" ;;
+	reread_after_cor) echo "$REREAD_PEERS" ;;
 	copy_idle) echo "$COPY_PEERS" ;;
 	copy_under_load) echo "$LOAD_PEERS" ;;
 	memory) echo "fvd fvd-compact" ;;
