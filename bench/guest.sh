@@ -10,10 +10,12 @@
 # Each measurement sets a peer up afresh on these disks, runs one fio job
 # (direct I/O, fixed seed) or one full copy, and appends a line
 #   WORKLOAD PEER REPEAT METRIC VALUE
-# to /run/fvd/out/raw.  bench/report turns the lines into tables.
+# to /run/fvd/out/raw, where a fio job's line names its report in
+# /run/fvd/out/fio instead of a value: bench/run expands those lines on the
+# host (bench/fio-summary.py) and bench/report.py makes the tables.
 #
 # Environment: BENCH_REPEATS (3), BENCH_RUNTIME (seconds per timed fio job,
-# 3), BENCH_WORKLOADS (all), BENCH_PEERS (all).
+# 2), BENCH_WORKLOADS (all), BENCH_PEERS (all).
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
@@ -21,7 +23,7 @@ SRC=$FVD_SRC
 OUT=$FVD_OUT
 FVD_CREATE=$SRC/tools/fvd-create
 SBEDIT=$SRC/tests/dmtest/fvd-sbedit
-SUMMARY="python3 $SRC/bench/fio-summary.py"
+FIO=$OUT/fio
 ORIGIN=/dev/vda
 DATA=/dev/vdb
 META=/dev/vdc
@@ -31,7 +33,7 @@ NBD=/dev/nbd0
 MB=$((1024 * 1024))
 
 REPEATS=${BENCH_REPEATS:-3}
-RUNTIME=${BENCH_RUNTIME:-3}
+RUNTIME=${BENCH_RUNTIME:-2}
 WORKLOADS=${BENCH_WORKLOADS:-"seqread randread randwrite_absent randwrite_local write_fsync reread_after_cor copy_idle copy_under_load memory"}
 ALL_PEERS=${BENCH_PEERS:-"linear fvd fvd-nocor fvd-compact thin snapshot clone clone-1M qcow2 dd"}
 READ_PEERS="linear fvd fvd-nocor fvd-compact thin snapshot clone qcow2"
@@ -42,11 +44,11 @@ COPY_PEERS="dd fvd fvd-compact clone clone-1M"
 LOAD_PEERS="dd fvd fvd-compact clone"
 # dm-clone hydrates only while the guest is idle: under load a copy is cut
 # off after this many seconds and its rate taken from what it copied.
-COPY_DEADLINE=20
+COPY_DEADLINE=15
 
 # Every measurement uses the same region sizes and fio seed.
 SEED=20261126
-LOCAL_REGION=$((64 * MB))	# blocks made local before "local" workloads
+LOCAL_REGION=$((32 * MB))	# blocks made local before "local" workloads
 FSYNC_REGION=$((64 * MB))
 LOAD_REGION=$((64 * MB))	# the guest's region during a full copy
 
@@ -68,7 +70,12 @@ S=$(sectors $ORIGIN)
 
 record() {	# record WORKLOAD PEER REPEAT METRIC VALUE
 	echo "$*" >>"$OUT/raw"
-	log "$*"
+	# the serial console is slow: request counts go to the file only
+	[[ $4 == io_* ]] || log "$*"
+}
+
+rate() {	# rate BYTES MS: MiB/s
+	awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.2f\n", b / 1048576 / (ms / 1000) }'
 }
 
 now_ms() {
@@ -254,38 +261,35 @@ io_snapshot() {	# origin, data and metadata disk
 	echo "$(disk_stat vda) $(disk_stat vdb) $(disk_stat vdc)"
 }
 
-# fio_run NAME [FIO ARGS...]: prints "IOPS MiB/s P50_us P99_us IOS"; the
-# requests each disk saw meanwhile go to /tmp/NAME.io
+# fio_run NAME [FIO ARGS...]: fio's JSON report goes to $FIO/$JOB-NAME.json
+# and the requests each disk saw meanwhile to $FIO/$JOB-NAME.io; bench/run
+# reads them on the host (python takes two seconds to start in the guest).
 fio_run() {
-	local name=$1 before after
+	local name=$JOB-$1 before after
 	shift
 	before=$(io_snapshot)
 	# in /tmp: fio may leave files in its working directory
 	(cd /tmp && fio --name="$name" --filename="$DISK" --direct=1 \
 		--randseed=$SEED --unified_rw_reporting=mixed \
-		--output-format=json --output="/tmp/$name.json" "$@") >/dev/null ||
+		--output-format=json --output="$FIO/$name.json" "$@") >/dev/null ||
 		fail "fio $name on $DISK"
 	after=$(io_snapshot)
 	echo "$before $after" |
 		awk '{ for (i = 1; i <= 15; i++) printf "%d ", $(i + 15) - $i; print "" }' \
-		>"/tmp/$name.io"
-	$SUMMARY "/tmp/$name.json" | tee "/tmp/$name.summary"
+		>"$FIO/$name.io"
 }
 
-# record_io WORKLOAD PEER REPEAT NAME: what the disks did for fio job NAME,
-# to be divided by the guest's requests (io_guest)
-record_io() {
-	local d
-	read -r -a d <"/tmp/$4.io"
-	record "$1" "$2" "$3" io_guest "$(cut -d' ' -f5 "/tmp/$4.summary")"
-	record "$1" "$2" "$3" io_origin_reads "${d[0]}"
-	record "$1" "$2" "$3" io_origin_KiB $((d[1] / 2))
-	record "$1" "$2" "$3" io_data_reads "${d[5]}"
-	record "$1" "$2" "$3" io_data_KiB_read $((d[6] / 2))
-	record "$1" "$2" "$3" io_data_writes "${d[7]}"
-	record "$1" "$2" "$3" io_data_KiB_written $((d[8] / 2))
-	record "$1" "$2" "$3" io_data_flushes "${d[9]}"
-	record "$1" "$2" "$3" io_meta_writes "${d[12]}"
+# record_fio NAME [KIND]: the measurement is fio job NAME of this $JOB
+# (KIND fio: its throughput and the disks' requests; fio_idle, fio_busy:
+# its latency without and during a copy)
+record_fio() {
+	local wl peer rep
+	# peer names have dashes: the repeat is last, the workload first
+	rep=${JOB##*-}
+	wl=${JOB%%-*}
+	peer=${JOB#"$wl"-}
+	peer=${peer%-"$rep"}
+	record "$wl" "$peer" "$rep" "${2:-fio}" "$JOB-$1"
 }
 
 timed() {	# fio arguments of a timed job over SIZE bytes
@@ -294,81 +298,86 @@ timed() {	# fio arguments of a timed job over SIZE bytes
 
 prewrite() {	# prewrite BYTES: make the first BYTES of the disk local
 	fio_run prewrite --rw=write --bs=1M --ioengine=libaio --iodepth=4 \
-		--size="$1" >/dev/null
+		--size="$1"
 }
 
 # ---- workloads: wl_NAME PEER REPEAT ----
 
 wl_seqread() {
-	local r
 	peer_up "$1"
-	r=$(fio_run seqread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
-		--size="$ORIGIN_BYTES")
+	fio_run seqread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
+		--size="$ORIGIN_BYTES"
 	peer_down "$1"
-	record seqread "$1" "$2" MiB/s "$(echo "$r" | cut -d' ' -f2)"
-	record_io seqread "$1" "$2" seqread
+	record_fio seqread
 }
 
 wl_randread() {
-	local r
 	peer_up "$1"
 	# shellcheck disable=SC2046
-	r=$(fio_run randread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
-		$(timed "$ORIGIN_BYTES"))
+	fio_run randread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
+		$(timed "$ORIGIN_BYTES")
 	peer_down "$1"
-	record randread "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
-	record_io randread "$1" "$2" randread
+	record_fio randread
 }
 
-# 4K writes, each to a different 64K block (ba=64k with fio's random map),
-# so each is the first write to its block.
+# absent_log DEV: a fio replay log of one 4K write to every 64K block of the
+# disk, at a random 4K slot of it, the blocks in random order (fixed seed):
+# every write is the first to its block, on every peer.
+absent_log() {
+	python3 - "$1" "$ORIGIN_BYTES" $SEED <<'PY'
+import random
+import sys
+dev, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+blocks = list(range(size // 65536))
+rng.shuffle(blocks)
+print("fio version 2 iolog")
+print(dev, "add")
+print(dev, "open")
+for b in blocks:
+    print(dev, "write", b * 65536 + rng.randrange(16) * 4096, 4096)
+print(dev, "close")
+PY
+}
+
 wl_randwrite_absent() {
-	local r
 	peer_up "$1"
-	# shellcheck disable=SC2046
-	r=$(fio_run randwrite_absent --rw=randwrite --bs=4k --blockalign=64k \
-		--ioengine=libaio --iodepth=16 $(timed "$ORIGIN_BYTES"))
+	fio_run randwrite_absent --read_iolog="/tmp/absent-$(basename $DISK).log" \
+		--replay_no_stall=1 --ioengine=libaio --iodepth=16
 	peer_down "$1"
-	record randwrite_absent "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
-	record_io randwrite_absent "$1" "$2" randwrite_absent
+	record_fio randwrite_absent
 }
 
 wl_randwrite_local() {
-	local r
 	peer_up "$1"
 	prewrite $LOCAL_REGION
 	# shellcheck disable=SC2046
-	r=$(fio_run randwrite_local --rw=randwrite --bs=4k --ioengine=libaio \
-		--iodepth=16 $(timed $LOCAL_REGION))
+	fio_run randwrite_local --rw=randwrite --bs=4k --ioengine=libaio \
+		--iodepth=16 $(timed $LOCAL_REGION)
 	peer_down "$1"
-	record randwrite_local "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
-	record_io randwrite_local "$1" "$2" randwrite_local
+	record_fio randwrite_local
 }
 
 # A fresh disk, one writer: every 4K write is followed by fsync (a flush).
 wl_write_fsync() {
-	local r
 	peer_up "$1"
 	# shellcheck disable=SC2046
-	r=$(fio_run write_fsync --rw=randwrite --bs=4k --ioengine=psync \
-		--fsync=1 $(timed $FSYNC_REGION))
+	fio_run write_fsync --rw=randwrite --bs=4k --ioengine=psync \
+		--fsync=1 $(timed $FSYNC_REGION)
 	peer_down "$1"
-	record write_fsync "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
-	record_io write_fsync "$1" "$2" write_fsync
+	record_fio write_fsync
 }
 
 # Read a region once (dm-fvd copies it on read), then random reads in it.
 wl_reread_after_cor() {
-	local r
 	peer_up "$1"
 	fio_run firstread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
-		--size=$LOCAL_REGION >/dev/null
+		--size=$LOCAL_REGION
 	# shellcheck disable=SC2046
-	r=$(fio_run reread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
-		$(timed $LOCAL_REGION))
+	fio_run reread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
+		$(timed $LOCAL_REGION)
 	peer_down "$1"
-	record reread_after_cor "$1" "$2" IOPS "$(echo "$r" | cut -d' ' -f1)"
-	record_io reread_after_cor "$1" "$2" reread
+	record_fio reread
 }
 
 wl_copy_idle() {
@@ -378,9 +387,11 @@ wl_copy_idle() {
 	copy_start "$1"
 	copy_wait "$1"
 	t1=$(now_ms)
+	# the prefetch's own account: did it pause although idle?
+	[ "${1%%-*}" != fvd ] ||
+		record copy_idle "$1" "$2" prefetch_pauses "$(dmsetup status $DEV | awk '{ print $22 }')"
 	peer_down "$1"
-	record copy_idle "$1" "$2" MiB/s \
-		"$(python3 -c "print(round($ORIGIN_BYTES / $MB / (($t1 - $t0) / 1000), 2))")"
+	record copy_idle "$1" "$2" MiB/s "$(rate $ORIGIN_BYTES $((t1 - t0)))"
 }
 
 # The guest's own I/O during a copy: 4K random reads and writes at queue
@@ -389,18 +400,18 @@ wl_copy_idle() {
 LOAD_ARGS="--rw=randrw --bs=4k --ioengine=psync --rate_iops=200 --size=$LOAD_REGION"
 
 wl_copy_under_load() {
-	local t0 t1 idle busy load copied
+	local t0 t1 load copied
 	peer_up "$1" copy
 	prewrite $LOAD_REGION
 	# shellcheck disable=SC2086
-	idle=$(fio_run idle $LOAD_ARGS --time_based --runtime=$RUNTIME)
-	# The load runs until the copy ends; the
-	# copy starts once fio is about to issue I/O.
+	fio_run idle $LOAD_ARGS --time_based --runtime=$RUNTIME
+	# The load runs until the copy ends; the copy starts once fio is about
+	# to issue I/O.
 	rm -f /tmp/busy.started
 	# shellcheck disable=SC2086
 	(cd /tmp && exec fio --name=busy --filename="$DISK" --direct=1 \
 		--randseed=$SEED --unified_rw_reporting=mixed --output-format=json \
-		--output=/tmp/busy.json $LOAD_ARGS --time_based --runtime=900 \
+		--output="$FIO/$JOB-busy.json" $LOAD_ARGS --time_based --runtime=900 \
 		--exec_prerun="touch /tmp/busy.started") >/dev/null &
 	load=$!
 	wait_file /tmp/busy.started
@@ -416,17 +427,13 @@ wl_copy_under_load() {
 		record copy_under_load "$1" "$2" cut_off_after_s $COPY_DEADLINE
 	fi
 	t1=$(now_ms)
-	# fio reports on SIGINT (and exits non-zero); the report is checked
+	# fio reports on SIGINT (and exits non-zero); the host reads the report
 	kill -INT $load
 	wait $load
-	busy=$($SUMMARY /tmp/busy.json) || fail "no report of the guest load"
 	peer_down "$1"
-	record copy_under_load "$1" "$2" MiB/s \
-		"$(python3 -c "print(round($copied / $MB / (($t1 - $t0) / 1000), 2))")"
-	record copy_under_load "$1" "$2" idle_p50_us "$(echo "$idle" | cut -d' ' -f3)"
-	record copy_under_load "$1" "$2" idle_p99_us "$(echo "$idle" | cut -d' ' -f4)"
-	record copy_under_load "$1" "$2" p50_us "$(echo "$busy" | cut -d' ' -f3)"
-	record copy_under_load "$1" "$2" p99_us "$(echo "$busy" | cut -d' ' -f4)"
+	record copy_under_load "$1" "$2" MiB/s "$(rate $copied $((t1 - t0)))"
+	record_fio idle fio_idle
+	record_fio busy fio_busy
 }
 
 wait_file() {	# wait_file PATH: until PATH exists (fio is starting)
@@ -489,6 +496,9 @@ load_dm_fvd || fail "insmod dm-fvd.ko"
 mkdir -p /run/lock
 insmod "$OUT/dm-clone.ko" || fail "insmod dm-clone.ko"
 : >"$OUT/raw"
+mkdir -p "$FIO"
+absent_log /dev/mapper/$DEV >/tmp/absent-$DEV.log
+absent_log $NBD >"/tmp/absent-$(basename $NBD).log"
 {
 	echo "kernel $(uname -r)"
 	echo "cpus $(nproc)"
@@ -518,6 +528,7 @@ for wl in $WORKLOADS; do
 		# the peers take turns, so a slow phase of the host hits all
 		for peer in $(peers_of "$wl"); do
 			[[ " $ALL_PEERS " == *" $peer "* ]] || continue
+			JOB=$wl-$peer-$rep
 			"wl_$wl" "$peer" "$rep"
 		done
 	done

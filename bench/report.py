@@ -44,16 +44,17 @@ WORKLOADS = {
     "randread": ("4K random read of an untouched disk", "IOPS",
                  "fio randread, 4K, queue depth 16, the whole disk", "linear"),
     "randwrite_absent": ("4K random write to absent blocks", "IOPS",
-                         "fio randwrite, 4K at 64K-aligned offsets (each the "
-                         "first write to its block), queue depth 16", "linear"),
+                         "one 4K write to every 64K block, in random order "
+                         "(a fio replay log with a fixed seed): each is the "
+                         "first write to its block; queue depth 16", "linear"),
     "randwrite_local": ("4K random write to local blocks", "IOPS",
-                        "128 MiB written first, then fio randwrite 4K, "
+                        "32 MiB written first, then fio randwrite 4K, "
                         "queue depth 16, in it", "linear"),
     "write_fsync": ("4K write + fsync", "IOPS",
                     "fio randwrite 4K, psync, fsync after every write, "
                     "64 MiB of a fresh disk", "linear"),
     "reread_after_cor": ("4K random re-read after copy-on-read", "IOPS",
-                         "128 MiB read once sequentially, then fio randread "
+                         "32 MiB read once sequentially, then fio randread "
                          "4K, queue depth 16, in it", "linear"),
     "copy_idle": ("Full copy of the origin, idle guest", "MiB/s",
                   "prefetch (dm-fvd), hydration (dm-clone), dd bs=1M direct",
