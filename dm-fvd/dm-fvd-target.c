@@ -1151,7 +1151,8 @@ static int fvd_map_discard(struct fvd_target *fvd, struct bio *bio)
  * dm core does not cut bios at block boundaries, so that big I/O to local
  * data costs what it costs on the data device.  A bio over blocks that are
  * all local goes to the data device whole; a read over blocks that all come
- * from the origin, with no copy-on-read to do, goes there whole.  The tests
+ * from the origin, with no copy-on-read to do (none at all, or, on a compact
+ * image, chunks not mapped yet), goes there whole.  The tests
  * are those of the one-block paths, without the lock: see fvd_map_read().
  * Any other bio is cut at the end of its first block and dm core maps the
  * rest as a new bio, so the one-block paths only ever see one block.
@@ -1184,10 +1185,16 @@ static bool fvd_map_span(struct fvd_target *fvd, struct bio *bio)
 			return true;
 		}
 	}
-	if (read && end <= origin_end &&
-	    !(fvd->copy_on_read && mode == FVD_MODE_WRITE)) {
+	if (read && end <= origin_end) {
+		bool copy = fvd->copy_on_read && mode == FVD_MODE_WRITE;
+
+		/* Compact images copy on read only into chunks already mapped. */
 		for (block = first; block <= last; block++)
-			if (fvd_meta_present(&fvd->meta, block))
+			if (fvd_meta_present(&fvd->meta, block) ||
+			    (copy && (!fvd->compact ||
+				      fvd_table_get(fvd->meta.table.live,
+						    fvd_block_chunk(sb, block)) !=
+				      FVD_CHUNK_UNMAPPED)))
 				break;
 		if (block > last) {
 			fvd_remap_origin(fvd, bio);

@@ -832,6 +832,15 @@ test_big_io_spans_blocks() {
 	[ "$(status_field 12)" -gt 0 ] || fail "no block copied on read"
 	fvd_down
 	$FVD_CHECK $IMG >/dev/null || fail "fvd-check after big I/O"
+	# compact, copy-on-read on: chunks not mapped yet are not copied into,
+	# so a read over them goes to the origin whole
+	compact_up 8
+	n=$(big_io_requests $ORIGIN if=$MAPPER of=/dev/null bs=1M skip=4 count=4 iflag=direct)
+	say "compact: 4 x 1 MiB read of unmapped chunks: $n requests on the origin"
+	[ "$n" -le $((4 * most)) ] || fail "compact origin read cut into $n requests"
+	$FVDIO compare $MAPPER $ORIGIN || fail "compact device differs from the origin"
+	fvd_down
+	dmsetup remove fvddata
 	rm -f /tmp/ref /tmp/piece
 }
 
