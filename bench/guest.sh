@@ -303,21 +303,25 @@ prewrite() {	# prewrite BYTES: make the first BYTES of the disk local
 
 # ---- workloads: wl_NAME PEER REPEAT ----
 
+# fresh_job PEER NAME [FIO ARGS...]: fio job NAME on a fresh PEER, recorded
+fresh_job() {
+	local peer=$1 name=$2
+	shift 2
+	peer_up "$peer"
+	fio_run "$name" "$@"
+	peer_down "$peer"
+	record_fio "$name"
+}
+
 wl_seqread() {
-	peer_up "$1"
-	fio_run seqread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
+	fresh_job "$1" seqread --rw=read --bs=1M --ioengine=libaio --iodepth=4 \
 		--size="$ORIGIN_BYTES"
-	peer_down "$1"
-	record_fio seqread
 }
 
 wl_randread() {
-	peer_up "$1"
 	# shellcheck disable=SC2046
-	fio_run randread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
+	fresh_job "$1" randread --rw=randread --bs=4k --ioengine=libaio --iodepth=16 \
 		$(timed "$ORIGIN_BYTES")
-	peer_down "$1"
-	record_fio randread
 }
 
 # absent_log DEV: a fio replay log of one 4K write to every 64K block of the
@@ -341,11 +345,11 @@ PY
 }
 
 wl_randwrite_absent() {
-	peer_up "$1"
-	fio_run randwrite_absent --read_iolog="/tmp/absent-$(basename $DISK).log" \
+	local log=/tmp/absent-$DEV.log
+
+	[ "$1" != qcow2 ] || log=/tmp/absent-$(basename $NBD).log
+	fresh_job "$1" randwrite_absent --read_iolog="$log" \
 		--replay_no_stall=1 --ioengine=libaio --iodepth=16
-	peer_down "$1"
-	record_fio randwrite_absent
 }
 
 wl_randwrite_local() {
@@ -360,12 +364,9 @@ wl_randwrite_local() {
 
 # A fresh disk, one writer: every 4K write is followed by fsync (a flush).
 wl_write_fsync() {
-	peer_up "$1"
 	# shellcheck disable=SC2046
-	fio_run write_fsync --rw=randwrite --bs=4k --ioengine=psync \
+	fresh_job "$1" write_fsync --rw=randwrite --bs=4k --ioengine=psync \
 		--fsync=1 $(timed $FSYNC_REGION)
-	peer_down "$1"
-	record_fio write_fsync
 }
 
 # Read a region once (dm-fvd copies it on read), then random reads in it.
