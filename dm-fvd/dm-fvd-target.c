@@ -56,7 +56,7 @@
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
 #define FVD_MAX_FEATURE_ARGS	(4 + 2 * 3 + 2 * FVD_NR_TUNABLES)
-#define FVD_DISCARD_BATCH	256		/* chunks unmapped per lock hold */
+#define FVD_DISCARD_BLOCKS_PER_HOLD	16384ULL	/* bits a discard clears per lock hold */
 #define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
 
 struct fvd_bio_ctx {
@@ -268,50 +268,6 @@ static bool fvd_fua_needs_commit(struct fvd_target *fvd, struct bio *bio,
 
 /* ---- metadata errors ---- */
 
-static void fvd_set_mode(struct fvd_target *fvd, enum fvd_mode mode,
-			 const char *what, int r)
-{
-	unsigned long flags;
-
-	DMERR("%s: %s failed (%d), switching to %s mode",
-	      dm_table_device_name(fvd->ti->table), what, r,
-	      mode == FVD_MODE_READ_ONLY ? "read-only" : "fail");
-	spin_lock_irqsave(&fvd->lock, flags);
-	WRITE_ONCE(fvd->mode, mode);
-	spin_unlock_irqrestore(&fvd->lock, flags);
-}
-
-/*
- * A metadata update failed.  If the metadata can still be read, drop the
- * bits that never reached the disk and go read-only: reads then see exactly
- * the committed image, local blocks stay writable, new ones are refused.
- * Otherwise fail mode: writes fail, reads are served as before.  Either way
- * userspace hears of it through a dm event.  Never concurrent with a commit:
- * called from one (under commit_lock) or from suspend/resume, when no bio
- * and no commit is in flight.
- */
-void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
-{
-	struct fvd_sb_info sb;
-	enum fvd_sb_status status;
-	int r2;
-
-	if (READ_ONCE(fvd->mode) == FVD_MODE_FAIL)
-		return;
-	if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE &&
-	    !fvd_meta_read_sb(&fvd->meta, &sb, &status)) {
-		fvd_set_mode(fvd, FVD_MODE_READ_ONLY, what, r);
-		r2 = fvd_meta_rollback(&fvd->meta, &sb, &fvd->lock);
-		if (r2)
-			fvd_set_mode(fvd, FVD_MODE_FAIL, "bitmap read-back", r2);
-	} else {
-		fvd_set_mode(fvd, FVD_MODE_FAIL, what, r);
-	}
-	dm_table_event(fvd->ti->table);
-}
-
-/* ---- commits ---- */
-
 static void fvd_complete_bios(struct bio_list *bios, blk_status_t status)
 {
 	struct bio *bio;
@@ -322,6 +278,56 @@ static void fvd_complete_bios(struct bio_list *bios, blk_status_t status)
 		bio_endio(bio);
 	}
 }
+
+/*
+ * Leave rw mode for good (until the table is loaded again).  Writes held
+ * for a free chunk and discards parked behind block writes would wait for
+ * a commit that can no longer come: they fail now.
+ */
+static void fvd_enter_mode(struct fvd_target *fvd, enum fvd_mode mode,
+			   const char *what, int r)
+{
+	struct bio_list held = BIO_EMPTY_LIST;
+
+	DMERR("%s: %s failed (%d), switching to %s mode",
+	      dm_table_device_name(fvd->ti->table), what, r,
+	      mode == FVD_MODE_READ_ONLY ? "read-only" : "fail");
+	spin_lock_irq(&fvd->lock);
+	WRITE_ONCE(fvd->mode, mode);
+	bio_list_merge(&held, &fvd->no_space);
+	bio_list_init(&fvd->no_space);
+	bio_list_merge(&held, &fvd->discard_wait);
+	bio_list_init(&fvd->discard_wait);
+	spin_unlock_irq(&fvd->lock);
+	fvd_complete_bios(&held, BLK_STS_IOERR);
+	dm_table_event(fvd->ti->table);
+}
+
+/*
+ * A metadata update failed.  If the metadata can still be read, go
+ * read-only, else to fail mode; either way userspace hears of it through a
+ * dm event.  Nothing is rolled back: reads keep seeing every write that was
+ * acknowledged, and what never reached the disk stays uncommitted, so every
+ * flush fails from now on while some bit is not durable, and so does a FUA
+ * write to such a block (see fvd_map_write()).  A write to a block that is
+ * local stays possible in read-only mode; one that would make a block local
+ * fails.  Process context; the caller holds commit_lock or runs when no
+ * commit can.
+ */
+void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
+{
+	struct fvd_sb_info sb;
+	enum fvd_sb_status status;
+
+	if (READ_ONCE(fvd->mode) == FVD_MODE_FAIL)
+		return;
+	if (fvd_meta_read_sb(&fvd->meta, &sb, &status))
+		fvd_enter_mode(fvd, FVD_MODE_FAIL, what, r);
+	else if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
+		fvd_enter_mode(fvd, FVD_MODE_READ_ONLY, what, r);
+}
+
+/* ---- commits ---- */
 
 /*
  * Write the bitmap home and, for a journaled image, record in the superblock
@@ -348,16 +354,16 @@ static int fvd_checkpoint(struct fvd_target *fvd)
 }
 
 /*
- * The chunks unmapped before the commit just done are free: it journaled
- * the unmapping, and every bio counted in the I/O epoch it ended has ended.
- * Writes held for space are tried again.
+ * The chunks a round of the commit let go of are free: it is on disk, and
+ * every bio counted in the I/O epoch it ended has ended.  Writes held for
+ * space are tried again.
  */
 static void fvd_release_chunks(struct fvd_target *fvd)
 {
 	bool retry;
 
+	fvd_meta_release_chunks(&fvd->meta, &fvd->lock);
 	spin_lock_irq(&fvd->lock);
-	fvd_meta_release_chunks(&fvd->meta);
 	retry = !bio_list_empty(&fvd->no_space);
 	bio_list_merge(&fvd->deferred, &fvd->no_space);
 	bio_list_init(&fvd->no_space);
@@ -391,25 +397,105 @@ static void fvd_promote_fresh(struct fvd_target *fvd)
 }
 
 /*
- * Make every bit set so far durable and complete the bios waiting for it;
- * with @checkpoint, also persist the fresh blocks and leave the journal
- * empty.  Data device flush first:
- * a bit may only reach the disk once its data has.  A journaled image
- * writes home blocks only at a checkpoint, and only with what the journal
- * already holds: a commit that does not fit behind the journal's last one
- * checkpoints that first.
+ * A commit of a journaled image: rounds of (describe what changed, as much
+ * as one journal write holds, a step per lock hold; flush the data device;
+ * append it to the journal), until everything the commit visits is on
+ * disk.  A full journal is checkpointed between rounds, when the staged
+ * copy is exactly what the journal holds.  Sets *@wrote when a journal
+ * write was made.
  */
-void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
-		       bool checkpoint)
+static int fvd_commit_journal(struct fvd_target *fvd, bool flush, bool *wrote)
 {
 	struct fvd_journal *journal = &fvd->journal;
-	struct fvd_jbuilder *jb = fvd->journaled ? &journal->builder : NULL;
+	struct fvd_jbuilder *jb = &journal->builder;
+	enum fvd_describe step;
+	unsigned int old_epoch;
+	bool draining;
+	int r = 0;
+
+	do {
+		if (journal->head == journal->nr_blocks) {
+			r = fvd_checkpoint(fvd);
+			if (r)
+				return r;
+		}
+		jb->max_blocks = min_t(u64, FVD_JOURNAL_MAX_COMMIT_BLOCKS,
+				       journal->nr_blocks - journal->head);
+		fvd_jbuilder_reset(jb);
+		spin_lock_irq(&fvd->lock);
+		while ((step = fvd_meta_describe_step(&fvd->meta, jb)) ==
+		       FVD_DESCRIBE_MORE) {
+			spin_unlock_irq(&fvd->lock);
+			cond_resched();
+			spin_lock_irq(&fvd->lock);
+		}
+		draining = fvd_meta_round_freeze(&fvd->meta);
+		old_epoch = fvd->io_epoch;
+		if (draining)
+			fvd->io_epoch ^= 1;
+		spin_unlock_irq(&fvd->lock);
+
+		/* Changes that cancelled out (a chunk mapped, then unmapped): no records. */
+		if (jb->nr_blocks || flush) {
+			r = fvd_flush_bdev(fvd->data_dev->bdev);
+			flush = false;
+		}
+		if (!r && jb->nr_blocks) {
+			r = fvd_journal_append(journal, fvd->io_client,
+					       fvd->meta_dev->bdev, &fvd->meta.sb);
+			*wrote |= !r;
+		}
+		/* Even after a failure: the next switch needs the old epoch empty. */
+		if (draining) {
+			wait_var_event(&fvd->io_count[old_epoch],
+				       !atomic_read(&fvd->io_count[old_epoch]));
+			if (!r)
+				fvd_release_chunks(fvd);
+		}
+		if (WARN_ON_ONCE(step == FVD_DESCRIBE_FULL && !jb->nr_blocks))
+			r = -EIO;
+	} while (!r && step != FVD_DESCRIBE_DONE);
+	return r;
+}
+
+/*
+ * A commit of an image without a journal (and without a table): bits are
+ * only ever set, so the changed bitmap blocks go home directly.
+ */
+static int fvd_commit_home(struct fvd_target *fvd, bool flush, bool *wrote)
+{
+	bool done;
+	int r;
+
+	do {
+		spin_lock_irq(&fvd->lock);
+		done = fvd_meta_freeze_step(&fvd->meta);
+		spin_unlock_irq(&fvd->lock);
+		cond_resched();
+	} while (!done);
+	if (!fvd_meta_home_stale(&fvd->meta) && !flush)
+		return 0;
+	r = fvd_flush_bdev(fvd->data_dev->bdev);
+	if (!r && fvd_meta_home_stale(&fvd->meta)) {
+		r = fvd_meta_write_home(&fvd->meta);
+		*wrote |= !r;
+	}
+	return r;
+}
+
+/*
+ * Make every bit set so far durable and complete the bios waiting for it;
+ * with @checkpoint, also persist the fresh blocks and leave the journal
+ * empty.  Data device flush first: a bit may only reach the disk once its
+ * data has.  A journaled image writes home blocks only at a checkpoint,
+ * and only with what the journal already holds.
+ */
+void fvd_commit(struct fvd_target *fvd, bool force_data_flush, bool checkpoint)
+{
 	struct bio_list waiters;
 	blk_status_t status = BLK_STS_OK;
-	unsigned long nr_blocks;
-	unsigned int old_epoch = 0;
-	bool draining = false, to_journal, to_home;
-	int r = 0;
+	bool flush, wrote = false;
+	int r;
 
 	mutex_lock(&fvd->commit_lock);
 	if (checkpoint && READ_ONCE(fvd->meta.nr_fresh))
@@ -422,62 +508,26 @@ void fvd_commit(struct fvd_target *fvd, bool force_data_flush,
 		fvd_complete_bios(&waiters, BLK_STS_IOERR);
 		goto out;
 	}
-	nr_blocks = fvd_meta_describe(&fvd->meta, jb);
-	if (nr_blocks && jb && fvd_journal_needs_room(journal)) {
-		spin_unlock_irq(&fvd->lock);
-		r = fvd_checkpoint(fvd);
-		if (r)
-			goto done;
-		/* Fresh blocks are persisted whenever the journal is emptied. */
-		if (READ_ONCE(fvd->meta.nr_fresh))
-			fvd_promote_fresh(fvd);
-		spin_lock_irq(&fvd->lock);
-		nr_blocks = fvd_meta_describe(&fvd->meta, jb);
-	}
-	draining = fvd_meta_freeze(&fvd->meta);
-	old_epoch = fvd->io_epoch;
-	if (draining)
-		fvd->io_epoch ^= 1;
+	fvd_meta_sweep_start(&fvd->meta);
 	spin_unlock_irq(&fvd->lock);
 
-	/* Changes that cancelled out (a chunk mapped, then unmapped): no records. */
-	to_journal = nr_blocks && jb && fvd_journal_fits(journal);
-	to_home = nr_blocks && !to_journal &&
-		  (!jb || jb->nr_blocks || jb->overflow);
-	if (checkpoint)
-		checkpoint = to_journal || journal->head ||
-			     fvd_meta_home_stale(&fvd->meta);
-	if (!to_journal && !to_home && bio_list_empty(&waiters) &&
-	    !force_data_flush && !checkpoint)
-		goto done;
-
-	r = fvd_flush_bdev(fvd->data_dev->bdev);
-	if (!r && to_journal) {
-		r = fvd_journal_append(journal, fvd->io_client,
-				       fvd->meta_dev->bdev, &fvd->meta.sb);
-		if (!r)
-			fvd_meta_journaled(&fvd->meta);
-	}
-	if (!r && (to_home || checkpoint))
+	flush = force_data_flush || !bio_list_empty(&waiters);
+	if (fvd->journaled)
+		r = fvd_commit_journal(fvd, flush, &wrote);
+	else
+		r = fvd_commit_home(fvd, flush, &wrote);
+	if (!r && checkpoint && fvd->journaled &&
+	    (fvd->journal.head || fvd_meta_home_stale(&fvd->meta)))
 		r = fvd_checkpoint(fvd);
 
-done:
 	spin_lock_irq(&fvd->lock);
-	fvd_meta_commit_done(&fvd->meta, r != 0);
+	fvd_meta_sweep_done(&fvd->meta, r != 0);
 	spin_unlock_irq(&fvd->lock);
-	/* Even after a failure: the next switch needs the old epoch empty. */
-	if (draining)
-		wait_var_event(&fvd->io_count[old_epoch],
-			       !atomic_read(&fvd->io_count[old_epoch]));
-
 	if (r) {
 		fvd_metadata_error(fvd, "metadata commit", r);
 		status = BLK_STS_IOERR;
-	} else {
-		if (nr_blocks)
-			atomic64_inc(&fvd->nr_commits);
-		if (draining)
-			fvd_release_chunks(fvd);
+	} else if (wrote) {
+		atomic64_inc(&fvd->nr_commits);
 	}
 	fvd_complete_bios(&waiters, status);
 out:
@@ -517,6 +567,9 @@ blk_status_t fvd_op_release(struct fvd_target *fvd, struct fvd_op *op,
 		fvd_meta_mark_local(&fvd->meta, op->block);
 	}
 	hash_del(&op->node);
+	if (fvd->compact)
+		hash_del(&op->chunk_node);
+	fvd->nr_ops--;
 	bio_list_merge(&op->waiters, &fvd->discard_wait);
 	bio_list_init(&fvd->discard_wait);
 	bio_list_merge(&fvd->deferred, &op->waiters);
@@ -620,7 +673,7 @@ static void fvd_copy_merge(struct fvd_op *op)
 		dst += bv.bv_len;
 	}
 	fvd_buffer_io(op, REQ_OP_WRITE | (op->fua ? REQ_FUA : 0),
-		      fvd->data_dev->bdev, fvd_block_data_sector(fvd, op->block),
+		      fvd->data_dev->bdev, op->data_sector,
 		      fvd_block_len(sb, op->block), fvd_copy_finish_work);
 }
 
@@ -650,14 +703,23 @@ static void fvd_copy_start(struct fvd_op *op)
 		      fvd_copy_merge_work);
 }
 
-/* Make @block busy with the blank @op; under the lock. */
+/*
+ * Make @block busy with the blank @op; under the lock.  On a compact image
+ * the block's chunk is mapped already: where the op writes is fixed now,
+ * whatever happens to the table while it reads the origin.
+ */
 void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block)
 {
 	memset(op, 0, sizeof(*op));
 	op->fvd = fvd;
 	op->block = block;
+	op->data_sector = fvd_block_data_sector(fvd, block);
 	bio_list_init(&op->waiters);
 	hash_add(fvd->ops, &op->node, block);
+	if (fvd->compact)
+		hash_add(fvd->chunk_ops, &op->chunk_node,
+			 fvd_block_chunk(&fvd->meta.sb, block));
+	fvd->nr_ops++;
 }
 
 /* ---- copy-on-read ---- */
@@ -716,8 +778,7 @@ static void fvd_cor_read_done(struct work_struct *ws)
 		src += bv.bv_len;
 	}
 	bio_endio(bio);
-	fvd_buffer_io(op, REQ_OP_WRITE, fvd->data_dev->bdev,
-		      fvd_block_data_sector(fvd, op->block),
+	fvd_buffer_io(op, REQ_OP_WRITE, fvd->data_dev->bdev, op->data_sector,
 		      fvd_block_len(sb, op->block), fvd_cor_finish_work);
 }
 
@@ -792,16 +853,11 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 		      fvd_block_start(sb, block), origin_len, fvd_cor_read_done);
 }
 
-static void fvd_submit_local_write(struct fvd_target *fvd, struct bio *bio)
-{
-	fvd_remap_data(fvd, bio);
-	dm_submit_bio_remap(bio, NULL);
-}
-
 enum fvd_chunk_state {
 	FVD_CHUNK_READY,
 	FVD_CHUNK_HELD,		/* bio held until the data device grows */
 	FVD_CHUNK_NO_SPACE,	/* bio must fail with ENOSPC */
+	FVD_CHUNK_REQUEUE,	/* no space while suspending: back to dm */
 };
 
 /*
@@ -812,10 +868,12 @@ static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
 					  struct bio *bio, u64 block)
 {
 	struct fvd_meta *meta = &fvd->meta;
-	u64 chunk = fvd_block_chunk(&meta->sb, block);
+	u64 chunk;
 
-	if (!fvd->compact ||
-	    fvd_table_get(meta->table.live, chunk) != FVD_CHUNK_UNMAPPED)
+	if (!fvd->compact)
+		return FVD_CHUNK_READY;
+	chunk = fvd_block_chunk(&meta->sb, block);
+	if (fvd_table_get(meta->table.live, chunk) != FVD_CHUNK_UNMAPPED)
 		return FVD_CHUNK_READY;
 	if (fvd_meta_map_chunk(meta, chunk) >= 0) {
 		if (meta->nr_free < fvd->args.low_water_mark &&
@@ -834,12 +892,19 @@ static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
 	if (!fvd->out_of_space) {
 		fvd->out_of_space = true;
 		fvd->raise_event = true;
-		if (fvd->args.no_space_timeout && !fvd->args.error_if_no_space)
+		if (fvd->args.no_space_timeout && !fvd->args.error_if_no_space &&
+		    !fvd->suspending)
 			queue_delayed_work(fvd->wq, &fvd->no_space_timer,
 					   fvd->args.no_space_timeout * HZ);
 	}
 	if (fvd->args.error_if_no_space || fvd->no_space_expired)
 		return FVD_CHUNK_NO_SPACE;
+	/*
+	 * A held write would keep the suspend waiting: dm reissues it after
+	 * the resume (noflush suspend) or fails it, as those held before.
+	 */
+	if (fvd->suspending)
+		return FVD_CHUNK_REQUEUE;
 	bio_list_add(&fvd->no_space, bio);
 	return FVD_CHUNK_HELD;
 }
@@ -862,18 +927,30 @@ static void fvd_no_space_timeout_fn(struct work_struct *ws)
 	fvd_complete_bios(&held, BLK_STS_NOSPC);
 }
 
-/* Is a write making a block local in chunks [@first, @end) in progress? */
+/*
+ * Is a write making a block local in chunks [@first, @end) in progress?
+ * Ops are also hashed by chunk: whichever is shorter, the ops or the
+ * chunks, is looked through.
+ */
 static bool fvd_ops_in_chunks(struct fvd_target *fvd, u64 first, u64 end)
 {
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
 	struct fvd_op *op;
 	unsigned int bucket;
 	u64 chunk;
 
-	hash_for_each(fvd->ops, bucket, op, node) {
-		chunk = fvd_block_chunk(&fvd->meta.sb, op->block);
-		if (chunk >= first && chunk < end)
-			return true;
+	if (fvd->nr_ops < end - first) {
+		hash_for_each(fvd->ops, bucket, op, node) {
+			chunk = fvd_block_chunk(sb, op->block);
+			if (chunk >= first && chunk < end)
+				return true;
+		}
+		return false;
 	}
+	for (chunk = first; chunk < end; chunk++)
+		hash_for_each_possible(fvd->chunk_ops, op, chunk_node, chunk)
+			if (fvd_block_chunk(sb, op->block) == chunk)
+				return true;
 	return false;
 }
 
@@ -881,7 +958,8 @@ static bool fvd_ops_in_chunks(struct fvd_target *fvd, u64 first, u64 end)
  * Worker: unmap the whole chunks a discard covers; the parts of chunks at
  * its ends are left alone (discard_granularity says so).  A chunk with a
  * block write in progress waits for it: the write would set a bit in an
- * unmapped chunk otherwise.
+ * unmapped chunk otherwise.  A bounded number of blocks per lock hold,
+ * whatever the chunk size.
  */
 static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
 {
@@ -892,11 +970,11 @@ static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
 	u64 chunk = (start + sb->chunk_sectors - 1) >> sb->chunk_shift;
 	u64 last = end >= sb->virtual_sectors ? sb->nr_chunks :
 		   end >> sb->chunk_shift;
+	u64 batch = max(1ULL, FVD_DISCARD_BLOCKS_PER_HOLD >> sb->chunk_block_shift);
 	u64 batch_end;
 
 	chunk = max(chunk, ctx->discard_next);
 	while (chunk < last) {
-		batch_end = min_t(u64, last, chunk + FVD_DISCARD_BATCH);
 		spin_lock_irq(&fvd->lock);
 		if (fvd->mode != FVD_MODE_WRITE) {
 			spin_unlock_irq(&fvd->lock);
@@ -907,14 +985,10 @@ static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
 		 * All-local: the origin is gone, so the chunks holding its
 		 * data stay mapped (the discard is only a hint).
 		 */
-		if (fvd->all_local) {
+		if (fvd->all_local)
 			chunk = max(chunk, fvd_origin_chunks(sb));
-			if (chunk >= batch_end) {
-				spin_unlock_irq(&fvd->lock);
-				continue;
-			}
-		}
-		if (fvd_ops_in_chunks(fvd, chunk, batch_end)) {
+		batch_end = min(last, chunk + batch);
+		if (chunk < batch_end && fvd_ops_in_chunks(fvd, chunk, batch_end)) {
 			ctx->discard_next = chunk;
 			bio_list_add(&fvd->discard_wait, bio);
 			spin_unlock_irq(&fvd->lock);
@@ -933,6 +1007,7 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 {
 	struct fvd_bio_ctx *ctx = dm_per_bio_data(bio, sizeof(*ctx));
 	u64 block = fvd_bio_block(fvd, bio);
+	enum fvd_chunk_state chunk_state;
 	struct fvd_op *op, *busy;
 	bool fresh;
 
@@ -963,18 +1038,15 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 	}
 	/* Copied on read: the data device already holds the rest of the block. */
 	fresh = fvd_bit_test(fvd->meta.fresh, block);
-	switch (fresh ? FVD_CHUNK_READY : fvd_map_chunk(fvd, bio, block)) {
-	case FVD_CHUNK_READY:
-		break;
-	case FVD_CHUNK_HELD:
+	chunk_state = fresh ? FVD_CHUNK_READY : fvd_map_chunk(fvd, bio, block);
+	if (chunk_state != FVD_CHUNK_READY) {
 		spin_unlock_irq(&fvd->lock);
 		mempool_free(op, &fvd->op_pool);
-		return;
-	case FVD_CHUNK_NO_SPACE:
-		spin_unlock_irq(&fvd->lock);
-		mempool_free(op, &fvd->op_pool);
-		bio->bi_status = BLK_STS_NOSPC;
-		bio_endio(bio);
+		if (chunk_state != FVD_CHUNK_HELD) {
+			bio->bi_status = chunk_state == FVD_CHUNK_NO_SPACE ?
+					 BLK_STS_NOSPC : BLK_STS_DM_REQUEUE;
+			bio_endio(bio);
+		}
 		return;
 	}
 	fvd_op_start(fvd, op, block);
@@ -987,7 +1059,11 @@ static void fvd_handle_absent_write(struct fvd_target *fvd, struct bio *bio)
 		ctx->needs_commit = op->fua;
 		if (!fresh)
 			atomic64_inc(&fvd->nr_whole_writes);
-		fvd_submit_local_write(fvd, bio);
+		bio_set_dev(bio, fvd->data_dev->bdev);
+		bio->bi_iter.bi_sector = op->data_sector +
+					 (fvd_bio_sector(fvd, bio) -
+					  fvd_block_start(&fvd->meta.sb, block));
+		dm_submit_bio_remap(bio, NULL);
 		return;
 	}
 	op->bio = bio;
@@ -1067,11 +1143,10 @@ static int fvd_map_read(struct fvd_target *fvd, struct bio *bio)
 			return DM_MAPIO_REMAPPED;
 	} else if (fvd_meta_present(&fvd->meta, block)) {
 		/*
-		 * No lock: bits are only set, except by the rollback after a
-		 * failed commit, which drops writes that no flush ever
-		 * acknowledged (and copies on read, which held the origin's
-		 * data).  A read racing with the first write of a block may see
-		 * the old content, as it may on any disk.
+		 * No lock: without a chunk table, bits are only ever set (a
+		 * load replaces the whole map before the first bio).  A read
+		 * racing with the first write of a block may see the old
+		 * content, as it may on any disk.
 		 */
 		fvd_remap_data(fvd, bio);
 		return DM_MAPIO_REMAPPED;
@@ -1435,6 +1510,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&fvd->no_space);
 	bio_list_init(&fvd->discard_wait);
 	hash_init(fvd->ops);
+	hash_init(fvd->chunk_ops);
 	INIT_WORK(&fvd->worker, fvd_worker);
 	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
 	INIT_DELAYED_WORK(&fvd->no_space_timer, fvd_no_space_timeout_fn);
@@ -1537,7 +1613,9 @@ static void fvd_dtr(struct dm_target *ti)
  * Writes held for a free chunk would keep a suspend waiting forever, and
  * growing the data device needs one: hand them back to dm, which reissues
  * them after the resume when the suspend is a noflush one (and fails them
- * otherwise), as dm-thin does.
+ * otherwise), as dm-thin does.  dm maps bios until it blocks I/O after
+ * this (a flushing suspend's lock_fs writes among them): until the suspend
+ * ends or is undone, a write that finds no space goes back to dm at once.
  */
 static void fvd_presuspend(struct dm_target *ti)
 {
@@ -1547,12 +1625,27 @@ static void fvd_presuspend(struct dm_target *ti)
 	cancel_delayed_work_sync(&fvd->no_space_timer);
 	fvd_prefetch_suspend(fvd);
 	spin_lock_irq(&fvd->lock);
+	fvd->suspending = true;
 	held = fvd->no_space;
 	bio_list_init(&fvd->no_space);
 	/* A write that still finds no space after the resume waits anew. */
 	fvd->out_of_space = fvd->no_space_expired;
 	spin_unlock_irq(&fvd->lock);
 	fvd_complete_bios(&held, BLK_STS_DM_REQUEUE);
+}
+
+/*
+ * The suspend failed after presuspend (lock_fs failed, or a signal ended
+ * the wait for in-flight I/O): the device stays live, so does the target.
+ */
+static void fvd_presuspend_undo(struct dm_target *ti)
+{
+	struct fvd_target *fvd = ti->private;
+
+	spin_lock_irq(&fvd->lock);
+	fvd->suspending = false;
+	spin_unlock_irq(&fvd->lock);
+	fvd_prefetch_resume(fvd);
 }
 
 static void fvd_postsuspend(struct dm_target *ti)
@@ -1566,6 +1659,35 @@ static void fvd_postsuspend(struct dm_target *ti)
 	flush_workqueue(fvd->copy_wq);
 	flush_workqueue(fvd->wq);
 	fvd_shutdown(fvd);
+	spin_lock_irq(&fvd->lock);
+	fvd->suspending = false;
+	spin_unlock_irq(&fvd->lock);
+}
+
+/*
+ * A writable image in use is not clean.  Before the resume lets the
+ * prefetch go on (it sets the all-local flag) and under the lock of every
+ * other superblock writer, so neither update is lost; a failure fails the
+ * resume.
+ */
+static int fvd_mark_in_use(struct fvd_target *fvd)
+{
+	int r = 0;
+
+	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
+		return 0;
+	mutex_lock(&fvd->commit_lock);
+	if (fvd->meta.sb.flags & FVD_FLAG_CLEAN) {
+		fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
+		r = fvd_meta_write_sb(&fvd->meta);
+		if (r) {
+			fvd->meta.sb.flags |= FVD_FLAG_CLEAN;
+			DMERR("%s: cannot write the superblock (%d)",
+			      dm_table_device_name(fvd->ti->table), r);
+		}
+	}
+	mutex_unlock(&fvd->commit_lock);
+	return r;
 }
 
 /*
@@ -1579,6 +1701,8 @@ static int fvd_preresume(struct dm_target *ti)
 	struct fvd_sb_info sb;
 	enum fvd_sb_status status;
 	struct fvd_replay replay;
+	const char *changed;
+	u64 was, now;
 	int r;
 
 	if (fvd->compact) {
@@ -1595,7 +1719,7 @@ static int fvd_preresume(struct dm_target *ti)
 		}
 	}
 	if (fvd->loaded)
-		return 0;
+		return fvd_mark_in_use(fvd);
 	r = fvd_meta_read_sb(&fvd->meta, &sb, &status);
 	if (r) {
 		DMERR("%s: cannot read back the superblock: %s",
@@ -1603,17 +1727,16 @@ static int fvd_preresume(struct dm_target *ti)
 		      r == -EINVAL ? fvd_sb_status_str(status) : "I/O error");
 		return r;
 	}
-	if (sb.virtual_sectors != fvd->meta.sb.virtual_sectors ||
-	    sb.block_sectors != fvd->meta.sb.block_sectors ||
-	    sb.bitmap_offset != fvd->meta.sb.bitmap_offset ||
-	    sb.data_offset != fvd->meta.sb.data_offset ||
-	    sb.origin_sectors != fvd->meta.sb.origin_sectors ||
-	    sb.incompat_features != fvd->meta.sb.incompat_features ||
-	    sb.journal_offset != fvd->meta.sb.journal_offset ||
-	    sb.journal_sectors != fvd->meta.sb.journal_sectors ||
-	    memcmp(sb.uuid, fvd->meta.sb.uuid, sizeof(sb.uuid))) {
-		DMERR("%s: the image was reformatted after the table was loaded",
+	/* The table sized its buffers and checked its devices by the old one. */
+	changed = fvd_sb_layout_change(&fvd->meta.sb, &sb, &was, &now);
+	if (changed && !strcmp(changed, "uuid")) {
+		DMERR("%s: the image was reformatted after the table was loaded (a new uuid): load the table again",
 		      dm_table_device_name(ti->table));
+		return -EINVAL;
+	}
+	if (changed) {
+		DMERR("%s: the image was reformatted after the table was loaded (superblock %s was %llu, is %llu): load the table again",
+		      dm_table_device_name(ti->table), changed, was, now);
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;
@@ -1634,7 +1757,18 @@ static int fvd_preresume(struct dm_target *ti)
 		       replay.head, replay.nr_records, sb.checkpoint_seq,
 		       replay.full ? "region full" :
 		       fvd_jblock_status_str(replay.stop));
-	fvd->journal.next_seq = replay.next_seq;
+	if (replay.nr_newer && fvd->writable) {
+		DMERR("%s: the journal is damaged: the replay stopped at journal block %llu (%s), but %llu valid blocks of later commits follow from block %llu (up to sequence %llu); they hold acknowledged writes, so the image is left untouched: load it read_only, or drop them with fvd-check --repair",
+		      dm_table_device_name(ti->table), replay.head,
+		      fvd_jblock_status_str(replay.stop), replay.nr_newer,
+		      replay.first_newer, replay.max_seq);
+		return -EUCLEAN;
+	}
+	if (replay.nr_newer)
+		DMWARN("%s: the journal is damaged at block %llu: %llu blocks of later commits are ignored",
+		       dm_table_device_name(ti->table), replay.head, replay.nr_newer);
+	/* The checkpoint below takes a number no block in the region has. */
+	fvd->journal.next_seq = max(replay.next_seq, replay.max_seq);
 	fvd->journal.head = replay.head;
 
 	/*
@@ -1651,13 +1785,12 @@ static int fvd_preresume(struct dm_target *ti)
 		}
 	}
 	fvd->loaded = true;
-	return 0;
+	return fvd_mark_in_use(fvd);
 }
 
 static void fvd_resume(struct dm_target *ti)
 {
 	struct fvd_target *fvd = ti->private;
-	int r;
 
 	fvd->resumed = true;
 	if (fvd->compact) {
@@ -1671,17 +1804,8 @@ static void fvd_resume(struct dm_target *ti)
 		spin_unlock_irq(&fvd->lock);
 	}
 	fvd_prefetch_resume(fvd);
-	if (!fvd->writable || READ_ONCE(fvd->mode) != FVD_MODE_WRITE)
-		return;
-	if (fvd->meta.sb.flags & FVD_FLAG_CLEAN) {
-		fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
-		r = fvd_meta_write_sb(&fvd->meta);
-		if (r) {
-			fvd_metadata_error(fvd, "superblock write", r);
-			return;
-		}
-	}
-	queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
+	if (fvd->writable && READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
+		queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
 }
 
 static void fvd_status(struct dm_target *ti, status_type_t type,
@@ -1817,6 +1941,7 @@ static struct target_type fvd_target_type = {
 	.map = fvd_map,
 	.end_io = fvd_end_io,
 	.presuspend = fvd_presuspend,
+	.presuspend_undo = fvd_presuspend_undo,
 	.postsuspend = fvd_postsuspend,
 	.preresume = fvd_preresume,
 	.resume = fvd_resume,

@@ -42,9 +42,6 @@ u32 fvd_sb_csum(const struct fvd_disk_superblock *disk)
 			       offsetof(struct fvd_disk_superblock, csum));
 }
 
-/* Virtual disks up to 8 PiB: the bitmap of the smallest blocks stays < 256 MiB. */
-#define FVD_MAX_VIRTUAL_SECTORS		(1ULL << 44)
-
 static const char * const fvd_sb_status_names[FVD_SB_NR_STATUS] = {
 	[FVD_SB_OK]			= "valid",
 	[FVD_SB_BAD_MAGIC]		= "bad magic: not an FVD image",
@@ -62,6 +59,8 @@ static const char * const fvd_sb_status_names[FVD_SB_NR_STATUS] = {
 	[FVD_SB_BAD_JOURNAL]		= "invalid journal region",
 	[FVD_SB_REGIONS_OVERLAP]	= "metadata regions overlap",
 	[FVD_SB_BAD_DATA_OFFSET]	= "data offset inside the metadata",
+	[FVD_SB_TOO_MANY_BLOCKS]	= "more than 2^32 blocks: a larger block size is needed",
+	[FVD_SB_TOO_MANY_CHUNKS]	= "more than 2^27 chunks: a larger chunk size is needed",
 };
 
 const char *fvd_sb_status_str(enum fvd_sb_status status)
@@ -121,9 +120,12 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 		return FVD_SB_BAD_VIRTUAL_SIZE;
 	sb->nr_blocks = (sb->virtual_sectors + sb->block_sectors - 1) >>
 			sb->block_shift;
+	if (sb->nr_blocks > FVD_MAX_BLOCKS)
+		return FVD_SB_TOO_MANY_BLOCKS;
 	if (sb->origin_sectors > sb->virtual_sectors)
 		return FVD_SB_BAD_ORIGIN_SIZE;
 	sb->chunk_shift = 0;
+	sb->chunk_block_shift = 0;
 	sb->nr_chunks = 0;
 	if (fvd_compact(sb)) {
 		/* a power of two, from one block to 1 GiB */
@@ -133,8 +135,11 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 			return FVD_SB_BAD_CHUNK_SIZE;
 		while ((1U << sb->chunk_shift) < sb->chunk_sectors)
 			sb->chunk_shift++;
+		sb->chunk_block_shift = sb->chunk_shift - sb->block_shift;
 		sb->nr_chunks = (sb->virtual_sectors + sb->chunk_sectors - 1) >>
 				sb->chunk_shift;
+		if (sb->nr_chunks > FVD_MAX_CHUNKS)
+			return FVD_SB_TOO_MANY_CHUNKS;
 		if (!(sb->incompat_features & FVD_INCOMPAT_JOURNAL))
 			return FVD_SB_COMPACT_NO_JOURNAL;
 	} else if (sb->chunk_sectors) {
@@ -227,6 +232,50 @@ void fvd_sb_encode(const struct fvd_sb_info *sb, void *block)
 	disk->data_offset = cpu_to_le64(sb->data_offset);
 	disk->checkpoint_seq = cpu_to_le64(sb->checkpoint_seq);
 	disk->csum = cpu_to_le32(fvd_sb_csum(disk));
+}
+
+/*
+ * The first field of the layout that differs between @a and @b: its name,
+ * with both values, or NULL when the layouts are the same.  The layout is
+ * everything a loaded table sized its buffers and checked its devices by:
+ * every field but the flags, the checkpoint and the compatible features.
+ */
+const char *fvd_sb_layout_change(const struct fvd_sb_info *a,
+				 const struct fvd_sb_info *b, u64 *was, u64 *now)
+{
+#define FVD_LAYOUT_FIELD(f)	{ #f, a->f, b->f }
+	const struct {
+		const char *name;
+		u64 a, b;
+	} fields[] = {
+		FVD_LAYOUT_FIELD(version),
+		FVD_LAYOUT_FIELD(incompat_features),
+		FVD_LAYOUT_FIELD(ro_compat_features),
+		FVD_LAYOUT_FIELD(virtual_sectors),
+		FVD_LAYOUT_FIELD(origin_sectors),
+		FVD_LAYOUT_FIELD(block_sectors),
+		FVD_LAYOUT_FIELD(chunk_sectors),
+		FVD_LAYOUT_FIELD(bitmap_offset),
+		FVD_LAYOUT_FIELD(bitmap_sectors),
+		FVD_LAYOUT_FIELD(table_offset),
+		FVD_LAYOUT_FIELD(table_sectors),
+		FVD_LAYOUT_FIELD(journal_offset),
+		FVD_LAYOUT_FIELD(journal_sectors),
+		FVD_LAYOUT_FIELD(data_offset),
+	};
+#undef FVD_LAYOUT_FIELD
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(fields); i++) {
+		if (fields[i].a != fields[i].b) {
+			*was = fields[i].a;
+			*now = fields[i].b;
+			return fields[i].name;
+		}
+	}
+	*was = 0;
+	*now = 0;
+	return memcmp(a->uuid, b->uuid, sizeof(a->uuid)) ? "uuid" : NULL;
 }
 
 static u64 fvd_round_up(u64 value, u64 align)
@@ -476,51 +525,50 @@ static void *fvd_jbuilder_block(const struct fvd_jbuilder *jb, unsigned int i)
 void fvd_jbuilder_reset(struct fvd_jbuilder *jb)
 {
 	jb->nr_blocks = 0;
-	jb->overflow = false;
 	jb->nr_records = 0;
 }
 
-void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count)
+/* Append a run of local blocks; false when no room is left for it. */
+bool fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count)
 {
-	if (jb->overflow)
-		return;
-	if (jb->nr_blocks &&
-	    !fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks - 1),
-				       start, count))
-		goto added;
-	if (jb->nr_blocks == jb->max_blocks) {
-		jb->overflow = true;
-		return;
+	if (!jb->nr_blocks ||
+	    fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks - 1),
+				      start, count)) {
+		if (jb->nr_blocks == jb->max_blocks)
+			return false;
+		fvd_jblock_init(fvd_jbuilder_block(jb, jb->nr_blocks));
+		fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks++),
+					  start, count);
 	}
-	fvd_jblock_init(fvd_jbuilder_block(jb, jb->nr_blocks));
-	fvd_jblock_add_bitmap_run(fvd_jbuilder_block(jb, jb->nr_blocks++),
-				  start, count);
-added:
 	jb->nr_records++;
+	return true;
 }
 
-void fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
-			    const __le32 *entries)
+/*
+ * Append table entries [@start, @start + @count), over several journal
+ * blocks if need be; returns how many fit.
+ */
+u32 fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
+			   const __le32 *entries)
 {
+	u32 done = 0;
 	int added;
 
-	while (count && !jb->overflow) {
+	while (done < count) {
 		added = jb->nr_blocks ?
 			fvd_jblock_add_table_run(fvd_jbuilder_block(jb, jb->nr_blocks - 1),
-						 start, count, entries) : 0;
+						 start + done, count - done,
+						 entries + done) : 0;
 		if (!added) {
-			if (jb->nr_blocks == jb->max_blocks) {
-				jb->overflow = true;
-				return;
-			}
+			if (jb->nr_blocks == jb->max_blocks)
+				break;
 			fvd_jblock_init(fvd_jbuilder_block(jb, jb->nr_blocks++));
 			continue;
 		}
 		jb->nr_records++;
-		start += added;
-		count -= added;
-		entries += added;
+		done += added;
 	}
+	return done;
 }
 
 void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq)
@@ -568,6 +616,37 @@ static int fvd_replay_check(const struct fvd_sb_info *sb, fvd_jread_fn read,
 }
 
 /*
+ * Blocks @index onwards: count the valid ones of commits after the one the
+ * replay stopped at, and note the newest sequence number.
+ */
+static int fvd_replay_scan_tail(const struct fvd_sb_info *sb, fvd_jread_fn read,
+				void *context, u64 index,
+				struct fvd_replay *replay)
+{
+	const struct fvd_disk_jheader *h;
+	const void *block;
+	u64 seq;
+	int r;
+
+	for (; index < fvd_journal_blocks(sb); index++) {
+		r = read(context, index, &block);
+		if (r)
+			return r;
+		if (fvd_jblock_check(block, replay->next_seq, sb) != FVD_JB_OK)
+			continue;
+		h = block;
+		seq = le64_to_cpu(h->seq);
+		if (seq > replay->max_seq)
+			replay->max_seq = seq;
+		if (seq == replay->next_seq)
+			continue;	/* of the torn commit itself */
+		if (!replay->nr_newer++)
+			replay->first_newer = index;
+	}
+	return 0;
+}
+
+/*
  * Apply every complete commit from the start of the journal whose sequence
  * numbers follow on from the checkpoint.  A commit counts only when all its
  * blocks are valid: its first block said how many there are, each carries its
@@ -584,6 +663,7 @@ int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 
 	memset(replay, 0, sizeof(*replay));
 	replay->next_seq = sb->checkpoint_seq + 1;
+	replay->max_seq = sb->checkpoint_seq;
 	replay->stop = FVD_JB_OK;
 	while (replay->head < nr_blocks) {
 		for (i = 0; i == 0 || i < count; i++) {
@@ -595,7 +675,8 @@ int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 			if (replay->stop != FVD_JB_OK) {
 				if (i)
 					replay->stop = FVD_JB_TORN;
-				return 0;
+				return fvd_replay_scan_tail(sb, read, context,
+							    replay->head, replay);
 			}
 		}
 		for (i = 0; i < count; i++) {
@@ -609,7 +690,7 @@ int fvd_journal_replay(const struct fvd_sb_info *sb, fvd_jread_fn read,
 		}
 		replay->head += count;
 		replay->nr_commits++;
-		replay->next_seq++;
+		replay->max_seq = replay->next_seq++;
 	}
 	replay->full = true;
 	return 0;

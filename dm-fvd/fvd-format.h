@@ -72,6 +72,17 @@
 
 #define FVD_DEFAULT_CHUNK_SIZE		(1024 * 1024)
 #define FVD_MAX_CHUNK_SHIFT		30	/* 1 GiB */
+
+/*
+ * The largest geometry supported.  The target keeps the bitmap (three
+ * copies) and the chunk table (two) in memory: each copy is at most 512
+ * MiB.  2^32 blocks are 16 TiB of 4 KiB blocks, 256 TiB of 64 KiB ones, and
+ * the largest virtual size (8 PiB) of 2 MiB ones; 2^27 chunks are 128 TiB of
+ * 1 MiB chunks.
+ */
+#define FVD_MAX_VIRTUAL_SECTORS		(1ULL << 44)	/* 8 PiB */
+#define FVD_MAX_BLOCKS			(1ULL << 32)
+#define FVD_MAX_CHUNKS			(1ULL << 27)
 #define FVD_RO_COMPAT_SUPPORTED		0ULL
 
 struct fvd_disk_superblock {
@@ -125,6 +136,7 @@ struct fvd_sb_info {
 	u32 block_shift;
 	u64 nr_blocks;
 	u32 chunk_shift;	/* compact images */
+	u32 chunk_block_shift;	/* log2 of blocks per chunk; 0 without chunks */
 	u64 nr_chunks;
 	u64 metadata_sectors;	/* end of the last metadata region */
 };
@@ -146,6 +158,8 @@ enum fvd_sb_status {
 	FVD_SB_BAD_JOURNAL,
 	FVD_SB_REGIONS_OVERLAP,
 	FVD_SB_BAD_DATA_OFFSET,
+	FVD_SB_TOO_MANY_BLOCKS,
+	FVD_SB_TOO_MANY_CHUNKS,
 	FVD_SB_NR_STATUS
 };
 
@@ -162,6 +176,8 @@ const char *fvd_sb_status_str(enum fvd_sb_status status);
 enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb);
 void fvd_sb_encode(const struct fvd_sb_info *sb, void *block);
 enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb);
+const char *fvd_sb_layout_change(const struct fvd_sb_info *a,
+				 const struct fvd_sb_info *b, u64 *was, u64 *now);
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata);
@@ -179,19 +195,26 @@ static inline u64 fvd_table_region_sectors(u64 nr_chunks)
 	return blocks * FVD_META_BLOCK_SECTORS;
 }
 
+/*
+ * The chunk holding @block.  Defined for every valid geometry: an image
+ * without chunks has chunk_block_shift 0, and callers only ask on compact
+ * images.
+ */
 static inline u64 fvd_block_chunk(const struct fvd_sb_info *sb, u64 block)
 {
-	return block >> (sb->chunk_shift - sb->block_shift);
+	return block >> sb->chunk_block_shift;
 }
 
 /* Table entries: 0 is unmapped, otherwise physical chunk + 1. */
 #define FVD_CHUNK_UNMAPPED	0U
+/* Physical chunks a table entry can name; a larger data device is not used. */
+#define FVD_MAX_PHYS_CHUNKS	(0xffffffffULL - 1)
 
 /* Blocks [*first, *end) of virtual @chunk; the last chunk may be short. */
 static inline void fvd_chunk_blocks(const struct fvd_sb_info *sb, u64 chunk,
 				    u64 *first, u64 *end)
 {
-	u64 per_chunk = 1ULL << (sb->chunk_shift - sb->block_shift);
+	u64 per_chunk = 1ULL << sb->chunk_block_shift;
 
 	*first = chunk * per_chunk;
 	*end = *first + per_chunk;
@@ -356,28 +379,28 @@ const char *fvd_jblock_status_str(enum fvd_jblock_status status);
 
 /*
  * Builds the journal blocks of one commit in a caller-provided buffer of
- * @max_blocks blocks.  Runs that do not fit set @overflow; the caller then
- * writes the bitmap home instead (a checkpoint).
+ * @max_blocks blocks (at most FVD_JOURNAL_MAX_COMMIT_BLOCKS).  What does not
+ * fit is refused, and the caller describes it in the next commit.
  */
 struct fvd_jbuilder {
 	u8 *buf;
 	unsigned int max_blocks;
 	unsigned int nr_blocks;
-	bool overflow;
 	u64 nr_records;
 };
 
 void fvd_jbuilder_reset(struct fvd_jbuilder *jb);
-void fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count);
-void fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
-			    const __le32 *entries);
+bool fvd_jbuilder_add_run(struct fvd_jbuilder *jb, u64 start, u32 count);
+u32 fvd_jbuilder_add_table(struct fvd_jbuilder *jb, u64 start, u32 count,
+			   const __le32 *entries);
 void fvd_jbuilder_seal(struct fvd_jbuilder *jb, u64 seq);
 
 /*
  * Replay.  @read returns journal block @index (0-based in the region) in
  * *@block, valid until the next call, or a negative errno.  @apply is called
  * for every record of every complete commit newer than sb->checkpoint_seq,
- * in order; a non-zero return stops the replay and is returned.
+ * in order; a non-zero return stops the replay and is returned.  The rest
+ * of the region is then read for blocks of later commits (nr_newer).
  */
 typedef int (*fvd_jread_fn)(void *context, u64 index, const void **block);
 
@@ -388,6 +411,16 @@ struct fvd_replay {
 	u64 nr_records;
 	enum fvd_jblock_status stop;	/* why the replay ended at @head */
 	bool full;		/* it ended at the end of the region */
+	/*
+	 * Valid blocks past @head of commits after next_seq: a commit was
+	 * completed after the one the replay stopped at, so the journal is
+	 * damaged and stopping drops acknowledged commits.  No crash leaves
+	 * one: commits are written one after the other, each complete before
+	 * the next, and a load checkpoints past any number a torn one holds.
+	 */
+	u64 nr_newer;
+	u64 first_newer;	/* journal block of the first of them */
+	u64 max_seq;		/* newest sequence number seen, replayed or not */
 };
 
 static inline u64 fvd_journal_blocks(const struct fvd_sb_info *sb)

@@ -2,11 +2,13 @@
 /*
  * dm-fvd metadata journal.
  *
- * A commit is one sequential FUA write of up to FVD_JOURNAL_MAX_COMMIT_BLOCKS
- * journal blocks at the head of the journal, issued after the data device
- * flush; it lists the runs of blocks that became local.  The bitmap blocks
- * at home are only written by checkpoints (journal full, clean shutdown,
- * load), which the target drives.  Journal blocks are written with dm-io and
+ * A journal commit is one sequential FUA write of up to
+ * FVD_JOURNAL_MAX_COMMIT_BLOCKS journal blocks at the head of the journal,
+ * issued after the data device flush; it lists the table entries that
+ * changed and the runs of blocks that became local (a larger commit of the
+ * target takes several).  The bitmap blocks at home are only written by
+ * checkpoints (journal full, clean shutdown, load), which the target
+ * drives.  Journal blocks are written with dm-io and
  * read through dm-bufio at load only, then forgotten, so a cached copy never
  * hides a later write.
  */
@@ -40,24 +42,6 @@ void fvd_journal_exit(struct fvd_journal *journal)
 {
 	kvfree(journal->builder.buf);
 	journal->builder.buf = NULL;
-}
-
-/* Can the prepared commit go to the journal, or must it be a checkpoint? */
-bool fvd_journal_fits(const struct fvd_journal *journal)
-{
-	const struct fvd_jbuilder *jb = &journal->builder;
-
-	return jb->buf && !jb->overflow && jb->nr_blocks &&
-	       jb->nr_blocks <= journal->nr_blocks - journal->head;
-}
-
-/* Would the prepared commit fit once the journal is checkpointed? */
-bool fvd_journal_needs_room(const struct fvd_journal *journal)
-{
-	const struct fvd_jbuilder *jb = &journal->builder;
-
-	return jb->buf && !jb->overflow && jb->nr_blocks &&
-	       jb->nr_blocks > journal->nr_blocks - journal->head;
 }
 
 /* Write the prepared commit at the head of the journal, with FUA. */

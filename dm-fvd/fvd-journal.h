@@ -41,8 +41,6 @@ static inline void fvd_dm_io_buffer(struct dm_io_request *req, void *buf)
 
 int fvd_journal_init(struct fvd_journal *journal, const struct fvd_sb_info *sb);
 void fvd_journal_exit(struct fvd_journal *journal);
-bool fvd_journal_fits(const struct fvd_journal *journal);
-bool fvd_journal_needs_room(const struct fvd_journal *journal);
 int fvd_journal_append(struct fvd_journal *journal, struct dm_io_client *client,
 		       struct block_device *bdev, const struct fvd_sb_info *sb);
 int fvd_journal_replay_meta(struct fvd_meta *meta, const struct fvd_sb_info *sb,

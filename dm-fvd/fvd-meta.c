@@ -11,16 +11,20 @@
  *
  * Compact images always have a journal.  Their bits are also cleared, when a
  * discard unmaps a chunk, and a chunk's entry must never be home without the
- * bits that go with it or the other way round; so every change reaches the
- * journal before any home block is written (a checkpoint writes home only
- * what the journal already holds), and replay repairs a torn checkpoint.  A
- * TABLE record clears the bits of its chunks on replay, and a commit lists
- * every bit of a chunk whose entry changed after the entry.
+ * bits that go with it or the other way round.  So a journaled commit only
+ * ever writes the journal: it describes what changed in steps, in block
+ * order, a chunk's table entry before its bits (a TABLE record clears the
+ * bits of its chunks on replay), and stages each step as a replay would
+ * apply it.  A commit too large for one journal write becomes several, each
+ * leaving a consistent image on disk; between them the staged copy is
+ * exactly what the journal holds, and checkpoints write home only that.
+ * Replay repairs a torn checkpoint.
  */
 #include <linux/bitmap.h>
 #include <linux/dm-bufio.h>
 #include <linux/err.h>
 #include <linux/minmax.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
@@ -122,9 +126,10 @@ void fvd_meta_close(struct fvd_meta *meta)
 	fvd_mregion_free(&meta->bits);
 	fvd_mregion_free(&meta->table);
 	kvfree(meta->fresh);
-	bitmap_free(meta->chunk_used);
-	bitmap_free(meta->chunk_freeing);
-	bitmap_free(meta->chunk_draining);
+	kvfree(meta->chunk_used);
+	kvfree(meta->chunk_freeing);
+	kvfree(meta->chunk_unmapped);
+	kvfree(meta->chunk_draining);
 	memset(meta, 0, sizeof(*meta));
 }
 
@@ -213,8 +218,10 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
 		return 0;
 	bitmap_zero(meta->chunk_used, meta->nr_phys);
 	bitmap_zero(meta->chunk_freeing, meta->nr_phys);
+	bitmap_zero(meta->chunk_unmapped, meta->nr_phys);
 	bitmap_zero(meta->chunk_draining, meta->nr_phys);
 	meta->nr_freeing = 0;
+	meta->nr_unmapped = 0;
 	meta->nr_draining = 0;
 	for (chunk = 0; chunk < meta->sb.nr_chunks; chunk++) {
 		entry = fvd_table_get(meta->table.live, chunk);
@@ -237,32 +244,45 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
 	return 0;
 }
 
+static unsigned long *fvd_chunk_map_alloc(u64 nr_bits)
+{
+	return kvcalloc(BITS_TO_LONGS(max_t(u64, nr_bits, 1)),
+			sizeof(unsigned long), GFP_KERNEL | __GFP_NOWARN);
+}
+
 /*
- * Size the physical chunk map for a data device holding @nr_phys chunks.
+ * Size the physical chunk maps for a data device holding @nr_phys chunks.
  * Growing keeps the chunks in use; shrinking below a chunk in use fails.
+ * Called at every resume: the maps are only replaced when the size
+ * changed, and allocated without I/O (kvmalloc may fall back to vmalloc,
+ * and reclaim must not write to a device that may be this one, suspended).
  */
 int fvd_meta_set_capacity(struct fvd_meta *meta, u64 nr_phys, spinlock_t *lock)
 {
 	unsigned long **maps[] = {
-		&meta->chunk_used, &meta->chunk_freeing, &meta->chunk_draining
+		&meta->chunk_used, &meta->chunk_freeing, &meta->chunk_unmapped,
+		&meta->chunk_draining
 	};
 	unsigned long *new[ARRAY_SIZE(maps)], *old;
-	unsigned int i;
+	unsigned int i, noio;
 	u64 last;
 	int r = 0;
 
 	if (!fvd_compact(&meta->sb))
 		return 0;
-	nr_phys = min_t(u64, nr_phys, U32_MAX - 1);
+	nr_phys = min_t(u64, nr_phys, FVD_MAX_PHYS_CHUNKS);
+	if (meta->chunk_used && nr_phys == meta->nr_phys)
+		return 0;
+	noio = memalloc_noio_save();
 	for (i = 0; i < ARRAY_SIZE(maps); i++)
-		new[i] = bitmap_zalloc(max_t(u64, nr_phys, 1),
-				       GFP_KERNEL | __GFP_NOWARN);
+		new[i] = fvd_chunk_map_alloc(nr_phys);
+	memalloc_noio_restore(noio);
 	for (i = 0; i < ARRAY_SIZE(maps); i++)
 		if (!new[i])
 			r = -ENOMEM;
 	spin_lock_irq(lock);
 	old = meta->chunk_used;
-	/* Chunks freeing or draining are still in chunk_used. */
+	/* Chunks freeing, unmapped or draining are still in chunk_used. */
 	if (!r && old) {
 		last = find_last_bit(old, meta->nr_phys);
 		if (last < meta->nr_phys && last >= nr_phys)
@@ -281,7 +301,7 @@ int fvd_meta_set_capacity(struct fvd_meta *meta, u64 nr_phys, spinlock_t *lock)
 	}
 	spin_unlock_irq(lock);
 	for (i = 0; i < ARRAY_SIZE(maps); i++)
-		bitmap_free(new[i]);
+		kvfree(new[i]);
 	return r;
 }
 
@@ -310,12 +330,13 @@ int fvd_meta_load(struct fvd_meta *meta, struct fvd_replay *replay)
 	return fvd_meta_rebuild_chunks(meta);
 }
 
-/* Write every dirty buffer and flush the metadata device's cache. */
+/*
+ * Write every dirty buffer and flush the metadata device's cache: the
+ * flush is dm_bufio_write_dirty_buffers()'s own last step.
+ */
 static int fvd_meta_write_out(struct fvd_meta *meta)
 {
-	int r = dm_bufio_write_dirty_buffers(meta->bufio);
-
-	return r ? r : dm_bufio_issue_flush(meta->bufio);
+	return dm_bufio_write_dirty_buffers(meta->bufio);
 }
 
 /* Write the superblock and make it durable before returning. */
@@ -433,54 +454,115 @@ s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk)
 	return phys;
 }
 
+/* Set or clear bits [@first, @end) of @map (on-disk bit order). */
+static void fvd_map_fill(u8 *map, u64 first, u64 end, bool set)
+{
+	while (first < end && (first & 7)) {
+		if (set)
+			fvd_bit_set(map, first++);
+		else
+			fvd_bit_clear(map, first++);
+	}
+	if (end - first >= 8) {
+		memset(map + first / 8, set ? 0xff : 0, (end - first) / 8);
+		first += (end - first) & ~7ULL;
+	}
+	while (first < end) {
+		if (set)
+			fvd_bit_set(map, first++);
+		else
+			fvd_bit_clear(map, first++);
+	}
+}
+
+/* Clear bits [@first, @end) of @map; returns how many were set. */
+static u64 fvd_map_clear_count(u8 *map, u64 first, u64 end)
+{
+	u64 n = 0;
+
+	for (; first < end && (first & 7); first++) {
+		n += fvd_bit_test(map, first);
+		fvd_bit_clear(map, first);
+	}
+	for (; end - first >= 8; first += 8) {
+		n += hweight8(map[first / 8]);
+		map[first / 8] = 0;
+	}
+	for (; first < end; first++) {
+		n += fvd_bit_test(map, first);
+		fvd_bit_clear(map, first);
+	}
+	return n;
+}
+
 /*
- * Discard: unmap virtual @chunk.  Its blocks are absent at once; its
- * physical chunk waits in chunk_freeing until a commit journals the
- * unmapping.  The caller made sure no write to the chunk is in progress.
- * Returns false when the chunk was not mapped.
+ * Discard: unmap virtual @chunk.  Its blocks are absent at once.  Its
+ * physical chunk may be reused once nothing can refer to it any more: when
+ * the staged table (what is committed, or being committed) names it, after
+ * a commit journals the unmapping (chunk_freeing, then chunk_unmapped);
+ * otherwise after the next commit switches I/O epochs and the bios issued
+ * to it before have ended (chunk_unmapped, then chunk_draining).  The
+ * caller made sure no write to the chunk is in progress.  Returns false
+ * when the chunk was not mapped.
  */
 bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk)
 {
 	u32 entry = fvd_table_get(meta->table.live, chunk);
-	u64 block, end;
+	u64 block, end, next, cleared;
 
 	if (entry == FVD_CHUNK_UNMAPPED)
 		return false;
 	fvd_chunk_blocks(&meta->sb, chunk, &block, &end);
-	for (; block < end; block++) {
-		if (fvd_bit_test(meta->fresh, block)) {
-			fvd_bit_clear(meta->fresh, block);
-			meta->nr_fresh--;
+	for (; block < end; block = next) {
+		next = min(end, (u64)(fvd_meta_mblock_of(block) + 1) *
+				FVD_META_MBLOCK_BLOCKS);
+		meta->nr_fresh -= fvd_map_clear_count(meta->fresh, block, next);
+		cleared = fvd_map_clear_count(meta->bits.live, block, next);
+		if (cleared) {
+			meta->nr_local -= cleared;
+			fvd_mregion_mark_dirty(&meta->bits, fvd_meta_mblock_of(block));
 		}
-		if (!fvd_bit_test(meta->bits.live, block))
-			continue;
-		fvd_bit_clear(meta->bits.live, block);
-		meta->nr_local--;
-		fvd_mregion_mark_dirty(&meta->bits, fvd_meta_mblock_of(block));
 	}
 	fvd_table_set(meta->table.live, chunk, FVD_CHUNK_UNMAPPED);
 	fvd_mregion_mark_dirty(&meta->table, fvd_meta_tblock_of(chunk));
-	__set_bit(entry - 1, meta->chunk_freeing);
-	meta->nr_freeing++;
+	if (fvd_table_get(meta->table.staged, chunk) == entry) {
+		__set_bit(entry - 1, meta->chunk_freeing);
+		meta->nr_freeing++;
+	} else {
+		__set_bit(entry - 1, meta->chunk_unmapped);
+		meta->nr_unmapped++;
+	}
 	return true;
 }
 
 /*
- * The commit that journaled the unmappings is done and no I/O issued
- * before it is in flight: the draining chunks can be allocated again.
+ * The round that switched I/O epochs is on disk and every bio of the old
+ * epoch has ended: the draining chunks can be allocated again.  A few
+ * thousand words of the maps per hold of @lock, which allocation takes.
  * Returns how many were freed.
  */
-u64 fvd_meta_release_chunks(struct fvd_meta *meta)
+u64 fvd_meta_release_chunks(struct fvd_meta *meta, spinlock_t *lock)
 {
-	u64 n = meta->nr_draining;
+	const unsigned long words = BITS_TO_LONGS(meta->nr_phys);
+	unsigned long w, end;
+	u64 n = 0, freed;
 
-	if (!n)
+	if (!meta->nr_draining)
 		return 0;
-	bitmap_andnot(meta->chunk_used, meta->chunk_used, meta->chunk_draining,
-		      meta->nr_phys);
-	bitmap_zero(meta->chunk_draining, meta->nr_phys);
-	meta->nr_free += n;
-	meta->nr_draining = 0;
+	for (w = 0; w < words; w = end) {
+		end = min(w + FVD_MAP_WORDS_PER_HOLD, words);
+		spin_lock_irq(lock);
+		for (freed = 0; w < end; w++) {
+			freed += hweight_long(meta->chunk_draining[w]);
+			meta->chunk_used[w] &= ~meta->chunk_draining[w];
+			meta->chunk_draining[w] = 0;
+		}
+		meta->nr_free += freed;
+		meta->nr_draining -= freed;
+		spin_unlock_irq(lock);
+		n += freed;
+		cond_resched();
+	}
 	return n;
 }
 
@@ -491,160 +573,241 @@ static bool fvd_meta_entry_changed(const struct fvd_meta *meta, u64 chunk)
 }
 
 /*
- * Which of the live bits @live of blocks [@first, @first + 64) a commit
- * lists: those set since the last snapshot, and all of those in a chunk
- * whose entry changed (replay clears such a chunk's bits first).
+ * A commit begins: it visits the metadata blocks changed so far.  Changes
+ * made while it runs mark their blocks dirty again, for the next one.
  */
-static u64 fvd_meta_word_runs(const struct fvd_meta *meta, u64 first,
-			      u64 live, u64 staged)
+static void fvd_mregion_sweep_start(struct fvd_mregion *r)
 {
-	unsigned int shift, i, per_chunk;
-	u64 mask = live & ~staged, chunk_mask;
-
-	if (!fvd_compact(&meta->sb) || !live)
-		return mask;
-	shift = meta->sb.chunk_shift - meta->sb.block_shift;
-	if (shift >= 6)
-		return fvd_meta_entry_changed(meta, first >> shift) ? live : mask;
-	per_chunk = 1U << shift;
-	for (i = 0; i < 64; i += per_chunk) {
-		chunk_mask = GENMASK_ULL(i + per_chunk - 1, i);
-		/* Live bits only exist inside the disk: the chunk does too. */
-		if ((live & chunk_mask) &&
-		    fvd_meta_entry_changed(meta, (first + i) >> shift))
-			mask |= live & chunk_mask;
-	}
-	return mask;
-}
-
-/*
- * Append to @jb the runs of bits of bitmap block @mblock that the commit
- * lists (see fvd_meta_word_runs()).
- */
-static void fvd_meta_add_runs(const struct fvd_meta *meta, unsigned long mblock,
-			      struct fvd_jbuilder *jb)
-{
-	const size_t words = FVD_META_BLOCK_SIZE / sizeof(u64);
-	size_t off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-	const __le64 *live = (const __le64 *)(meta->bits.live + off);
-	const __le64 *staged = (const __le64 *)(meta->bits.staged + off);
-	u64 first = (u64)mblock * FVD_META_BLOCK_SIZE * 8;
-	u64 run_start = 0, run_end = 0, bit;
-	size_t w;
-	u64 added;
-
-	for (w = 0; w < words; w++) {
-		added = fvd_meta_word_runs(meta, first + w * 64,
-					   le64_to_cpu(live[w]),
-					   le64_to_cpu(staged[w]));
-		while (added) {
-			bit = first + w * 64 + __ffs64(added);
-			added &= added - 1;
-			if (bit == run_end && run_end > run_start) {
-				run_end++;
-				continue;
-			}
-			if (run_end > run_start)
-				fvd_jbuilder_add_run(jb, run_start,
-						     run_end - run_start);
-			run_start = bit;
-			run_end = bit + 1;
-		}
-	}
-	if (run_end > run_start)
-		fvd_jbuilder_add_run(jb, run_start, run_end - run_start);
-}
-
-/* Append to @jb the runs of table entries changed within table block @tblock. */
-static void fvd_meta_add_table(const struct fvd_meta *meta,
-			       unsigned long tblock, struct fvd_jbuilder *jb)
-{
-	const u64 per_block = FVD_META_BLOCK_SIZE / sizeof(__le32);
-	const __le32 *live = (const __le32 *)meta->table.live;
-	const __le32 *staged = (const __le32 *)meta->table.staged;
-	u64 chunk = tblock * per_block;
-	u64 end = min(chunk + per_block, meta->sb.nr_chunks), run;
-
-	while (chunk < end) {
-		if (live[chunk] == staged[chunk]) {
-			chunk++;
-			continue;
-		}
-		for (run = chunk + 1; run < end && live[run] != staged[run]; run++)
-			;
-		fvd_jbuilder_add_table(jb, chunk, run - chunk, live + chunk);
-		chunk = run;
-	}
-}
-
-/* Freeze the dirty blocks of @r into its staged copy. */
-static void fvd_mregion_freeze(struct fvd_mregion *r)
-{
-	unsigned long mblock;
-	size_t off;
-
 	if (!r->nr_mblocks)
 		return;
-	for_each_set_bit(mblock, r->dirty, r->nr_mblocks) {
-		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-		memcpy(r->staged + off, r->live + off, FVD_META_BLOCK_SIZE);
-		__set_bit(mblock, r->committing);
-	}
+	bitmap_or(r->committing, r->committing, r->dirty, r->nr_mblocks);
 	bitmap_zero(r->dirty, r->nr_mblocks);
 	r->nr_dirty = 0;
 }
 
-/*
- * Describe in @jb, when given, what changed since the last snapshot: table
- * entries first, then the bits (see fvd_meta_word_runs()).  Changes
- * nothing, so the caller may make room in the journal and describe again.
- * Returns the number of dirty metadata blocks.
- */
-unsigned long fvd_meta_describe(const struct fvd_meta *meta,
-				struct fvd_jbuilder *jb)
+void fvd_meta_sweep_start(struct fvd_meta *meta)
 {
-	unsigned long mblock;
-
-	if (!jb)
-		return meta->table.nr_dirty + meta->bits.nr_dirty;
-	fvd_jbuilder_reset(jb);
-	if (meta->table.nr_mblocks)
-		for_each_set_bit(mblock, meta->table.dirty, meta->table.nr_mblocks)
-			fvd_meta_add_table(meta, mblock, jb);
-	for_each_set_bit(mblock, meta->bits.dirty, meta->bits.nr_mblocks)
-		fvd_meta_add_runs(meta, mblock, jb);
-	return meta->table.nr_dirty + meta->bits.nr_dirty;
+	fvd_mregion_sweep_start(&meta->bits);
+	fvd_mregion_sweep_start(&meta->table);
+	meta->sweep_block = 0;
+	meta->sweep_mblock = 0;
+	meta->commit_active = true;
 }
 
-/*
- * Start the commit described last: freeze every dirty metadata block into
- * the staged copies, and start draining the chunks unmapped so far.
- * Returns true when chunks started draining.
- */
-bool fvd_meta_freeze(struct fvd_meta *meta)
+/* The first block at or after @block in a block the commit visits. */
+static u64 fvd_meta_sweep_next(const struct fvd_meta *meta, u64 block)
 {
-	bool draining = meta->nr_freeing > 0;
+	const struct fvd_sb_info *sb = &meta->sb;
+	unsigned long m;
+	u64 next = sb->nr_blocks, first;
 
-	meta->commit_active = meta->table.nr_dirty + meta->bits.nr_dirty > 0;
-	fvd_mregion_freeze(&meta->table);
-	fvd_mregion_freeze(&meta->bits);
-	if (draining) {
-		bitmap_or(meta->chunk_draining, meta->chunk_draining,
-			  meta->chunk_freeing, meta->nr_phys);
-		bitmap_zero(meta->chunk_freeing, meta->nr_phys);
-		meta->nr_draining += meta->nr_freeing;
-		meta->nr_freeing = 0;
+	m = find_next_bit(meta->bits.committing, meta->bits.nr_mblocks,
+			  fvd_meta_mblock_of(block));
+	if (m < meta->bits.nr_mblocks)
+		next = max(block, (u64)m * FVD_META_MBLOCK_BLOCKS);
+	if (!fvd_compact(sb))
+		return next;
+	m = find_next_bit(meta->table.committing, meta->table.nr_mblocks,
+			  fvd_meta_tblock_of(fvd_block_chunk(sb, block)));
+	if (m < meta->table.nr_mblocks) {
+		first = ((u64)m * FVD_META_TBLOCK_CHUNKS) << sb->chunk_block_shift;
+		next = min(next, max(block, first));
 	}
-	return draining;
+	return next;
 }
 
-/* Describe and freeze in one step; returns the number of metadata blocks. */
-unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb)
+/*
+ * Table entries [@chunk, @chunk + @n) went into the commit: stage them as
+ * a replay applies them, clearing their chunks' bits.  The old physical
+ * chunks are named by nothing durable once the commit is, so they wait
+ * for its epoch switch only.
+ */
+static void fvd_meta_stage_entries(struct fvd_meta *meta, u64 chunk, u32 n)
 {
-	unsigned long n = fvd_meta_describe(meta, jb);
+	const struct fvd_sb_info *sb = &meta->sb;
+	u64 c, first, end;
+	u32 old;
 
-	fvd_meta_freeze(meta);
-	return n;
+	for (c = chunk; c < chunk + n; c++) {
+		old = fvd_table_get(meta->table.staged, c);
+		fvd_table_set(meta->table.staged, c,
+			      fvd_table_get(meta->table.live, c));
+		if (old != FVD_CHUNK_UNMAPPED &&
+		    !WARN_ON_ONCE(!test_bit(old - 1, meta->chunk_freeing))) {
+			__clear_bit(old - 1, meta->chunk_freeing);
+			meta->nr_freeing--;
+			__set_bit(old - 1, meta->chunk_unmapped);
+			meta->nr_unmapped++;
+		}
+		fvd_chunk_blocks(sb, c, &first, &end);
+		fvd_map_fill(meta->bits.staged, first, end, false);
+		bitmap_set(meta->bits.home_stale, fvd_meta_mblock_of(first),
+			   fvd_meta_mblock_of(end - 1) - fvd_meta_mblock_of(first) + 1);
+	}
+	bitmap_set(meta->table.home_stale, fvd_meta_tblock_of(chunk),
+		   fvd_meta_tblock_of(chunk + n - 1) - fvd_meta_tblock_of(chunk) + 1);
+}
+
+/* A run of new bits went into the commit: staged as a replay sets them. */
+static bool fvd_meta_add_run(struct fvd_meta *meta, struct fvd_jbuilder *jb,
+			     u64 first, u64 end)
+{
+	if (!fvd_jbuilder_add_run(jb, first, end - first))
+		return false;
+	fvd_map_fill(meta->bits.staged, first, end, true);
+	__set_bit(fvd_meta_mblock_of(first), meta->bits.home_stale);
+	return true;
+}
+
+/*
+ * Add to @jb the runs of bits live but not staged in blocks [@first,
+ * *@end), all in one bitmap metadata block.  When a run does not fit,
+ * *@end becomes its first block and false is returned.
+ */
+static bool fvd_meta_describe_bits(struct fvd_meta *meta,
+				   struct fvd_jbuilder *jb, u64 first, u64 *end)
+{
+	const __le64 *live = (const __le64 *)meta->bits.live;
+	const __le64 *staged = (const __le64 *)meta->bits.staged;
+	u64 limit = *end, run_start = 0, run_end = 0, w, word, bit;
+
+	for (w = first / 64; w * 64 < limit; w++) {
+		word = le64_to_cpu(live[w]) & ~le64_to_cpu(staged[w]);
+		if (w == first / 64)
+			word &= ~0ULL << (first % 64);
+		if ((w + 1) * 64 > limit)
+			word &= ~0ULL >> (64 - limit % 64);
+		while (word) {
+			bit = w * 64 + __ffs64(word);
+			word &= word - 1;
+			if (bit == run_end && run_end > run_start) {
+				run_end++;
+				continue;
+			}
+			if (run_end > run_start &&
+			    !fvd_meta_add_run(meta, jb, run_start, run_end)) {
+				*end = run_start;
+				return false;
+			}
+			run_start = bit;
+			run_end = bit + 1;
+		}
+	}
+	if (run_end > run_start && !fvd_meta_add_run(meta, jb, run_start, run_end)) {
+		*end = run_start;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * One step of the commit under way, for one hold of the target's lock:
+ * describe in @jb what changed in at most one bitmap metadata block's
+ * worth of blocks from where the last step stopped, and stage it.  On a
+ * compact image the changed table entries of the chunks starting there
+ * come first, then the bits (a replay of a table record clears its
+ * chunks' bits).  Each step leaves the staged copy as a replay of what was
+ * described would: what @jb describes, once journaled, is a consistent
+ * image, however many journal commits the commit takes.  Returns FULL when
+ * @jb has no room left (journal it, reset it, step on), DONE at the end.
+ */
+enum fvd_describe fvd_meta_describe_step(struct fvd_meta *meta,
+					 struct fvd_jbuilder *jb)
+{
+	const struct fvd_sb_info *sb = &meta->sb;
+	const u32 shift = sb->chunk_block_shift;
+	u64 pos, end, chunk, chunk_end, run;
+	bool full = false;
+	u32 n;
+
+	pos = fvd_meta_sweep_next(meta, meta->sweep_block);
+	if (pos >= sb->nr_blocks) {
+		meta->sweep_block = sb->nr_blocks;
+		return FVD_DESCRIBE_DONE;
+	}
+	/* A chunk remapped since a step described part of it: from its start. */
+	if (fvd_compact(sb) &&
+	    fvd_meta_entry_changed(meta, fvd_block_chunk(sb, pos)))
+		pos = fvd_block_chunk(sb, pos) << shift;
+	end = min(round_down(pos, FVD_META_MBLOCK_BLOCKS) + FVD_META_MBLOCK_BLOCKS,
+		  sb->nr_blocks);
+	if (fvd_compact(sb)) {
+		/* the chunks starting in [pos, end) */
+		chunk = (pos + (1ULL << shift) - 1) >> shift;
+		chunk_end = min((end + (1ULL << shift) - 1) >> shift, sb->nr_chunks);
+		while (chunk < chunk_end) {
+			if (!fvd_meta_entry_changed(meta, chunk)) {
+				chunk++;
+				continue;
+			}
+			for (run = chunk + 1; run < chunk_end &&
+			     fvd_meta_entry_changed(meta, run); run++)
+				;
+			n = fvd_jbuilder_add_table(jb, chunk, run - chunk,
+						   (const __le32 *)meta->table.live + chunk);
+			if (n)
+				fvd_meta_stage_entries(meta, chunk, n);
+			if (n < run - chunk) {
+				end = (chunk + n) << shift;
+				full = true;
+				break;
+			}
+			chunk = run;
+		}
+	}
+	if (!fvd_meta_describe_bits(meta, jb, pos, &end))
+		full = true;
+	meta->sweep_block = end;
+	if (full)
+		return FVD_DESCRIBE_FULL;
+	return end >= sb->nr_blocks ? FVD_DESCRIBE_DONE : FVD_DESCRIBE_MORE;
+}
+
+/*
+ * Images without a journal: copy the live bitmap blocks the commit visits
+ * into the staged copy, a few per call (bits are only ever set, so the
+ * blocks need not be frozen at the same instant, only before the data
+ * flush), and mark them for writing home.  True once all are.
+ */
+bool fvd_meta_freeze_step(struct fvd_meta *meta)
+{
+	struct fvd_mregion *r = &meta->bits;
+	unsigned long m = meta->sweep_mblock, n;
+	size_t off;
+
+	for (n = 0; n < FVD_FREEZE_MBLOCKS_PER_HOLD; n++, m++) {
+		m = find_next_bit(r->committing, r->nr_mblocks, m);
+		if (m >= r->nr_mblocks)
+			break;
+		off = (size_t)m * FVD_META_BLOCK_SIZE;
+		memcpy(r->staged + off, r->live + off, FVD_META_BLOCK_SIZE);
+		__set_bit(m, r->home_stale);
+	}
+	meta->sweep_mblock = m;
+	return m >= r->nr_mblocks;
+}
+
+/*
+ * End of a round of the commit (what was described is about to be
+ * written): the chunks no staged entry names any more drain with it.
+ * Returns true when chunks drain: the caller switches I/O epochs now, and
+ * once the round is on disk and the old epoch empty, releases them.
+ */
+bool fvd_meta_round_freeze(struct fvd_meta *meta)
+{
+	if (!meta->nr_unmapped)
+		return false;
+	if (likely(!meta->nr_draining)) {
+		swap(meta->chunk_unmapped, meta->chunk_draining);
+	} else {
+		/* a round that failed left them: not released, never reused */
+		bitmap_or(meta->chunk_draining, meta->chunk_draining,
+			  meta->chunk_unmapped, meta->nr_phys);
+		bitmap_zero(meta->chunk_unmapped, meta->nr_phys);
+	}
+	meta->nr_draining += meta->nr_unmapped;
+	meta->nr_unmapped = 0;
+	return true;
 }
 
 static int fvd_mregion_write_home(struct fvd_meta *meta, struct fvd_mregion *r)
@@ -655,7 +818,6 @@ static int fvd_mregion_write_home(struct fvd_meta *meta, struct fvd_mregion *r)
 
 	if (!r->nr_mblocks)
 		return 0;
-	bitmap_or(r->home_stale, r->home_stale, r->committing, r->nr_mblocks);
 	for_each_set_bit(mblock, r->home_stale, r->nr_mblocks) {
 		data = dm_bufio_new(meta->bufio, r->first_mblock + mblock, &buf);
 		if (IS_ERR(data))
@@ -664,14 +826,18 @@ static int fvd_mregion_write_home(struct fvd_meta *meta, struct fvd_mregion *r)
 		       FVD_META_BLOCK_SIZE);
 		dm_bufio_mark_buffer_dirty(buf);
 		dm_bufio_release(buf);
+		cond_resched();
 	}
 	return 0;
 }
 
 /*
- * Write home the staged copy of the metadata blocks of the commit under way
- * and of those only the journal holds, then flush: after this the home
- * copies alone are the committed state.
+ * Write home the staged copy of the metadata blocks that the home copy
+ * lags behind in, then flush: after this the home copies alone are the
+ * committed state.  Between commits, and between the rounds of one, the
+ * staged copy is exactly what the journal holds, so home only ever gets
+ * what a durable journal commit already holds.  No lock: only the commit
+ * path touches the staged copy and home_stale.
  */
 int fvd_meta_write_home(struct fvd_meta *meta)
 {
@@ -697,69 +863,7 @@ bool fvd_meta_home_stale(const struct fvd_meta *meta)
 		!bitmap_empty(meta->table.home_stale, meta->table.nr_mblocks));
 }
 
-/* The commit under way reached the journal: its blocks are stale at home. */
-void fvd_meta_journaled(struct fvd_meta *meta)
-{
-	bitmap_or(meta->bits.home_stale, meta->bits.home_stale,
-		  meta->bits.committing, meta->bits.nr_mblocks);
-	if (meta->table.nr_mblocks)
-		bitmap_or(meta->table.home_stale, meta->table.home_stale,
-			  meta->table.committing, meta->table.nr_mblocks);
-}
-
-/*
- * After a failed commit: make the in-memory bitmap and table what the disk
- * holds (home copies plus the journal, as the superblock @sb read back
- * describes it), so that the target serves exactly the committed state from
- * now on.  Blocks whose bits are dropped were never covered by a successful
- * flush; chunks allocated since the last commit are free again.  The caller
- * guarantees that no bit or entry is set and no commit runs meanwhile;
- * @lock is the target's.
- */
-int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
-		      spinlock_t *lock)
-{
-	struct fvd_replay replay;
-	unsigned long mblock;
-	size_t off;
-	u64 delta;
-	int r;
-
-	r = fvd_meta_read_committed(meta, sb, meta->bits.staged,
-				    meta->table.staged, &replay);
-	if (r)
-		return r;
-	/* A copy may lie in a chunk whose mapping goes away now. */
-	spin_lock_irq(lock);
-	fvd_meta_forget_fresh(meta);
-	spin_unlock_irq(lock);
-	if (meta->table.nr_mblocks) {
-		spin_lock_irq(lock);
-		memcpy(meta->table.live, meta->table.staged, meta->table.bytes);
-		bitmap_zero(meta->table.dirty, meta->table.nr_mblocks);
-		meta->table.nr_dirty = 0;
-		spin_unlock_irq(lock);
-	}
-	for (mblock = 0; mblock < meta->bits.nr_mblocks; mblock++) {
-		off = (size_t)mblock * FVD_META_BLOCK_SIZE;
-		delta = fvd_meta_count(meta->bits.staged + off, FVD_META_BLOCK_SIZE);
-		spin_lock_irq(lock);
-		meta->nr_local -= fvd_meta_count(meta->bits.live + off,
-						 FVD_META_BLOCK_SIZE);
-		meta->nr_local += delta;
-		memcpy(meta->bits.live + off, meta->bits.staged + off,
-		       FVD_META_BLOCK_SIZE);
-		spin_unlock_irq(lock);
-		cond_resched();
-	}
-	spin_lock_irq(lock);
-	bitmap_zero(meta->bits.dirty, meta->bits.nr_mblocks);
-	meta->bits.nr_dirty = 0;
-	spin_unlock_irq(lock);
-	return fvd_meta_rebuild_chunks(meta);
-}
-
-static void fvd_mregion_commit_done(struct fvd_mregion *r, bool failed)
+static void fvd_mregion_sweep_done(struct fvd_mregion *r, bool failed)
 {
 	if (!r->nr_mblocks)
 		return;
@@ -771,9 +875,9 @@ static void fvd_mregion_commit_done(struct fvd_mregion *r, bool failed)
 }
 
 /* End a commit; a failed one leaves its blocks dirty (not durable). */
-void fvd_meta_commit_done(struct fvd_meta *meta, bool failed)
+void fvd_meta_sweep_done(struct fvd_meta *meta, bool failed)
 {
-	fvd_mregion_commit_done(&meta->table, failed);
-	fvd_mregion_commit_done(&meta->bits, failed);
+	fvd_mregion_sweep_done(&meta->table, failed);
+	fvd_mregion_sweep_done(&meta->bits, failed);
 	meta->commit_active = false;
 }

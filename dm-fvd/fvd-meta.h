@@ -20,10 +20,12 @@ struct block_device;
  *  - live:   the truth the I/O path uses (a bit is set once the data write
  *            of its block completed; a table entry once its chunk is
  *            allocated);
- *  - staged: what the current or last commit made durable; changes are
- *            copied from live only when a commit starts, so a commit never
- *            persists a bit whose data completed after the data device
- *            flush that commit issued.
+ *  - staged: what the disk holds, as a replay of the journal would
+ *            rebuild it, plus what the commit under way described so far
+ *            (copied from live when described, before the data device
+ *            flush that goes with it, so a commit never persists a bit
+ *            whose data completed after that flush).  Without a journal:
+ *            what the last commit wrote home, or the one under way writes.
  * Both are protected by the target's lock.
  */
 struct fvd_mregion {
@@ -34,8 +36,8 @@ struct fvd_mregion {
 	sector_t first_mblock;		/* on the metadata device, 4 KiB units */
 
 	/*
-	 * Metadata blocks changed since the last snapshot / in the commit
-	 * under way / committed to the journal but not written home.
+	 * Metadata blocks changed since the commit under way began / that
+	 * it visits / whose journaled changes are not written home yet.
 	 */
 	unsigned long *dirty;
 	unsigned long *committing;
@@ -61,22 +63,35 @@ struct fvd_meta {
 
 	/*
 	 * Compact images: the table, and which physical chunks it uses.  A
-	 * chunk unmapped by a discard stays in use until the commit that
-	 * journals the unmapping is done and the I/O issued to it before has
-	 * ended: first "freeing", then, from the start of that commit,
-	 * "draining".
+	 * chunk unmapped by a discard stays in use until nothing refers to
+	 * it: while the staged table names it, "freeing"; then, until a
+	 * commit switches I/O epochs, "unmapped"; then, until the I/O issued
+	 * to it before the switch has ended, "draining".
 	 */
 	struct fvd_mregion table;
 	unsigned long *chunk_used;
 	unsigned long *chunk_freeing;
+	unsigned long *chunk_unmapped;
 	unsigned long *chunk_draining;
 	u64 nr_phys;			/* chunks the data device holds */
 	u64 nr_free;
 	u64 nr_freeing;
+	u64 nr_unmapped;
 	u64 nr_draining;
 
+	/* The commit under way (commit path only, under the target's lock). */
 	bool commit_active;
+	u64 sweep_block;		/* journaled: next block to describe */
+	unsigned long sweep_mblock;	/* no journal: next block to freeze */
 };
+
+/* Blocks whose bits one bitmap metadata block holds. */
+#define FVD_META_MBLOCK_BLOCKS		(FVD_META_BLOCK_SIZE * 8)
+/* Chunks whose entries one table metadata block holds. */
+#define FVD_META_TBLOCK_CHUNKS		(FVD_META_BLOCK_SIZE / sizeof(__le32))
+/* Bounds on the work done per hold of the target's lock. */
+#define FVD_MAP_WORDS_PER_HOLD		4096
+#define FVD_FREEZE_MBLOCKS_PER_HOLD	16
 
 static inline bool fvd_bit_test(const u8 *map, u64 nr)
 {
@@ -103,13 +118,13 @@ static inline bool fvd_meta_present(const struct fvd_meta *meta, u64 block)
 /* The bitmap metadata block holding the bit of @block. */
 static inline unsigned long fvd_meta_mblock_of(u64 block)
 {
-	return block / (FVD_META_BLOCK_SIZE * 8);
+	return block / FVD_META_MBLOCK_BLOCKS;
 }
 
 /* The table metadata block holding the entry of @chunk. */
 static inline unsigned long fvd_meta_tblock_of(u64 chunk)
 {
-	return chunk / (FVD_META_BLOCK_SIZE / sizeof(__le32));
+	return chunk / FVD_META_TBLOCK_CHUNKS;
 }
 
 /* Table entry of @chunk: 0 when unmapped, else physical chunk + 1. */
@@ -144,25 +159,40 @@ void fvd_meta_forget_fresh(struct fvd_meta *meta);
 bool fvd_meta_block_durable(const struct fvd_meta *meta, u64 block);
 s64 fvd_meta_map_chunk(struct fvd_meta *meta, u64 chunk);
 bool fvd_meta_unmap_chunk(struct fvd_meta *meta, u64 chunk);
-unsigned long fvd_meta_describe(const struct fvd_meta *meta,
-				struct fvd_jbuilder *jb);
-bool fvd_meta_freeze(struct fvd_meta *meta);
-unsigned long fvd_meta_snapshot(struct fvd_meta *meta, struct fvd_jbuilder *jb);
-u64 fvd_meta_release_chunks(struct fvd_meta *meta);
-void fvd_meta_commit_done(struct fvd_meta *meta, bool failed);
+
+/*
+ * A commit, under the target's lock step by step (it may be dropped in
+ * between): fvd_meta_sweep_start(); then, with a journal, describe steps
+ * until DONE, the description journaled in rounds (each ended by
+ * fvd_meta_round_freeze()); without one, freeze steps; then
+ * fvd_meta_sweep_done().
+ */
+enum fvd_describe {
+	FVD_DESCRIBE_MORE,	/* step again */
+	FVD_DESCRIBE_FULL,	/* the builder is full: journal it first */
+	FVD_DESCRIBE_DONE,	/* everything the commit visits is described */
+};
+
+void fvd_meta_sweep_start(struct fvd_meta *meta);
+enum fvd_describe fvd_meta_describe_step(struct fvd_meta *meta,
+					 struct fvd_jbuilder *jb);
+bool fvd_meta_freeze_step(struct fvd_meta *meta);
+bool fvd_meta_round_freeze(struct fvd_meta *meta);
+void fvd_meta_sweep_done(struct fvd_meta *meta, bool failed);
 
 /* Nothing to commit, and no chunk waits for a commit to be free. */
 static inline bool fvd_meta_clean(const struct fvd_meta *meta)
 {
 	return !meta->bits.nr_dirty && !meta->table.nr_dirty &&
-	       !meta->commit_active && !meta->nr_freeing && !meta->nr_draining;
+	       !meta->commit_active && !meta->nr_freeing &&
+	       !meta->nr_unmapped && !meta->nr_draining;
 }
 
-/* Process context, no lock. */
+/* Process context; the lock is @lock, the target's. */
+u64 fvd_meta_release_chunks(struct fvd_meta *meta, spinlock_t *lock);
+
+/* Process context, commit path, no lock. */
 int fvd_meta_write_home(struct fvd_meta *meta);
 bool fvd_meta_home_stale(const struct fvd_meta *meta);
-void fvd_meta_journaled(struct fvd_meta *meta);
-int fvd_meta_rollback(struct fvd_meta *meta, const struct fvd_sb_info *sb,
-		      spinlock_t *lock);
 
 #endif /* FVD_META_H */

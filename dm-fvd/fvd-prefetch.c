@@ -36,6 +36,7 @@
 #define FVD_PREFETCH_MAX_BATCH_BLOCKS	256	/* ops in the hash per batch */
 #define FVD_PREFETCH_SCAN_BLOCKS	4096	/* blocks looked at per lock hold */
 #define FVD_PREFETCH_RETRY		(HZ / 10)
+#define FVD_PREFETCH_RESERVE_SHARE	32	/* of the data chunks kept free */
 
 const struct fvd_tunable fvd_tunables[FVD_NR_TUNABLES] = {
 	[FVD_PREFETCH_DELAY] = {
@@ -185,6 +186,24 @@ static void fvd_prefetch_event(struct fvd_target *fvd, bool raise)
 		dm_table_event(fvd->ti->table);
 }
 
+/*
+ * Guest writes come first: on a compact image the prefetch takes a free
+ * chunk only while more than a reserve stay free (low_water_mark, and at
+ * least 1/32 of the data chunks), unless the free chunks suffice for every
+ * chunk not mapped yet.  Under the lock.
+ */
+static bool fvd_prefetch_may_allocate(struct fvd_target *fvd)
+{
+	const struct fvd_meta *meta = &fvd->meta;
+	u64 held = meta->nr_phys - meta->nr_free;
+	u64 mapped = held - meta->nr_freeing - meta->nr_unmapped - meta->nr_draining;
+	u64 reserve = max_t(u64, fvd->args.low_water_mark,
+			    DIV_ROUND_UP_ULL(meta->nr_phys, FVD_PREFETCH_RESERVE_SHARE));
+
+	return meta->nr_free >= meta->sb.nr_chunks - mapped ||
+	       meta->nr_free > reserve;
+}
+
 /* Can @block go into a batch?  Maps its chunk if it must.  Under the lock. */
 static bool fvd_prefetch_wanted(struct fvd_target *fvd, u64 block)
 {
@@ -203,9 +222,7 @@ static bool fvd_prefetch_wanted(struct fvd_target *fvd, u64 block)
 	chunk = fvd_block_chunk(&meta->sb, block);
 	if (fvd_table_get(meta->table.live, chunk) != FVD_CHUNK_UNMAPPED)
 		return true;
-	/* The chunks below the low-water mark are kept for guest writes. */
-	if (meta->nr_free > fvd->args.low_water_mark &&
-	    fvd_meta_map_chunk(meta, chunk) >= 0)
+	if (fvd_prefetch_may_allocate(fvd) && fvd_meta_map_chunk(meta, chunk) >= 0)
 		return true;
 	pf->space_skipped = true;
 	return false;
@@ -234,7 +251,7 @@ static unsigned int fvd_prefetch_fill(struct fvd_target *fvd,
 		return 0;
 
 	first = pf->cursor;
-	chunk = fvd_block_chunk(sb, first);
+	chunk = fvd->compact ? fvd_block_chunk(sb, first) : 0;
 	/* One data write: on a compact image, only within one chunk. */
 	for (n = 1; n < max_blocks && first + n < nr_blocks; n++)
 		if ((fvd->compact && fvd_block_chunk(sb, first + n) != chunk) ||
@@ -376,9 +393,8 @@ static void fvd_prefetch_read_done(struct work_struct *ws)
 	spin_unlock_irq(&fvd->lock);
 	INIT_WORK(&batch->work, fvd_prefetch_end);
 	fvd_buffer_io_async(fvd, REQ_OP_WRITE, fvd->data_dev->bdev,
-			    fvd_block_data_sector(fvd, batch->first),
-			    batch->sectors, batch->buffer,
-			    fvd_prefetch_io_done, batch);
+			    batch->ops[0].data_sector, batch->sectors,
+			    batch->buffer, fvd_prefetch_io_done, batch);
 }
 
 /* Read the batch from the origin; past its end the blocks are zeroes. */
@@ -466,7 +482,7 @@ static void fvd_prefetch_pass_done(struct fvd_target *fvd)
 		else if (fvd->mode != FVD_MODE_WRITE)
 			next = FVD_PREFETCH_ERROR;
 	} else if (pf->space_skipped) {
-		DMWARN_LIMIT("%s: prefetch stopped: no free chunk above the low-water mark",
+		DMWARN_LIMIT("%s: prefetch stopped: the free chunks left are kept for guest writes",
 			     dm_table_device_name(fvd->ti->table));
 		next = FVD_PREFETCH_STOPPED;
 	}

@@ -52,11 +52,14 @@ struct fvd_target {
 	struct bio_list commit_waiters;	/* flushes and FUA writes */
 	struct bio_list no_space;	/* writes waiting for a free chunk */
 	struct bio_list discard_wait;	/* discards waiting for block writes */
+	bool suspending;		/* from presuspend to postsuspend or undo */
 	bool out_of_space;		/* no_space holds bios, or held ones failed */
 	bool no_space_expired;		/* fail at once until the device grows */
 	bool low_water_raised;
 	bool commit_wanted;		/* worker: commit to free chunks */
-	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);
+	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);	/* by block */
+	DECLARE_HASHTABLE(chunk_ops, FVD_OP_HASH_BITS);	/* compact: by chunk */
+	unsigned long nr_ops;
 
 	/* Compact images: bios mapped to the data device, per I/O epoch. */
 	unsigned int io_epoch;		/* changed under both locks */
@@ -90,8 +93,10 @@ struct fvd_target {
 /* An absent block on its way to becoming local. */
 struct fvd_op {
 	struct hlist_node node;
+	struct hlist_node chunk_node;
 	struct fvd_target *fvd;
 	u64 block;
+	sector_t data_sector;		/* of the block, fixed when the op starts */
 	struct bio *bio;		/* partial write being merged, or read */
 	bool fua;
 	bool copy_on_read;		/* makes the block fresh, not local */

@@ -46,7 +46,6 @@ struct image {
 	size_t table_bytes;
 	uint64_t data_size;	/* bytes of the data device; 0: unknown */
 	struct fvd_replay replay;
-	uint64_t max_seq;	/* newest valid journal block anywhere */
 	uint8_t jblock[FVD_JOURNAL_BLOCK_SIZE];
 	unsigned int errors;	/* found, each correctable by --repair */
 	unsigned int fatal;	/* found, not correctable */
@@ -290,7 +289,7 @@ static void read_table(struct image *img)
 static void check_table(struct image *img)
 {
 	const struct fvd_sb_info *sb = &img->sb;
-	uint64_t per_chunk = 1ULL << (sb->chunk_shift - sb->block_shift);
+	uint64_t per_chunk = 1ULL << sb->chunk_block_shift;
 	uint64_t nr_phys = img->data_size > sb->data_offset * SECTOR ?
 			   (img->data_size - sb->data_offset * SECTOR) >>
 			   (sb->chunk_shift + FVD_SECTOR_SHIFT) : 0;
@@ -363,25 +362,16 @@ static void check_bitmap(struct image *img)
 static void check_journal_tail(struct image *img)
 {
 	const struct fvd_disk_jheader *h = (const void *)img->jblock;
-	uint64_t index, nr = fvd_journal_blocks(&img->sb), newer = 0;
 
-	for (index = img->replay.head; index < nr; index++) {
-		journal_read(img, index, &(const void *){ NULL });
-		if (fvd_jblock_check(img->jblock, img->replay.next_seq + 1,
-				     &img->sb) == FVD_JB_OK) {
-			if (!newer)
-				printf("%s: journal block %" PRIu64 " holds commit %" PRIu64
-				       " but the journal ends at commit %" PRIu64 "\n",
-				       img->path, index, (uint64_t)le64_to_cpu(h->seq),
-				       img->replay.next_seq - 1);
-			newer++;
-			if (le64_to_cpu(h->seq) > img->max_seq)
-				img->max_seq = le64_to_cpu(h->seq);
-		}
-	}
-	if (newer)
-		problem(img, "%" PRIu64 " journal blocks newer than the end of the journal (lost commits)",
-			newer);
+	if (!img->replay.nr_newer)
+		return;
+	journal_read(img, img->replay.first_newer, &(const void *){ NULL });
+	printf("%s: journal block %" PRIu64 " holds commit %" PRIu64
+	       " but the journal ends at commit %" PRIu64 "\n",
+	       img->path, img->replay.first_newer, (uint64_t)le64_to_cpu(h->seq),
+	       img->replay.next_seq - 1);
+	problem(img, "%" PRIu64 " journal blocks newer than the end of the journal (lost commits)",
+		img->replay.nr_newer);
 }
 
 static void check_journal(struct image *img)
@@ -512,8 +502,8 @@ static void repair(struct image *img)
 	 * any newer one found past the end, so no such block replays later.
 	 */
 	if (img->sb.incompat_features & FVD_INCOMPAT_JOURNAL)
-		img->sb.checkpoint_seq = img->replay.next_seq > img->max_seq ?
-					 img->replay.next_seq : img->max_seq;
+		img->sb.checkpoint_seq = img->replay.next_seq > img->replay.max_seq ?
+					 img->replay.next_seq : img->replay.max_seq;
 	if ((img->sb.flags & FVD_FLAG_ALL_LOCAL) &&
 	    !fvd_bits_all_set(img->bitmap, fvd_origin_blocks(&img->sb)))
 		img->sb.flags &= ~FVD_FLAG_ALL_LOCAL;

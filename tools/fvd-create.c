@@ -38,6 +38,16 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
+/* The smallest block or chunk size, 4K or more, at most @count of which cover @size. */
+static uint64_t size_for_count(uint64_t size, uint64_t count)
+{
+	uint64_t unit = 4096;
+
+	while (unit < (size + count - 1) / count)
+		unit <<= 1;
+	return unit;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -378,6 +388,16 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (size / SECTOR <= FVD_MAX_VIRTUAL_SECTORS &&
+	    (size + block_size - 1) / block_size > FVD_MAX_BLOCKS)
+		die("%" PRIu64 " blocks of %" PRIu64 " bytes: more than the 2^32 supported; use --block-size %" PRIu64 " or more",
+		    (size + block_size - 1) / block_size, block_size,
+		    size_for_count(size, FVD_MAX_BLOCKS));
+	if (compact && size / SECTOR <= FVD_MAX_VIRTUAL_SECTORS &&
+	    (size + chunk_size - 1) / chunk_size > FVD_MAX_CHUNKS)
+		die("%" PRIu64 " chunks of %" PRIu64 " bytes: more than the 2^27 supported; use --chunk-size %" PRIu64 " or more",
+		    (size + chunk_size - 1) / chunk_size, chunk_size,
+		    size_for_count(size, FVD_MAX_CHUNKS));
 	if (fvd_layout_init(&sb, size / SECTOR, origin_size / SECTOR,
 			    block_size / SECTOR, chunk_size / SECTOR,
 			    journal_size / SECTOR, shared))

@@ -96,21 +96,22 @@ static int write_commit(int argc, char **argv)
 	seq = strtoull(argv[2], NULL, 0);
 	fvd_jbuilder_reset(&jb);
 	for (i = 3; i < argc; i++) {
+		bool added;
+
 		if (sscanf(argv[i], "t%" SCNu64 "=%" SCNu32, &start, &entry) == 2) {
 			__le32 le = cpu_to_le32(entry);
 
-			fvd_jbuilder_add_table(&jb, start, 1, &le);
-			continue;
-		}
-		if (sscanf(argv[i], "%" SCNu64 "+%" SCNu64, &start, &count) != 2) {
+			added = fvd_jbuilder_add_table(&jb, start, 1, &le) == 1;
+		} else if (sscanf(argv[i], "%" SCNu64 "+%" SCNu64, &start, &count) == 2) {
+			added = fvd_jbuilder_add_run(&jb, start, count);
+		} else {
 			fprintf(stderr, "fvd-sbedit: bad run '%s'\n", argv[i]);
 			return 2;
 		}
-		fvd_jbuilder_add_run(&jb, start, count);
-	}
-	if (jb.overflow) {
-		fprintf(stderr, "fvd-sbedit: too many runs for one commit\n");
-		return 2;
+		if (!added) {
+			fprintf(stderr, "fvd-sbedit: too many runs for one commit\n");
+			return 2;
+		}
 	}
 	fvd_jbuilder_seal(&jb, seq);
 	len = (size_t)jb.nr_blocks * FVD_JOURNAL_BLOCK_SIZE;

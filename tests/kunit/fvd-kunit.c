@@ -133,6 +133,11 @@ static void mut_virtual_huge(struct fvd_sb_info *sb, struct fvd_disk_superblock 
 	sb->virtual_sectors = 1ULL << 50;
 }
 
+static void mut_too_many_blocks(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->virtual_sectors = 1ULL << 40;	/* 512 TiB of 64 KiB blocks */
+}
+
 static void mut_origin(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
 {
 	sb->origin_sectors = sb->virtual_sectors + 1;
@@ -200,6 +205,7 @@ static const struct fvd_sb_case fvd_sb_cases[] = {
 	{ "block size 48K", mut_block_npot, false, FVD_SB_BAD_BLOCK_SIZE },
 	{ "virtual size 0", mut_virtual_zero, false, FVD_SB_BAD_VIRTUAL_SIZE },
 	{ "virtual size 512 PiB", mut_virtual_huge, false, FVD_SB_BAD_VIRTUAL_SIZE },
+	{ "2^33 blocks", mut_too_many_blocks, false, FVD_SB_TOO_MANY_BLOCKS },
 	{ "origin larger than disk", mut_origin, false, FVD_SB_BAD_ORIGIN_SIZE },
 	{ "chunk size set", mut_chunk, false, FVD_SB_BAD_CHUNK_SIZE },
 	{ "bitmap over superblock", mut_bitmap_offset, false, FVD_SB_BAD_BITMAP },
@@ -237,6 +243,61 @@ static void fvd_test_sb_rejects(struct kunit *test)
 	KUNIT_EXPECT_STRNEQ(test, "unknown error", fvd_sb_status_str(c->expect));
 }
 
+/*
+ * A table sizes its buffers by the superblock it loaded: every layout field
+ * of the one read again at resume must match, only the flags and the
+ * checkpoint may move on.
+ */
+static void fvd_test_expect_change(struct kunit *test,
+				   const struct fvd_sb_info *sb,
+				   const struct fvd_sb_info *other,
+				   const char *field)
+{
+	const char *changed;
+	u64 was, now;
+
+	changed = fvd_sb_layout_change(sb, other, &was, &now);
+	KUNIT_ASSERT_NOT_NULL_MSG(test, changed, "%s change not seen", field);
+	KUNIT_EXPECT_STREQ(test, changed, field);
+}
+
+static void fvd_test_sb_layout_change(struct kunit *test)
+{
+	struct fvd_sb_info sb, other;
+	u64 was, now;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 64 * MiB_SECTORS, 64 * MiB_SECTORS,
+						 128, 512, 64, false));
+	other = sb;
+	other.flags |= FVD_FLAG_CLEAN | FVD_FLAG_ALL_LOCAL;
+	other.checkpoint_seq = 99;
+	other.compat_features = 4;
+	KUNIT_EXPECT_PTR_EQ(test, fvd_sb_layout_change(&sb, &other, &was, &now),
+			    (const char *)NULL);
+
+	other = sb;
+	other.chunk_sectors = 1024;
+	fvd_test_expect_change(test, &sb, &other, "chunk_sectors");
+	fvd_sb_layout_change(&sb, &other, &was, &now);
+	KUNIT_EXPECT_EQ(test, was, 512ULL);
+	KUNIT_EXPECT_EQ(test, now, 1024ULL);
+	other = sb;
+	other.table_offset += 8;
+	fvd_test_expect_change(test, &sb, &other, "table_offset");
+	other = sb;
+	other.table_sectors += 8;
+	fvd_test_expect_change(test, &sb, &other, "table_sectors");
+	other = sb;
+	other.bitmap_sectors += 8;
+	fvd_test_expect_change(test, &sb, &other, "bitmap_sectors");
+	other = sb;
+	other.ro_compat_features = 1;
+	fvd_test_expect_change(test, &sb, &other, "ro_compat_features");
+	other = sb;
+	other.uuid[15] ^= 1;
+	fvd_test_expect_change(test, &sb, &other, "uuid");
+}
+
 static void fvd_test_sb_status_strings(struct kunit *test)
 {
 	int i;
@@ -254,6 +315,7 @@ static struct kunit_case fvd_format_cases[] = {
 	KUNIT_CASE(fvd_test_sb_roundtrip),
 	KUNIT_CASE(fvd_test_sb_little_endian),
 	KUNIT_CASE_PARAM(fvd_test_sb_rejects, fvd_sb_gen_params),
+	KUNIT_CASE(fvd_test_sb_layout_change),
 	KUNIT_CASE(fvd_test_sb_status_strings),
 	{}
 };
@@ -361,6 +423,24 @@ static void fvd_test_origin_edges(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fvd_block_origin_len(&sb, 0), 0U);
 }
 
+/*
+ * An image without a chunk table: the chunk helpers stay defined.  The KUnit
+ * build enables UBSAN, which fails the test on an out-of-range shift.
+ */
+static void fvd_test_chunk_helpers_without_chunks(struct kunit *test)
+{
+	struct fvd_sb_info sb;
+	u64 first, end;
+
+	/* 64 KiB blocks: chunk_shift (0) is below block_shift (7) */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0, 128,
+						 0, 64, true));
+	KUNIT_EXPECT_EQ(test, fvd_block_chunk(&sb, 1000), 1000ULL);
+	fvd_chunk_blocks(&sb, 7, &first, &end);
+	KUNIT_EXPECT_EQ(test, first, 7ULL);
+	KUNIT_EXPECT_EQ(test, end, 8ULL);
+}
+
 static void fvd_test_bit_order(struct kunit *test)
 {
 	u8 map[4] = { 0 };
@@ -384,6 +464,7 @@ static struct kunit_case fvd_geometry_cases[] = {
 	KUNIT_CASE(fvd_test_bitmap_region_edges),
 	KUNIT_CASE(fvd_test_block_edges),
 	KUNIT_CASE(fvd_test_origin_edges),
+	KUNIT_CASE(fvd_test_chunk_helpers_without_chunks),
 	KUNIT_CASE(fvd_test_bit_order),
 	{}
 };
@@ -429,6 +510,88 @@ static void fvd_test_meta_free(struct fvd_meta *meta)
 	fvd_meta_close(meta);
 }
 
+/* The first half of a commit of an image without a journal. */
+static void fvd_test_freeze(struct fvd_meta *meta)
+{
+	fvd_meta_sweep_start(meta);
+	while (!fvd_meta_freeze_step(meta))
+		;
+}
+
+/* Describe steps into @jb until the commit is described or @jb is full. */
+static enum fvd_describe fvd_test_describe(struct fvd_meta *meta,
+					   struct fvd_jbuilder *jb)
+{
+	enum fvd_describe step;
+
+	fvd_jbuilder_reset(jb);
+	while ((step = fvd_meta_describe_step(meta, jb)) == FVD_DESCRIBE_MORE)
+		;
+	return step;
+}
+
+/* A journal builder of @nr blocks. */
+static struct fvd_jbuilder *fvd_test_builder(struct kunit *test, unsigned int nr)
+{
+	struct fvd_jbuilder *jb = kunit_kzalloc(test, sizeof(*jb), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, jb);
+	jb->max_blocks = nr;
+	jb->buf = kunit_kzalloc(test, nr * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, jb->buf);
+	return jb;
+}
+
+/* A journal replayed in memory: records applied as a load applies them. */
+struct fvd_replay_state {
+	const struct fvd_sb_info *sb;
+	u8 *bits;
+	u8 *table;
+};
+
+static int fvd_test_replay_rec(void *context, const struct fvd_jrec *rec)
+{
+	struct fvd_replay_state *rs = context;
+
+	return fvd_jrec_apply(rs->sb, rec, rs->bits, rs->table);
+}
+
+/* Seal what @jb holds as one journal commit and replay it onto @rs. */
+static void fvd_test_replay_builder(struct kunit *test, struct fvd_jbuilder *jb,
+				    struct fvd_replay_state *rs)
+{
+	unsigned int i;
+	u8 *block;
+
+	fvd_jbuilder_seal(jb, 1);
+	for (i = 0; i < jb->nr_blocks; i++) {
+		block = jb->buf + i * FVD_JOURNAL_BLOCK_SIZE;
+		KUNIT_ASSERT_EQ(test, FVD_JB_OK, fvd_jblock_check(block, 1, rs->sb));
+		KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(block, fvd_test_replay_rec,
+							     rs));
+	}
+}
+
+/* A whole journaled commit, into one round of @jb; its records in @log. */
+static void fvd_test_commit(struct kunit *test, struct fvd_meta *meta,
+			    struct fvd_jbuilder *jb, struct fvd_jrec_log *log)
+{
+	unsigned int i;
+
+	fvd_meta_sweep_start(meta);
+	KUNIT_ASSERT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	fvd_meta_round_freeze(meta);
+	fvd_meta_sweep_done(meta, false);
+	if (!log)
+		return;
+	memset(log, 0, sizeof(*log));
+	fvd_jbuilder_seal(jb, 1);
+	for (i = 0; i < jb->nr_blocks; i++)
+		KUNIT_ASSERT_EQ(test, 0,
+				fvd_jblock_for_each(jb->buf + i * FVD_JOURNAL_BLOCK_SIZE,
+						    fvd_test_collect, log));
+}
+
 static void fvd_test_commit_staging(struct kunit *test)
 {
 	struct fvd_meta *meta = fvd_test_meta(test);
@@ -442,26 +605,27 @@ static void fvd_test_commit_staging(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 2UL);
+	fvd_test_freeze(meta);
 	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.staged, 5));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 5));
+	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 0UL);
 
 	/*
-	 * A block that completes after the snapshot (and so possibly after
+	 * A block that completes after the freeze (and so possibly after
 	 * the data flush) must not be written by this commit.
 	 */
 	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 6));
 	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.staged, 6));
 	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 1UL);
 
-	fvd_meta_commit_done(meta, false);
+	fvd_meta_sweep_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 65536 + 3));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 6));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
 
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
+	fvd_test_freeze(meta);
 	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.staged, 6));
-	fvd_meta_commit_done(meta, false);
+	fvd_meta_sweep_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
 	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 6));
 	fvd_test_meta_free(meta);
@@ -472,13 +636,45 @@ static void fvd_test_commit_failure_keeps_dirty(struct kunit *test)
 	struct fvd_meta *meta = fvd_test_meta(test);
 
 	fvd_meta_mark_local(meta, 65536 + 9);
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
-	fvd_meta_commit_done(meta, true);
+	fvd_test_freeze(meta);
+	fvd_meta_sweep_done(meta, true);
 	KUNIT_EXPECT_EQ(test, meta->bits.nr_dirty, 1UL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 65536 + 9));
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, NULL), 1UL);
-	fvd_meta_commit_done(meta, false);
+	fvd_test_freeze(meta);
+	fvd_meta_sweep_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+	fvd_test_meta_free(meta);
+}
+
+/*
+ * One describe step covers one bitmap block's worth of blocks: the work
+ * done in one hold of the target's lock is bounded, however much changed.
+ */
+static void fvd_test_describe_step_bounded(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 4);
+
+	fvd_meta_mark_local(meta, 7);
+	fvd_meta_mark_local(meta, 32768 + 7);
+	fvd_meta_mark_local(meta, 65536 + 7);
+	fvd_meta_sweep_start(meta);
+	fvd_jbuilder_reset(jb);
+	KUNIT_EXPECT_EQ(test, fvd_meta_describe_step(meta, jb), FVD_DESCRIBE_MORE);
+	KUNIT_EXPECT_EQ(test, meta->sweep_block, 32768ULL);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_describe_step(meta, jb), FVD_DESCRIBE_MORE);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 2ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_describe_step(meta, jb), FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 3ULL);
+	fvd_meta_sweep_done(meta, false);
+	/* what did not change is skipped: one step to the end */
+	fvd_meta_mark_local(meta, 65536 + 8);
+	fvd_meta_sweep_start(meta);
+	fvd_jbuilder_reset(jb);
+	KUNIT_EXPECT_EQ(test, fvd_meta_describe_step(meta, jb), FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 1ULL);
+	fvd_meta_sweep_done(meta, false);
 	fvd_test_meta_free(meta);
 }
 
@@ -509,8 +705,7 @@ static void fvd_test_fresh_blocks(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 4));
 	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 2ULL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_mark_fresh(meta, 4));
-	fvd_meta_snapshot(meta, NULL);
-	fvd_meta_commit_done(meta, false);
+	fvd_test_commit(test, meta, &jb, NULL);
 
 	/* promotion, one bitmap block at a time */
 	KUNIT_EXPECT_EQ(test, fvd_meta_promote_fresh(meta, 0), 1UL);
@@ -519,15 +714,12 @@ static void fvd_test_fresh_blocks(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, meta->nr_local, 2ULL);
 	KUNIT_EXPECT_TRUE(test, fvd_bit_test(meta->bits.live, 3));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
-	fvd_meta_snapshot(meta, &jb);
-	fvd_jbuilder_seal(&jb, 1);
-	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
+	fvd_test_commit(test, meta, &jb, &log);
 	KUNIT_ASSERT_EQ(test, log.nr, 1);
 	KUNIT_EXPECT_EQ(test, log.recs[0].start, 3ULL);
 	KUNIT_EXPECT_EQ(test, log.recs[0].count, 1U);
-	fvd_meta_commit_done(meta, false);
 
-	/* forgotten (a failed commit's rollback): read from the origin again */
+	/* forgotten (as a load does): read from the origin again */
 	fvd_meta_forget_fresh(meta);
 	KUNIT_EXPECT_EQ(test, meta->nr_fresh, 0ULL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_present(meta, 65536 + 1));
@@ -538,6 +730,7 @@ static void fvd_test_fresh_blocks(struct kunit *test)
 static struct kunit_case fvd_commit_cases[] = {
 	KUNIT_CASE(fvd_test_commit_staging),
 	KUNIT_CASE(fvd_test_commit_failure_keeps_dirty),
+	KUNIT_CASE(fvd_test_describe_step_bounded),
 	KUNIT_CASE(fvd_test_fresh_blocks),
 	{}
 };
@@ -844,6 +1037,58 @@ static void fvd_test_replay_torn_commit(struct kunit *test)
 }
 
 /* Blocks from before the checkpoint, and commits out of order, end it. */
+/*
+ * A journal damaged in the middle: the replay stops at the damage and
+ * reports the valid blocks of later commits behind it, which a load must
+ * not drop; the other blocks of a commit a crash tore are not such blocks.
+ */
+static void fvd_test_replay_damage_before_later_commits(struct kunit *test)
+{
+	struct fvd_test_journal *tj = fvd_test_journal(test, 10);
+	struct fvd_replay replay;
+
+	fvd_test_jcommit(tj, 0, 11, 1, 100);
+	fvd_test_jcommit(tj, 1, 12, 2, 200);
+	fvd_test_jcommit(tj, 3, 13, 1, 300);
+	fvd_test_jcommit(tj, 4, 14, 2, 400);
+	fvd_test_jslot(tj, 1)[100] ^= 1;		/* commit 12 damaged */
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.nr_commits, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.head, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_CSUM);
+	KUNIT_EXPECT_EQ(test, replay.nr_newer, 3ULL);
+	KUNIT_EXPECT_EQ(test, replay.first_newer, 3ULL);
+	KUNIT_EXPECT_EQ(test, replay.max_seq, 14ULL);
+
+	/* commit 12 torn by a crash (its last block), nothing after it */
+	tj = fvd_test_journal(test, 10);
+	fvd_test_jcommit(tj, 0, 11, 1, 100);
+	fvd_test_jcommit(tj, 1, 12, 3, 200);
+	fvd_test_jslot(tj, 3)[100] ^= 1;
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_TORN);
+	KUNIT_EXPECT_EQ(test, replay.nr_newer, 0ULL);
+	KUNIT_EXPECT_EQ(test, replay.max_seq, 12ULL);
+
+	/* a commit missing entirely: the one after it is newer */
+	tj = fvd_test_journal(test, 10);
+	fvd_test_jcommit(tj, 0, 11, 1, 100);
+	fvd_test_jcommit(tj, 1, 13, 1, 300);
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
+	KUNIT_EXPECT_EQ(test, replay.stop, FVD_JB_BAD_SEQ);
+	KUNIT_EXPECT_EQ(test, replay.nr_newer, 1ULL);
+	KUNIT_EXPECT_EQ(test, replay.first_newer, 1ULL);
+
+	/* a full region: nothing behind it */
+	tj = fvd_test_journal(test, 10);
+	fvd_test_jcommit(tj, 0, 11, 4, 100);
+	fvd_test_jcommit(tj, 4, 12, 4, 200);
+	KUNIT_ASSERT_EQ(test, 0, fvd_test_replay(tj, &replay));
+	KUNIT_EXPECT_TRUE(test, replay.full);
+	KUNIT_EXPECT_EQ(test, replay.nr_newer, 0ULL);
+	KUNIT_EXPECT_EQ(test, replay.max_seq, 12ULL);
+}
+
 static void fvd_test_replay_stale_and_gaps(struct kunit *test)
 {
 	struct fvd_test_journal *tj = fvd_test_journal(test, 10);
@@ -952,11 +1197,11 @@ static void fvd_test_replay_read_error(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, tj->nr_runs, 0);
 }
 
-/* What a snapshot writes to the journal rebuilds exactly the new bits. */
-static void fvd_test_snapshot_runs_replay(struct kunit *test)
+/* What a commit writes to the journal rebuilds exactly the new bits. */
+static void fvd_test_commit_runs_replay(struct kunit *test)
 {
 	struct fvd_meta *meta = fvd_test_meta(test);
-	struct fvd_jbuilder jb = { .max_blocks = 4 };
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 4);
 	struct fvd_sb_info sb = meta->sb;
 	u8 *rebuilt = kunit_kzalloc(test, meta->bits.bytes, GFP_KERNEL);
 	u64 blocks[] = { 0, 1, 2, 63, 64, 65, 1000, 32767, 32768, 65535, 65536,
@@ -964,29 +1209,26 @@ static void fvd_test_snapshot_runs_replay(struct kunit *test)
 	struct fvd_jrec_log log = { 0 };
 	unsigned int i;
 
-	jb.buf = kunit_kzalloc(test, 4 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
 	KUNIT_ASSERT_NOT_NULL(test, rebuilt);
 
 	/* block 500 is committed already: not part of the next commit */
 	fvd_meta_mark_local(meta, 500);
-	fvd_meta_snapshot(meta, NULL);
-	fvd_meta_commit_done(meta, false);
+	fvd_test_commit(test, meta, jb, NULL);
 	for (i = 0; i < ARRAY_SIZE(blocks); i++)
 		fvd_meta_mark_local(meta, blocks[i]);
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, &jb), 3UL);
-	KUNIT_EXPECT_FALSE(test, jb.overflow);
-	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 1U);
+	fvd_meta_sweep_start(meta);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_EQ(test, jb->nr_blocks, 1U);
 	/*
 	 * Runs never cross a bitmap block (32768 blocks): 0-2, 63-65, 1000,
 	 * 32767 | 32768, 65535 | 65536, 65545.
 	 */
-	KUNIT_EXPECT_EQ(test, jb.nr_records, 8ULL);
-	fvd_jbuilder_seal(&jb, 1);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 8ULL);
+	fvd_jbuilder_seal(jb, 1);
 
 	sb.checkpoint_seq = 0;
-	KUNIT_ASSERT_EQ(test, FVD_JB_OK, fvd_jblock_check(jb.buf, 1, &sb));
-	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
+	KUNIT_ASSERT_EQ(test, FVD_JB_OK, fvd_jblock_check(jb->buf, 1, &sb));
+	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb->buf, fvd_test_collect, &log));
 	for (i = 0; i < log.nr; i++) {
 		u64 b;
 
@@ -996,42 +1238,88 @@ static void fvd_test_snapshot_runs_replay(struct kunit *test)
 	}
 	fvd_bit_set(rebuilt, 500);
 	KUNIT_EXPECT_EQ(test, 0, memcmp(rebuilt, meta->bits.live, meta->bits.bytes));
-	fvd_meta_commit_done(meta, false);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rebuilt, meta->bits.staged, meta->bits.bytes));
+	fvd_meta_sweep_done(meta, false);
 	fvd_test_meta_free(meta);
 }
 
-/* More runs than the buffer holds: the commit must become a checkpoint. */
-static void fvd_test_builder_overflow(struct kunit *test)
+/* More runs than the buffer holds: refused, the buffer stays as it was. */
+static void fvd_test_builder_full(struct kunit *test)
 {
-	struct fvd_jbuilder jb = { .max_blocks = 2 };
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 2);
 	const unsigned int per_block = FVD_JOURNAL_PAYLOAD /
 				       sizeof(struct fvd_disk_jrecord);
+	__le32 entry = cpu_to_le32(1);
 	unsigned int i;
 
-	jb.buf = kunit_kzalloc(test, 2 * FVD_JOURNAL_BLOCK_SIZE, GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, jb.buf);
-	fvd_jbuilder_reset(&jb);
+	fvd_jbuilder_reset(jb);
 	for (i = 0; i < 2 * per_block; i++)
-		fvd_jbuilder_add_run(&jb, 2 * i, 1);
-	KUNIT_EXPECT_FALSE(test, jb.overflow);
-	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 2U);
-	fvd_jbuilder_add_run(&jb, 10 * per_block, 1);
-	KUNIT_EXPECT_TRUE(test, jb.overflow);
-	KUNIT_EXPECT_EQ(test, jb.nr_records, 2ULL * per_block);
-	fvd_jbuilder_reset(&jb);
-	KUNIT_EXPECT_FALSE(test, jb.overflow);
-	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 0U);
+		KUNIT_EXPECT_TRUE(test, fvd_jbuilder_add_run(jb, 2 * i, 1));
+	KUNIT_EXPECT_EQ(test, jb->nr_blocks, 2U);
+	KUNIT_EXPECT_FALSE(test, fvd_jbuilder_add_run(jb, 10 * per_block, 1));
+	KUNIT_EXPECT_EQ(test, fvd_jbuilder_add_table(jb, 0, 1, &entry), 0U);
+	KUNIT_EXPECT_EQ(test, jb->nr_records, 2ULL * per_block);
+	KUNIT_EXPECT_EQ(test, jb->nr_blocks, 2U);
+	fvd_jbuilder_reset(jb);
+	KUNIT_EXPECT_EQ(test, jb->nr_blocks, 0U);
+	KUNIT_EXPECT_TRUE(test, fvd_jbuilder_add_run(jb, 0, 1));
+}
+
+/*
+ * Bits only set (no table): a commit larger than one journal write goes
+ * out in rounds; after each, the staged copy is exactly what the journal
+ * replays to, and the last leaves it equal to the live bitmap.  A bit set
+ * behind the point a round reached waits for the next commit.
+ */
+static void fvd_test_commit_in_rounds(struct kunit *test)
+{
+	struct fvd_meta *meta = fvd_test_meta(test);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 1);
+	u8 *disk = kunit_kzalloc(test, meta->bits.bytes, GFP_KERNEL);
+	struct fvd_replay_state rs = { .sb = &meta->sb, .bits = disk };
+	enum fvd_describe step;
+	unsigned int rounds = 0;
+	u64 b;
+
+	KUNIT_ASSERT_NOT_NULL(test, disk);
+	/* 1000 runs in the first bitmap block, 100 in the last */
+	for (b = 0; b < 2000; b += 2)
+		fvd_meta_mark_local(meta, b);
+	for (b = 65536; b < 65546; b += 2)
+		fvd_meta_mark_local(meta, b);
+	fvd_meta_sweep_start(meta);
+	do {
+		step = fvd_test_describe(meta, jb);
+		fvd_test_replay_builder(test, jb, &rs);
+		KUNIT_EXPECT_EQ(test, 0, memcmp(disk, meta->bits.staged, meta->bits.bytes));
+		if (!rounds++)
+			KUNIT_EXPECT_TRUE(test, fvd_meta_mark_local(meta, 1));
+	} while (step == FVD_DESCRIBE_FULL && rounds < 100);
+	KUNIT_EXPECT_EQ(test, step, FVD_DESCRIBE_DONE);
+	/* 1005 runs, 254 to a block */
+	KUNIT_EXPECT_EQ(test, rounds, 4U);
+	fvd_meta_round_freeze(meta);
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(meta->bits.staged, 1));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_clean(meta));
+	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 1));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 65536));
+	fvd_test_commit(test, meta, jb, NULL);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(meta->bits.live, meta->bits.staged, meta->bits.bytes));
+	fvd_test_meta_free(meta);
 }
 
 static struct kunit_case fvd_journal_replay_cases[] = {
 	KUNIT_CASE(fvd_test_replay_order),
 	KUNIT_CASE(fvd_test_replay_torn_commit),
 	KUNIT_CASE(fvd_test_replay_stale_and_gaps),
+	KUNIT_CASE(fvd_test_replay_damage_before_later_commits),
 	KUNIT_CASE(fvd_test_replay_checkpoint_rules),
 	KUNIT_CASE(fvd_test_replay_region_edges),
 	KUNIT_CASE(fvd_test_replay_read_error),
-	KUNIT_CASE(fvd_test_snapshot_runs_replay),
-	KUNIT_CASE(fvd_test_builder_overflow),
+	KUNIT_CASE(fvd_test_commit_runs_replay),
+	KUNIT_CASE(fvd_test_builder_full),
+	KUNIT_CASE(fvd_test_commit_in_rounds),
 	{}
 };
 
@@ -1123,9 +1411,8 @@ static void fvd_test_table_records(struct kunit *test)
 	for (i = 0; i < 2100; i++)
 		entries[i] = cpu_to_le32(i + 1);
 	fvd_jbuilder_reset(&jb);
-	fvd_jbuilder_add_run(&jb, 7, 1);
-	fvd_jbuilder_add_table(&jb, 100, 2100, entries);
-	KUNIT_EXPECT_FALSE(test, jb.overflow);
+	KUNIT_EXPECT_TRUE(test, fvd_jbuilder_add_run(&jb, 7, 1));
+	KUNIT_EXPECT_EQ(test, fvd_jbuilder_add_table(&jb, 100, 2100, entries), 2100U);
 	KUNIT_EXPECT_EQ(test, jb.nr_blocks, 3U);
 	KUNIT_EXPECT_EQ(test, jb.nr_records, 4ULL);
 	fvd_jbuilder_seal(&jb, 5);
@@ -1212,7 +1499,8 @@ static void fvd_test_chunk_commit(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 3), 0LL);
 	fvd_meta_mark_local(meta, 13);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 13));
-	KUNIT_EXPECT_EQ(test, fvd_meta_snapshot(meta, &jb), 2UL);
+	fvd_meta_sweep_start(meta);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, &jb), FVD_DESCRIBE_DONE);
 	fvd_jbuilder_seal(&jb, 1);
 	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb.buf, fvd_test_collect, &log));
 	KUNIT_ASSERT_EQ(test, log.nr, 2);
@@ -1222,7 +1510,8 @@ static void fvd_test_chunk_commit(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, log.recs[1].type, FVD_JREC_BITMAP_SET);
 	KUNIT_EXPECT_EQ(test, log.recs[1].start, 13ULL);
 	KUNIT_EXPECT_FALSE(test, fvd_meta_block_durable(meta, 13));
-	fvd_meta_commit_done(meta, false);
+	fvd_meta_round_freeze(meta);
+	fvd_meta_sweep_done(meta, false);
 	KUNIT_EXPECT_TRUE(test, fvd_meta_block_durable(meta, 13));
 	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
 
@@ -1243,8 +1532,7 @@ static void fvd_test_chunk_leak_recovery(struct kunit *test)
 
 	fvd_meta_map_chunk(meta, 0);
 	fvd_meta_mark_local(meta, 1);
-	fvd_meta_snapshot(meta, NULL);
-	fvd_meta_commit_done(meta, false);
+	fvd_test_commit(test, meta, fvd_test_builder(test, 1), NULL);
 	fvd_meta_map_chunk(meta, 5);	/* never committed */
 	fvd_meta_mark_local(meta, 21);
 	KUNIT_EXPECT_EQ(test, meta->nr_free, 2ULL);
@@ -1271,19 +1559,21 @@ static void fvd_test_chunk_leak_recovery(struct kunit *test)
 
 /*
  * A discarded chunk's blocks are absent at once, but its physical chunk is
- * allocated again only after the commit that journals the unmapping has
- * started (freeing -> draining) and the target released it.
+ * allocated again only once the commit that journals the unmapping has
+ * switched I/O epochs (freeing -> unmapped -> draining) and the target
+ * released it.  A chunk mapped and unmapped between two commits was never
+ * committed: it only waits for the next epoch switch.
  */
 static void fvd_test_chunk_discard_reuse(struct kunit *test)
 {
 	spinlock_t lock;
 	struct fvd_meta *meta = fvd_test_compact_meta(test, &lock, 3);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 1);
 
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 3), 0LL);
 	fvd_meta_mark_local(meta, 12);
 	fvd_meta_mark_local(meta, 13);
-	fvd_meta_snapshot(meta, NULL);
-	fvd_meta_commit_done(meta, false);
+	fvd_test_commit(test, meta, jb, NULL);
 
 	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 3));
 	KUNIT_EXPECT_FALSE(test, fvd_meta_unmap_chunk(meta, 3));
@@ -1301,27 +1591,47 @@ static void fvd_test_chunk_discard_reuse(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 6), 2LL);
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), (s64)-ENOSPC);
 	/* nor during it */
-	fvd_meta_describe(meta, NULL);
-	KUNIT_EXPECT_TRUE(test, fvd_meta_freeze(meta));
+	fvd_meta_sweep_start(meta);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
 	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 0ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_unmapped, 1ULL);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_round_freeze(meta));
+	KUNIT_EXPECT_EQ(test, meta->nr_unmapped, 0ULL);
 	KUNIT_EXPECT_EQ(test, meta->nr_draining, 1ULL);
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), (s64)-ENOSPC);
-	fvd_meta_commit_done(meta, false);
-	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta), 1ULL);
-	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta), 0ULL);
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 0ULL);
 	KUNIT_EXPECT_EQ(test, meta->nr_free, 1ULL);
 	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 7), 0LL);
 	KUNIT_EXPECT_EQ(test, meta->nr_free, 0ULL);
 	/* a commit without unmappings drains nothing */
-	fvd_meta_describe(meta, NULL);
-	KUNIT_EXPECT_FALSE(test, fvd_meta_freeze(meta));
-	fvd_meta_commit_done(meta, false);
+	fvd_meta_sweep_start(meta);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_FALSE(test, fvd_meta_round_freeze(meta));
+	fvd_meta_sweep_done(meta, false);
 
-	/* a load or rollback forgets chunks on their way to being free */
+	/* mapped and unmapped between two commits: drains at the next one */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 7));
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 8), (s64)-ENOSPC);
+	fvd_test_commit(test, meta, jb, NULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 1ULL);
+	KUNIT_EXPECT_EQ(test, fvd_meta_map_chunk(meta, 8), 0LL);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 8));
+	KUNIT_EXPECT_EQ(test, meta->nr_unmapped, 1ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 0ULL);
+	fvd_meta_sweep_start(meta);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_EQ(test, jb->nr_blocks, 0U);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_round_freeze(meta));
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 1ULL);
+
+	/* a load forgets chunks on their way to being free */
 	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 5));
 	KUNIT_EXPECT_EQ(test, 0, fvd_meta_rebuild_chunks(meta));
 	KUNIT_EXPECT_EQ(test, meta->nr_freeing, 0ULL);
-	KUNIT_EXPECT_EQ(test, meta->nr_free, 1ULL);
+	KUNIT_EXPECT_EQ(test, meta->nr_free, 2ULL);
 	fvd_test_meta_free(meta);
 }
 
@@ -1330,14 +1640,8 @@ static void fvd_test_commit_records(struct kunit *test, struct fvd_meta *meta,
 				    struct fvd_jbuilder *jb,
 				    struct fvd_jrec_log *log)
 {
-	memset(log, 0, sizeof(*log));
-	fvd_meta_snapshot(meta, jb);
-	fvd_meta_commit_done(meta, false);
-	if (!jb->nr_blocks)
-		return;
-	KUNIT_ASSERT_EQ(test, jb->nr_blocks, 1U);
-	fvd_jbuilder_seal(jb, 1);
-	KUNIT_ASSERT_EQ(test, 0, fvd_jblock_for_each(jb->buf, fvd_test_collect, log));
+	fvd_test_commit(test, meta, jb, log);
+	KUNIT_ASSERT_LE(test, jb->nr_blocks, 1U);
 }
 
 /* Replay @log onto @bits and @table, as a load does. */
@@ -1424,6 +1728,194 @@ static void fvd_test_chunk_unmap_replay(struct kunit *test)
 	fvd_test_meta_free(meta);
 }
 
+/* A compact meta of @blocks 4K blocks in chunks of @chunk_blocks. */
+static struct fvd_meta *fvd_test_big_compact_meta(struct kunit *test,
+						  spinlock_t *lock, u64 blocks,
+						  u32 chunk_blocks, u64 nr_phys)
+{
+	struct fvd_meta *meta = kunit_kzalloc(test, sizeof(*meta), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, meta);
+	spin_lock_init(lock);
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&meta->sb, blocks * 8, 0, 8,
+						 chunk_blocks * 8, 64, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_alloc(meta));
+	KUNIT_ASSERT_EQ(test, 0, fvd_meta_set_capacity(meta, nr_phys, lock));
+	return meta;
+}
+
+static u8 *fvd_test_copy(struct kunit *test, const u8 *map, size_t bytes)
+{
+	u8 *copy = kunit_kmalloc(test, bytes, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, copy);
+	memcpy(copy, map, bytes);
+	return copy;
+}
+
+/*
+ * Is the image @bits/@table, which a prefix of a commit's journal writes
+ * replays to, one a crash may leave?  Every chunk holds its mapping of
+ * before the commit with exactly the bits it had then, or its new mapping
+ * with some of its new bits (and all of the old ones if the mapping did
+ * not change); no physical chunk is named twice.
+ */
+static void fvd_test_check_prefix(struct kunit *test, const struct fvd_meta *meta,
+				  const u8 *old_bits, const u8 *old_table,
+				  const u8 *new_bits, const u8 *new_table,
+				  const u8 *bits, const u8 *table)
+{
+	unsigned long *named = kunit_kzalloc(test, BITS_TO_LONGS(meta->nr_phys) *
+					     sizeof(long), GFP_KERNEL);
+	u64 c, b, first, end;
+	u32 e, eo, en;
+	bool now, before, after;
+
+	KUNIT_ASSERT_NOT_NULL(test, named);
+	for (c = 0; c < meta->sb.nr_chunks; c++) {
+		e = fvd_table_get(table, c);
+		eo = fvd_table_get(old_table, c);
+		en = fvd_table_get(new_table, c);
+		KUNIT_ASSERT_TRUE_MSG(test, e == eo || e == en,
+				      "chunk %llu maps %u: neither %u nor %u", c, e, eo, en);
+		if (e) {
+			KUNIT_ASSERT_FALSE_MSG(test, __test_and_set_bit(e - 1, named),
+					       "physical chunk %u named twice", e - 1);
+		}
+		fvd_chunk_blocks(&meta->sb, c, &first, &end);
+		for (b = first; b < end; b++) {
+			now = fvd_bit_test(bits, b);
+			before = fvd_bit_test(old_bits, b);
+			after = fvd_bit_test(new_bits, b);
+			if (e != en)
+				KUNIT_ASSERT_EQ_MSG(test, now, before,
+						    "block %llu of chunk %llu, old mapping", b, c);
+			else if (e == eo)
+				KUNIT_ASSERT_TRUE_MSG(test, (!before || now) && (!now || after),
+						      "block %llu of chunk %llu", b, c);
+			else
+				KUNIT_ASSERT_TRUE_MSG(test, !now || after,
+						      "block %llu of chunk %llu, new mapping", b, c);
+		}
+	}
+}
+
+/*
+ * A compact image's commit larger than one journal write, with chunks
+ * unmapped, remapped and newly mapped in its interval: every round leaves
+ * the staged copy equal to what the journal replays to, and each prefix
+ * of the rounds replays to an image a crash may leave; all of them, to the
+ * live one.  (Before, such a commit went home as a whole, past the
+ * journal: a torn write of it left bits of one mapping with the other.)
+ */
+static void fvd_test_commit_in_rounds_compact(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_big_compact_meta(test, &lock, 4096, 4, 2048);
+	struct fvd_jbuilder *big = fvd_test_builder(test, 16);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 1);
+	struct fvd_replay_state rs = { .sb = &meta->sb };
+	u8 *old_bits, *old_table, *new_bits, *new_table;
+	enum fvd_describe step;
+	unsigned int rounds = 0;
+	u64 c;
+
+	for (c = 0; c < 600; c++) {
+		KUNIT_ASSERT_GE(test, fvd_meta_map_chunk(meta, c), 0LL);
+		fvd_meta_mark_local(meta, 4 * c);
+		fvd_meta_mark_local(meta, 4 * c + 2);
+	}
+	fvd_test_commit(test, meta, big, NULL);
+	KUNIT_ASSERT_EQ(test, fvd_meta_release_chunks(meta, &lock), 0ULL);
+	old_bits = fvd_test_copy(test, meta->bits.staged, meta->bits.bytes);
+	old_table = fvd_test_copy(test, meta->table.staged, meta->table.bytes);
+	rs.bits = fvd_test_copy(test, old_bits, meta->bits.bytes);
+	rs.table = fvd_test_copy(test, old_table, meta->table.bytes);
+
+	/* discards, remappings with bits of their own, new chunks, new bits */
+	for (c = 0; c < 200; c++)
+		KUNIT_ASSERT_TRUE(test, fvd_meta_unmap_chunk(meta, c));
+	for (c = 100; c < 200; c++) {
+		KUNIT_ASSERT_GE(test, fvd_meta_map_chunk(meta, c), 600LL);
+		fvd_meta_mark_local(meta, 4 * c + 2);
+		fvd_meta_mark_local(meta, 4 * c + 3);
+	}
+	for (c = 700; c < 900; c++) {
+		KUNIT_ASSERT_GE(test, fvd_meta_map_chunk(meta, c), 0LL);
+		fvd_meta_mark_local(meta, 4 * c + 1);
+		fvd_meta_mark_local(meta, 4 * c + 3);
+	}
+	for (c = 300; c < 400; c++)
+		fvd_meta_mark_local(meta, 4 * c + 1);
+	new_bits = fvd_test_copy(test, meta->bits.live, meta->bits.bytes);
+	new_table = fvd_test_copy(test, meta->table.live, meta->table.bytes);
+
+	fvd_meta_sweep_start(meta);
+	do {
+		step = fvd_test_describe(meta, jb);
+		fvd_test_replay_builder(test, jb, &rs);
+		KUNIT_ASSERT_EQ(test, 0, memcmp(rs.bits, meta->bits.staged, meta->bits.bytes));
+		KUNIT_ASSERT_EQ(test, 0, memcmp(rs.table, meta->table.staged,
+						meta->table.bytes));
+		fvd_test_check_prefix(test, meta, old_bits, old_table, new_bits,
+				      new_table, rs.bits, rs.table);
+		rounds++;
+	} while (step == FVD_DESCRIBE_FULL && rounds < 100);
+	KUNIT_EXPECT_EQ(test, step, FVD_DESCRIBE_DONE);
+	KUNIT_EXPECT_GT(test, rounds, 2U);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_round_freeze(meta));
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.bits, meta->bits.live, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.table, meta->table.live, meta->table.bytes));
+	/* the 200 chunks discarded are free once the commit is done */
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 200ULL);
+	KUNIT_EXPECT_TRUE(test, fvd_meta_clean(meta));
+	fvd_test_meta_free(meta);
+}
+
+/*
+ * A chunk with more runs than one journal write holds goes out over two;
+ * remapped between them, it is described again from its start, its table
+ * entry first: the bits of the first round were of the old mapping.
+ */
+static void fvd_test_chunk_remapped_between_rounds(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_big_compact_meta(test, &lock, 1024, 512, 4);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 1);
+	struct fvd_replay_state rs = { .sb = &meta->sb };
+	u64 b;
+
+	rs.bits = fvd_test_copy(test, meta->bits.staged, meta->bits.bytes);
+	rs.table = fvd_test_copy(test, meta->table.staged, meta->table.bytes);
+	KUNIT_ASSERT_EQ(test, fvd_meta_map_chunk(meta, 1), 0LL);
+	for (b = 512; b < 1024; b += 2)
+		fvd_meta_mark_local(meta, b);
+	fvd_meta_sweep_start(meta);
+	KUNIT_ASSERT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_FULL);
+	fvd_test_replay_builder(test, jb, &rs);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(rs.table, 1), 1U);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(rs.bits, 512));
+	KUNIT_EXPECT_FALSE(test, fvd_bit_test(rs.bits, 1022));
+
+	/* discarded and written again between the rounds */
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 1));
+	KUNIT_ASSERT_EQ(test, fvd_meta_map_chunk(meta, 1), 1LL);
+	fvd_meta_mark_local(meta, 1023);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	fvd_test_replay_builder(test, jb, &rs);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(rs.table, 1), 2U);
+	for (b = 512; b < 1024; b++)
+		KUNIT_EXPECT_EQ(test, fvd_bit_test(rs.bits, b), b == 1023);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.bits, meta->bits.staged, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.table, meta->table.staged, meta->table.bytes));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_round_freeze(meta));
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.bits, meta->bits.live, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 1ULL);
+	fvd_test_meta_free(meta);
+}
+
 static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_compact_layout),
 	KUNIT_CASE(fvd_test_compact_sb_rejects),
@@ -1433,6 +1925,8 @@ static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_chunk_leak_recovery),
 	KUNIT_CASE(fvd_test_chunk_discard_reuse),
 	KUNIT_CASE(fvd_test_chunk_unmap_replay),
+	KUNIT_CASE(fvd_test_commit_in_rounds_compact),
+	KUNIT_CASE(fvd_test_chunk_remapped_between_rounds),
 	{}
 };
 
