@@ -3,10 +3,12 @@
 """Crash-consistency workloads and checker for dm-fvd, over dm-log-writes.
 
   raw-workload DEV --seed S --steps N (--log-dev NAME | --progress FILE)
-               [--discard-chunk BYTES]
+               [--discard-chunk BYTES] [--scatter N]
       Random 4K-aligned O_DIRECT writes to DEV, with fsyncs and RWF_DSYNC
-      (FUA) writes among them, and with --discard-chunk discards of whole
-      chunks of that size (a compact image's chunks).  After each fsync or DSYNC write returns, a
+      (FUA) writes among them, with --discard-chunk discards of whole
+      chunks of that size (a compact image's chunks), and with --scatter N
+      steps writing N chunks, every other one, through the page cache,
+      then an fsync (a commit of N runs of blocks).  After each fsync or DSYNC write returns, a
       mark "s<step>" is put in the log of the dm-log-writes device NAME, or
       the line "s<step>" appended to FILE (which also gets "b<step>" before
       each step begins).
@@ -32,7 +34,10 @@
       every write acknowledged before the crash point reads back exactly:
       chunk by chunk for raw, the regions of the phases completed against
       the reference that fio verified for fio, file by file plus e2fsck -fn
-      for ext4.
+      for ext4.  --commit-points takes instead a point after every mark
+      and after every entry of each commit that took several journal writes
+      (a run of metadata writes and flushes holding more than one journal
+      write), and counts the latter.
 
 Data written by the raw workload is self-describing: 4 KiB chunk c of the
 write at step j is a 32-byte digest of (seed, j, c) repeated, so the checker
@@ -56,19 +61,31 @@ FVD_FLAG_ALL_LOCAL = 2
 
 # ---- the raw workload's plan, shared by the writer and the checker ----
 
-def raw_plan(seed, steps, virtual_bytes, discard_bytes=0):
-    """[(kind, first_chunk, nr_chunks)], kind in write / dsync / fsync / discard."""
+def raw_plan(seed, steps, virtual_bytes, discard_bytes=0, scatter=0):
+    """
+    [(kind, first_chunk, nr_chunks)], kind in write / dsync / fsync / discard
+    / scatter.  A scatter step writes nr_chunks chunks, every other one from
+    first_chunk on, each with a write of its own (runs of one block each for
+    the commit that follows: it is always an fsync).
+    """
     rng = random.Random(seed)
     chunks = virtual_bytes // CHUNK
     per_discard = discard_bytes // CHUNK
     plan = []
     for _ in range(steps):
+        if plan and plan[-1][0] == "scatter":
+            plan.append(("fsync", 0, 0))
+            continue
         r = rng.random()
+        if scatter and r < 0.15:
+            plan.append(("scatter", rng.randrange(0, chunks - 2 * scatter + 1), scatter))
+            continue
         if r < 0.15:
             plan.append(("fsync", 0, 0))
             continue
         if per_discard and r >= 0.88:
-            n = rng.choice([1, 1, 2, 3])
+            # with scatter steps, discards large enough for them to refill
+            n = rng.randrange(8, 128) if scatter else rng.choice([1, 1, 2, 3])
             first = rng.randrange(0, chunks // per_discard - n + 1) * per_discard
             plan.append(("discard", first, n * per_discard))
             continue
@@ -85,6 +102,13 @@ def chunk_digest(seed, step, chunk):
 
 def chunk_data(seed, step, chunk):
     return chunk_digest(seed, step, chunk) * (CHUNK // 32)
+
+
+def step_chunks(kind, first, n):
+    """The chunks a step of the plan writes."""
+    if kind == "scatter":
+        return range(first, first + 2 * n, 2)
+    return range(first, first + n)
 
 
 # ---- device-mapper ioctls ----
@@ -141,17 +165,28 @@ def mark(log_dev, text):
 
 def cmd_raw_workload(args):
     fd = os.open(args.dev, os.O_RDWR | os.O_DIRECT)
+    cached = os.open(args.dev, os.O_RDWR)
     size = os.lseek(fd, 0, os.SEEK_END)
     import mmap
     buf = mmap.mmap(-1, 16 * CHUNK)
-    counts = {"write": 0, "dsync": 0, "fsync": 0, "discard": 0}
+    counts = {"write": 0, "dsync": 0, "fsync": 0, "discard": 0, "scatter": 0}
     progress = open(args.progress, "w", buffering=1) if args.progress else None
-    plan = raw_plan(args.seed, args.steps, size, args.discard_chunk)
+    plan = raw_plan(args.seed, args.steps, size, args.discard_chunk, args.scatter)
     for step, (kind, first, n) in enumerate(plan, 1):
         counts[kind] += 1
         if progress:
             progress.write(f"b{step}\n")
+        if kind == "scatter":
+            # Through the page cache: the fsync that follows writes them back
+            # at once, so one commit, not a second's worth at a time, makes
+            # them all durable.
+            for c in step_chunks(kind, first, n):
+                if os.pwrite(cached, chunk_data(args.seed, step, c), c * CHUNK) != CHUNK:
+                    print(f"short write at step {step}", file=sys.stderr)
+                    return 1
+            continue
         if kind == "fsync":
+            os.fsync(cached)
             os.fsync(fd)
         elif kind == "discard":
             import fcntl
@@ -171,10 +206,11 @@ def cmd_raw_workload(args):
             progress.write(f"s{step}\n")
         else:
             mark(args.log_dev, f"s{step}")
+    os.close(cached)
     os.close(fd)
     print(f"raw workload: {args.steps} steps: {counts['write']} writes, "
           f"{counts['dsync']} DSYNC writes, {counts['fsync']} fsyncs, "
-          f"{counts['discard']} discards")
+          f"{counts['discard']} discards, {counts['scatter']} scattered writes")
     return 0
 
 
@@ -318,9 +354,9 @@ def sectors(dev):
 class RawImage:
     """What the disk may hold after the raw workload ran some steps."""
 
-    def __init__(self, seed, steps, origin, virtual_bytes, discard_bytes=0):
+    def __init__(self, seed, steps, origin, virtual_bytes, discard_bytes=0, scatter=0):
         self.seed = seed
-        self.plan = raw_plan(seed, steps, virtual_bytes, discard_bytes)
+        self.plan = raw_plan(seed, steps, virtual_bytes, discard_bytes, scatter)
         self.virtual_bytes = virtual_bytes
         with open(origin, "rb") as f:
             data = f.read(virtual_bytes)
@@ -351,7 +387,7 @@ class RawImage:
             if kind == "fsync":
                 continue
             durable = step <= last_fsync or (kind == "dsync" and step <= durable_step)
-            for c in range(first, first + n):
+            for c in step_chunks(kind, first, n):
                 history.setdefault(c, []).append((step, durable))
         with open(path, "rb", buffering=0) as f:
             disk = f.read(self.virtual_bytes)
@@ -388,7 +424,12 @@ class Checker:
         self.times = {}
         if args.workload == "raw":
             self.raw = RawImage(args.seed, args.steps, args.origin, self.virtual_bytes,
-                                args.discard_chunk)
+                                args.discard_chunk, args.scatter)
+        self.layout = None
+        if args.sbedit:
+            out = must([args.sbedit, args.replay])
+            self.layout = {k: int(v, 0) for k, v in
+                           (l.split("=", 1) for l in out.splitlines() if "=" in l)}
 
     def apply_until(self, point):
         for e in self.entries[self.applied:point]:
@@ -425,13 +466,50 @@ class Checker:
         n = len(self.entries)
         pts = {n}
         for i, e in enumerate(self.entries):
+            if self.args.commit_points:
+                # only the marks, beside the commits below
+                if e.flags & LOG_MARK:
+                    pts.add(i + 1)
+                continue
             if e.flags & LOG_FUA:
                 pts.add(i)
             if e.flags & (LOG_FLUSH | LOG_FUA | LOG_MARK):
                 pts.add(i + 1)
         rng = random.Random(self.args.seed)
         pts.update(rng.randrange(0, n + 1) for _ in range(self.args.random_points))
+        if self.args.commit_points:
+            for first, last in self.oversized_commits():
+                pts.update(range(first + 1, last + 2))
         return sorted(pts)
+
+    def commits(self):
+        """
+        Commits as the log shows them: maximal runs of entries that write no
+        data (journal and home metadata writes, flushes, marks), with how
+        many journal writes each holds: [(first, last, journal writes)].
+        """
+        lay = self.layout
+        journal = (lay["journal_offset"], lay["journal_offset"] + lay["journal_sectors"])
+        out = []
+        first = None
+        writes = 0
+        for i, e in enumerate(self.entries + [None]):
+            if e is None or (e.nr_sectors and not e.flags & LOG_MARK and
+                             e.sector >= lay["data_offset"]):
+                if first is not None:
+                    out.append((first, i - 1, writes))
+                first = None
+                writes = 0
+                continue
+            if first is None:
+                first = i
+            if e.nr_sectors and journal[0] <= e.sector < journal[1]:
+                writes += 1
+        return out
+
+    def oversized_commits(self):
+        """The commits that took more than one journal write."""
+        return [(a, b) for a, b, w in self.commits() if w > 1]
 
     # -- one crash point --
 
@@ -547,6 +625,11 @@ def cmd_check(args):
             print(f"crash point {p} (after mark {last}): {e}", file=sys.stderr)
             return 1
     print(f"crash points checked: {len(points)} ({checker.repairs} needed fvd-check --repair)")
+    if args.commit_points:
+        big = checker.oversized_commits()
+        inside = sum(1 for p in points if any(a < p <= b for a, b in big))
+        print(f"crash points inside commits of several journal writes: {inside} "
+              f"(in {len(big)} commits)")
     print(f"all-local crash points: {checker.all_local_points} of {len(points)}")
     print("seconds spent: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(checker.times.items())))
     return 0
@@ -564,6 +647,7 @@ def main():
     g.add_argument("--log-dev")
     g.add_argument("--progress")
     s.add_argument("--discard-chunk", type=int, default=0)
+    s.add_argument("--scatter", type=int, default=0)
     s = sub.add_parser("verify-raw")
     s.add_argument("dev")
     s.add_argument("--seed", type=int, required=True)
@@ -598,6 +682,9 @@ def main():
     s.add_argument("--fvd-check", required=True)
     s.add_argument("--sbedit", help="fvd-sbedit: load all-local points without origin")
     s.add_argument("--discard-chunk", type=int, default=0)
+    s.add_argument("--scatter", type=int, default=0)
+    s.add_argument("--commit-points", action="store_true",
+                   help="every entry of the commits the workload marked")
     args = p.parse_args()
     return globals()["cmd_" + args.cmd.replace("-", "_")](args)
 

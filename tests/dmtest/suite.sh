@@ -444,7 +444,8 @@ test_malformed_tables_rejected() {
 }
 
 # Metadata behind a device whose writes fail: the target must go read-only,
-# raise an event, keep durable local blocks writable and refuse new ones.
+# raise an event, keep local blocks writable, refuse new ones, and fail
+# every flush while an acknowledged write is not durable.
 test_metadata_write_error_goes_read_only() {
 	local ev
 	modprobe dm-flakey || fail "modprobe dm-flakey"
@@ -458,26 +459,81 @@ test_metadata_write_error_goes_read_only() {
 	dd if=/tmp/blk of=/tmp/ref bs=65536 count=1 conv=notrunc status=none
 	ev=$(event_nr)
 	meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
+	# block 5: its write is acknowledged, the commit its fsync needs fails
 	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=5 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
 		fail "a write needing a metadata commit succeeded"
 	fi
+	dd if=/tmp/blk of=/tmp/ref bs=65536 seek=5 count=1 conv=notrunc status=none
 	expect_eq "$(status_field 1)" ro "metadata mode after a failed commit"
 	[ "$(event_nr)" -gt "$ev" ] || fail "no dm event raised"
-	# a durable local block still takes writes, an absent one does not
+	# local blocks still take writes, an absent one does not
 	head -c 4096 /dev/urandom >/tmp/blk4
-	dd if=/tmp/blk4 of=$MAPPER bs=4096 seek=3 count=1 oflag=direct conv=fsync status=none ||
-		fail "write to a durable local block failed in read-only mode"
+	dd if=/tmp/blk4 of=$MAPPER bs=4096 seek=3 count=1 oflag=direct status=none ||
+		fail "write to a local block failed in read-only mode"
 	dd if=/tmp/blk4 of=/tmp/ref bs=4096 seek=3 count=1 conv=notrunc status=none
 	if dd if=/tmp/blk4 of=$MAPPER bs=4096 seek=4000 count=1 oflag=direct status=none 2>/dev/null; then
 		fail "write to an absent block succeeded in read-only mode"
 	fi
-	# Block 5 never became durable: the target rolled back to the committed
-	# state, so it reads from the origin again, like every untouched block.
-	$FVDIO compare $MAPPER /tmp/ref || fail "reads differ from the committed state"
+	# block 5 cannot become durable: every flush says so
+	if dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null; then
+		fail "a flush succeeded while block 5 is not durable"
+	fi
+	# Reads see every acknowledged write.
+	$FVDIO compare $MAPPER /tmp/ref || fail "reads differ from the acknowledged writes"
 	dmsetup status $DEV
+	fvd_down
+	# What is on disk: block 0, not block 5.
+	meta_replace linear $SCRATCH 0
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	dd if=$ORIGIN of=/tmp/ref bs=65536 skip=5 seek=5 count=1 conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "reads differ from the committed image after a reload"
 	fvd_down
 	dmsetup remove fvdmeta
 	rm -f /tmp/ref /tmp/blk /tmp/blk4
+}
+
+# A write acknowledged while the target handles a failed commit (its
+# metadata reads slowed down, so the handling takes seconds) must read
+# back, and no later flush may claim it durable: before, the target rolled
+# back to the committed bitmap, dropping the write, and then passed flushes.
+test_metadata_error_keeps_acknowledged_writes() {
+	local flusher
+	modprobe dm-flakey || fail "modprobe dm-flakey"
+	modprobe dm-delay || fail "modprobe dm-delay"
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	meta_linear_up
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=65536 seek=2 count=1 oflag=direct conv=fsync status=none ||
+		fail "write block 2"
+	dd if=/tmp/blk of=/tmp/ref bs=65536 seek=2 count=1 conv=notrunc status=none
+	# metadata writes fail, its reads take 3 s each
+	dmsetup create fvdslow --table "0 $(sectors $SCRATCH) delay $SCRATCH 0 3000 $SCRATCH 0 0" ||
+		fail "fvdslow"
+	meta_replace flakey /dev/mapper/fvdslow 0 0 3600 1 error_writes
+	# block 5: local, its commit fails (the flush's, or the timer's before)
+	dd if=/tmp/blk of=$MAPPER bs=65536 seek=5 count=1 oflag=direct status=none || fail "write block 5"
+	dd if=/tmp/blk of=/tmp/ref bs=65536 seek=5 count=1 conv=notrunc status=none
+	dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null &
+	flusher=$!
+	# meanwhile, a rewrite of the uncommitted block 5
+	head -c 65536 /dev/urandom >/tmp/blk2
+	dd if=/tmp/blk2 of=$MAPPER bs=65536 seek=5 count=1 oflag=direct status=none ||
+		fail "rewrite block 5"
+	dd if=/tmp/blk2 of=/tmp/ref bs=65536 seek=5 count=1 conv=notrunc status=none
+	if wait $flusher; then
+		fail "a flush succeeded without metadata writes"
+	fi
+	expect_eq "$(status_field 1)" ro "metadata mode"
+	if dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null; then
+		fail "a later flush succeeded with block 5 not durable"
+	fi
+	$FVDIO compare $MAPPER /tmp/ref || fail "an acknowledged write does not read back"
+	fvd_down
+	dmsetup remove fvdmeta
+	dmsetup remove fvdslow
+	rm -f /tmp/ref /tmp/blk /tmp/blk2
 }
 
 # Metadata device gone entirely: fail mode, writes refused, reads served.
@@ -613,6 +669,90 @@ test_small_journal_checkpoints() {
 	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
 	fvd_down
 	rm -f /tmp/ref
+}
+
+# md5 of the metadata of image $1 (superblock to the end of the journal)
+metadata_sum() {
+	dd if="$1" bs=512 iflag=direct status=none \
+		count=$(( $(sb_field "$1" journal_offset) + $(sb_field "$1" journal_sectors) )) |
+		md5sum | cut -d' ' -f1
+}
+
+# A journal damaged in the middle (valid commits follow the damaged one):
+# a read-write load is refused with a message and the image is left as it
+# was; a read-only load serves what precedes the damage; fvd-check --repair
+# drops the later commits, after which the image loads.  Before, the load
+# replayed up to the damage, then checkpointed past it: the later,
+# acknowledged commits were gone for good.
+test_journal_damage_refuses_load() {
+	local i jblock sum
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	meta_linear_up
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	cp $ORIGIN /tmp/ref
+	head -c 65536 /dev/urandom >/tmp/blk
+	# four commits, one journal block each
+	for i in 0 1 2 3; do
+		dd if=/tmp/blk of=$MAPPER bs=64K seek=$((i * 10)) count=1 oflag=direct conv=fsync \
+			status=none || fail "write $i"
+	done
+	expect_eq "$(status_field 7)" 4 "journal writes"
+	meta_replace error
+	dmsetup remove $DEV || fail "remove"
+	dmsetup remove fvdmeta
+	# the second commit's block
+	jblock=$(( $(sb_field $SCRATCH journal_offset) * 512 + 4096 ))
+	printf '\377' | dd of=$SCRATCH bs=1 seek=$((jblock + 100)) conv=notrunc status=none
+	sum=$(metadata_sum $SCRATCH)
+	if dmsetup create $DEV --table "$(fvd_table $SCRATCH $DATA $ORIGIN)" 2>/dev/null; then
+		fail "a read-write load over the damaged journal succeeded"
+	fi
+	dmsetup remove $DEV 2>/dev/null || true
+	dmesg | grep -q "the journal is damaged: the replay stopped at journal block 1" ||
+		{ dmesg | tail -5; fail "no message about the damage"; }
+	expect_eq "$(metadata_sum $SCRATCH)" "$sum" "metadata after the refused load"
+	# read-only: the first commit only
+	fvd_up $SCRATCH $DATA $ORIGIN read_only
+	dd if=/tmp/blk of=/tmp/ref bs=64K count=1 conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "read-only load: not the journal up to the damage"
+	fvd_down
+	expect_eq "$(metadata_sum $SCRATCH)" "$sum" "metadata after the read-only load"
+	$FVD_CHECK $SCRATCH >/tmp/check.out && fail "fvd-check found nothing"
+	grep -q "lost commits" /tmp/check.out || { cat /tmp/check.out; fail "fvd-check report"; }
+	i=0
+	$FVD_CHECK --repair $SCRATCH >/dev/null || i=$?
+	expect_eq "$i" 1 "fvd-check --repair exit status"
+	fvd_up $SCRATCH $DATA $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "after the repair"
+	fvd_down
+	rm -f /tmp/ref /tmp/blk /tmp/check.out
+}
+
+# A superblock rewritten between the load of a table and its resume: the
+# table sized its buffers and checked its devices by the one it loaded, so
+# the resume fails, naming the field, and leaves the image alone.  Before,
+# the resume adopted the new chunk size (or unknown read-only-compatible
+# features) and went on with buffers of the old geometry.
+test_superblock_changed_before_resume() {
+	local field value msg
+	$FVD_CREATE --force --compact --chunk-size 256K --origin $ORIGIN --data-dev $DATA \
+		$SCRATCH >/dev/null || fail "fvd-create"
+	for field in chunk_sectors=1024 ro_compat_features=1; do
+		value=$(sb_field $SCRATCH "${field%=*}")
+		dmsetup create $DEV --notable || fail "create"
+		dmsetup load $DEV --table "$(fvd_table $SCRATCH $DATA $ORIGIN)" || fail "load"
+		$SBEDIT $SCRATCH "$field" >/dev/null || fail "sbedit $field"
+		if dmsetup resume $DEV 2>/dev/null; then
+			fail "resume after $field succeeded"
+		fi
+		msg="reformatted after the table was loaded (superblock ${field%=*} was $value, is ${field#*=})"
+		dmesg | grep -qF "$msg" || { dmesg | tail -3; fail "no message: $msg"; }
+		dmsetup remove $DEV || fail "remove"
+		$SBEDIT $SCRATCH "${field%=*}=$value" >/dev/null
+	done
+	fvd_up $SCRATCH $DATA $ORIGIN
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs"
+	fvd_down
 }
 
 # No journal region: every commit writes the bitmap home directly.
@@ -964,7 +1104,7 @@ prefetch_wait() {
 		for s in "$@"; do
 			[ "$state" = "$s" ] && return 0
 		done
-		timeout 600 dmsetup wait "$DEV" "$nr" >/dev/null ||
+		timeout "${PREFETCH_WAIT_TIMEOUT:-600}" dmsetup wait "$DEV" "$nr" >/dev/null ||
 			fail "no event while the prefetch is $state (waiting for $*)"
 	done
 }
@@ -1165,6 +1305,41 @@ test_prefetch_pauses_on_slow_origin() {
 # A disk larger than its origin: the blocks past the origin's end read as
 # zeroes without it, so the prefetch leaves them alone and the image is
 # all-local once the origin's blocks are.
+# A suspend that a signal interrupts while dm waits for a read from a slow
+# origin is undone: the prefetch, which the presuspend stopped, runs again
+# when told to.  Before, it stayed stopped for good with its state saying
+# "running".
+test_prefetch_after_interrupted_suspend() {
+	local reader suspender i
+	delayed_origin 20000
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/fvdorigin prefetch_delay 3600 prefetch_min_read 0 \
+		prefetch_min_write 0
+	expect_eq "$(prefetch_state)" waiting "prefetch state"
+	dd if=$MAPPER of=/dev/null bs=64K count=1 iflag=direct status=none &
+	reader=$!
+	until [ "$(status_field 14)" -gt 0 ]; do
+		kill -0 $reader 2>/dev/null || fail "the read ended before reading the origin"
+	done
+	dmsetup suspend --noflush $DEV 2>/dev/null &
+	suspender=$!
+	for ((i = 0; i < 2000; i++)); do
+		grep -q dm_wait_for_completion /proc/$suspender/stack 2>/dev/null && break
+		kill -0 $suspender 2>/dev/null || fail "the suspend ended before waiting for the read"
+	done
+	grep -q dm_wait_for_completion /proc/$suspender/stack || fail "the suspend does not wait"
+	kill -TERM $suspender
+	wait $suspender && fail "the interrupted suspend succeeded"
+	dmsetup info $DEV | grep -q "^State: *ACTIVE" || fail "not active after the interrupted suspend"
+	wait $reader || fail "the read from the origin"
+	origin_replace linear $ORIGIN 0
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	PREFETCH_WAIT_TIMEOUT=120 prefetch_wait done
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the prefetch"
+	fvd_down
+	dmsetup remove fvdorigin
+}
+
 test_prefetch_disk_larger_than_origin() {
 	$FVD_CREATE --force --origin $ORIGIN --size 96M $IMG >/dev/null || fail "fvd-create"
 	fvd_up $IMG $IMG $ORIGIN $PREFETCH_NOW
@@ -1576,6 +1751,25 @@ test_compact_discard() {
 	rm -f /tmp/ref /tmp/piece /tmp/check.out
 }
 
+# Compact image without a low-water mark, its data device far smaller than
+# the disk: the prefetch stops with a reserve of free chunks (1/32 of them),
+# and a guest write to a chunk of its own still finds one.  Before, the
+# prefetch took the last free chunk and the write failed with ENOSPC.
+test_compact_prefetch_leaves_room_for_writes() {
+	compact_up 64 $PREFETCH_NOW error_if_no_space
+	prefetch_wait stopped
+	expect_eq "$(free_chunks)" 2 "free chunks when the prefetch stopped"
+	head -c 8192 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((200 * CHUNK / 8192)) oflag=direct \
+		conv=notrunc status=none || fail "a guest write to a new chunk failed"
+	cp $ORIGIN /tmp/ref
+	dd if=/tmp/piece of=/tmp/ref bs=8192 seek=$((200 * CHUNK / 8192)) conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/piece /tmp/ref
+}
+
 # Compact image: the prefetch allocates chunks only while more than
 # low_water_mark are free, then stops; once the data device grew, "prefetch
 # start" completes it.  On the all-local image, discards leave the chunks
@@ -1601,6 +1795,183 @@ test_compact_prefetch_space_and_discard() {
 	expect_eq "$(sb_field $SCRATCH flags)" 3 "superblock flags"
 	dmsetup remove fvddata
 	rm -f /tmp/check.out
+}
+
+# The metadata behind fvdmeta, the data behind a linear fvddata of CHUNKS
+# chunks, the origin behind fvdorigin: a compact image whose three devices
+# a test can each swap for a failing or slow one.
+compact_swappable_up() {	# compact_swappable_up CHUNKS [FEATURES...]
+	local chunks=$1
+	shift
+	origin_up
+	$FVD_CREATE --force --compact --chunk-size 256K --origin /dev/mapper/fvdorigin \
+		--data-dev $DATA $SCRATCH >/dev/null || fail "fvd-create --compact"
+	meta_linear_up
+	dmsetup create fvddata --table "0 $((chunks * CHUNK / 512)) linear $DATA 0" ||
+		fail "fvddata"
+	fvd_up /dev/mapper/fvdmeta /dev/mapper/fvddata /dev/mapper/fvdorigin "$@"
+}
+
+# A copy-on-read in flight (its origin read slowed down) when a commit fails
+# writes where its block was when it started.  Here the metadata device
+# first drops writes (the commits of a discard and a remapping of chunk 0
+# "succeed" but never reach it), then fails them.  Before, the target then
+# rolled back to the table on disk and the copy looked its chunk up again
+# after the read: it wrote the origin's data over block 1 of the chunk's
+# committed mapping.
+test_compact_copy_on_read_across_commit_failure() {
+	local reader before
+	modprobe dm-flakey || fail "modprobe dm-flakey"
+	modprobe dm-delay || fail "modprobe dm-delay"
+	compact_swappable_up 8
+	cp $ORIGIN /tmp/ref
+	# block 1 of chunk 0 committed: chunk 0 is physical chunk 0
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=64K seek=1 count=1 oflag=direct conv=fsync status=none ||
+		fail "write block 1"
+	dd if=/tmp/blk of=/tmp/ref bs=64K seek=1 count=1 conv=notrunc status=none
+	meta_replace flakey $SCRATCH 0 0 3600 1 drop_writes
+	# chunk 0 discarded and written again (block 2): physical chunk 1
+	blkdiscard -o 0 -l $CHUNK $MAPPER || fail "discard chunk 0"
+	dd if=/tmp/blk of=$MAPPER bs=64K seek=2 count=1 oflag=direct conv=fsync status=none ||
+		fail "write block 2"
+	# a read of block 1 copies it on read, from an origin taking 8 s
+	origin_replace delay $ORIGIN 0 8000
+	before=$(status_field 14)
+	dd if=$MAPPER of=/tmp/got bs=64K skip=1 count=1 iflag=direct status=none &
+	reader=$!
+	until [ "$(status_field 14)" -gt "$before" ]; do
+		kill -0 $reader 2>/dev/null || fail "the read ended before reading the origin"
+	done
+	# the next commit fails (block 3 of chunk 0 waits for it)
+	meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
+	dd if=/tmp/blk of=$MAPPER bs=64K seek=3 count=1 oflag=direct status=none ||
+		fail "write block 3"
+	if dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null; then
+		fail "a flush succeeded without metadata writes"
+	fi
+	expect_eq "$(status_field 1)" ro "metadata mode"
+	wait $reader || fail "the read of block 1"
+	$FVDIO compare /tmp/got $ORIGIN --offset-b 65536 --length 65536 ||
+		fail "block 1 did not read as the origin after its discard"
+	fvd_down
+	# what the metadata device holds: chunk 0 with block 1's write
+	meta_replace linear $SCRATCH 0
+	origin_replace linear $ORIGIN 0
+	fvd_up /dev/mapper/fvdmeta /dev/mapper/fvddata /dev/mapper/fvdorigin
+	$FVDIO compare $MAPPER /tmp/ref || fail "the image on disk differs"
+	fvd_down
+	dmsetup remove fvddata
+	dmsetup remove fvdmeta
+	dmsetup remove fvdorigin
+	rm -f /tmp/ref /tmp/blk /tmp/got
+}
+
+# Writes held for a free chunk (no_space_timeout 0: until the data device
+# grows) fail when a metadata error ends rw mode, and so does one held for
+# the chunk a discard frees at the next commit, when that commit fails.
+# Before, both waited for ever.
+test_compact_held_writes_fail_when_metadata_fails() {
+	local pid ev phase
+	modprobe dm-flakey || fail "modprobe dm-flakey"
+	head -c 8192 /dev/urandom >/tmp/piece
+	for phase in full discard; do
+		compact_swappable_up 2 no_space_timeout 0
+		dd if=/tmp/piece of=$MAPPER bs=8192 seek=0 oflag=direct conv=notrunc,fsync status=none ||
+			fail "write to chunk 0"
+		dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((CHUNK / 8192)) oflag=direct \
+			conv=notrunc,fsync status=none || fail "write to chunk 1"
+		expect_eq "$(status_field 10)" "0/2" "free/data chunks"
+		if [ $phase = discard ]; then
+			meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
+			blkdiscard -o 0 -l $CHUNK $MAPPER || fail "discard chunk 0"
+		fi
+		ev=$(event_nr)
+		dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((2 * CHUNK / 8192)) oflag=direct \
+			conv=notrunc status=none 2>/tmp/dd.err &
+		pid=$!
+		if [ $phase = full ]; then
+			dmsetup wait $DEV "$ev" >/dev/null || fail "dmsetup wait"
+			expect_eq "$(status_field 11)" out_of_data_space "space state"
+			kill -0 $pid 2>/dev/null || fail "the write to chunk 2 was not held"
+			# a block of chunk 0 made local, then a commit that fails
+			meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
+			dd if=/tmp/piece of=$MAPPER bs=8192 seek=8 oflag=direct conv=notrunc \
+				status=none || fail "write to chunk 0"
+			dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null &&
+				fail "a flush succeeded without metadata writes"
+		fi
+		timeout 60 tail --pid=$pid -f /dev/null
+		kill -0 $pid 2>/dev/null && fail "$phase: the held write still waits in $(status_field 1) mode"
+		wait $pid && fail "$phase: the held write succeeded"
+		expect_eq "$(status_field 1)" ro "$phase: metadata mode"
+		fvd_down
+		dmsetup remove fvddata
+		dmsetup remove fvdmeta
+		dmsetup remove fvdorigin
+	done
+	rm -f /tmp/piece /tmp/dd.err
+}
+
+# A flushing suspend syncs the device's page cache (lock_fs), and writing
+# it back needs a chunk the full data device does not have: that write goes
+# back to dm, which fails it (a flushing suspend cannot reissue it), rather
+# than being held for no_space_timeout, as long as the suspend would wait.
+test_compact_suspend_writeback_needs_space() {
+	compact_up 1 no_space_timeout 20
+	head -c 8192 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=8192 oflag=direct conv=notrunc status=none ||
+		fail "write to chunk 0"
+	# An opener keeps dd's close from writing the page cache back.
+	exec 3<$MAPPER
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((2 * CHUNK / 8192)) conv=notrunc \
+		status=none || fail "buffered write to chunk 2"
+	expect_eq "$(status_field 11)" ok "space state before the suspend (written back early?)"
+	timeout 120 dmsetup suspend $DEV || fail "suspend"
+	exec 3<&-
+	if dmesg | grep -q "data device full for"; then
+		fail "the write back was held until no_space_timeout"
+	fi
+	expect_eq "$(status_field 11)" out_of_data_space "space state after the suspend"
+	dmsetup resume $DEV || fail "resume"
+	compact_grow 2
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((2 * CHUNK / 8192)) oflag=direct \
+		conv=notrunc status=none || fail "write to chunk 2 after growth"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/piece
+}
+
+# A data device of 64M chunks of 4 KiB (256 GiB: a linear start, dm-zero
+# behind it): the chunk maps, 8 MiB each, come from kvmalloc at the resume
+# that sees the device grown.  Before, kmalloc refused them and the resume
+# failed.
+test_compact_huge_data_device() {
+	local total=$((256 * 1024 * 2048)) start=$((64 * 2048)) mapped
+	$FVD_CREATE --force --compact --block-size 4K --chunk-size 4K --origin $ORIGIN \
+		--data-dev $DATA $SCRATCH >/dev/null || fail "fvd-create"
+	dmsetup create fvddata --table "0 $start linear $DATA 0" || fail "fvddata"
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 61 --count 50 --block 4096 || fail "writes"
+	dmsetup suspend fvddata &&
+		dmsetup reload fvddata --table "0 $start linear $DATA 0
+$start $((total - start)) zero" &&
+		dmsetup resume fvddata || fail "grow fvddata"
+	dmsetup suspend --noflush $DEV || fail "suspend"
+	dmsetup resume $DEV || fail "resume with $((total / 8)) data chunks"
+	mapped=$(( $(status_field 10 | cut -d/ -f2) - $(free_chunks) ))
+	expect_eq "$(status_field 10)" "$((total / 8 - mapped))/$((total / 8))" "free/data chunks"
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 62 --count 50 --block 4096 || fail "writes after growth"
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	fvd_down
+	$FVD_CHECK --data-dev /dev/mapper/fvddata $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check"; }
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after reload"
+	fvd_down
+	dmsetup remove fvddata
+	rm -f /tmp/ref /tmp/check.out
 }
 
 # ---- crash consistency ----
@@ -1637,15 +2008,15 @@ crash_case() {
 	shift 4
 	modprobe dm-log-writes || fail "modprobe dm-log-writes"
 	modprobe dm-snapshot || fail "modprobe dm-snapshot"
-	crash_setup 9 "$@"
+	crash_setup "${CRASH_MIB:-9}" "$@"
 	$CRASH $workload-workload $MAPPER --seed "$seed" $opts --log-dev crashlog ||
 		fail "workload"
 	say "status after the workload: $(dmsetup status $DEV)"
 	crash_teardown
 	$CRASH check --log $DATA --replay $REPLAY --cow $COW --origin /dev/mapper/crashorigin \
-		--virtual $((9 * 2048)) --workload $workload --seed "$seed" $opts \
+		--virtual $((${CRASH_MIB:-9} * 2048)) --workload $workload --seed "$seed" $opts \
 		--random-points "$random" --fvd-check $FVD_CHECK --sbedit $SBEDIT \
-		>/tmp/crash.out 2>&1 || rc=$?
+		${CRASH_CHECK_OPTS:-} >/tmp/crash.out 2>&1 || rc=$?
 	cat /tmp/crash.out
 	[ $rc -eq 0 ] || fail "crash point check failed"
 	dmsetup remove crashorigin
@@ -1680,6 +2051,36 @@ test_crash_points_random_writes() {
 # once a flush acknowledged the discard (before, either way).
 test_crash_points_compact() {
 	crash_case raw 8 20 "--steps 120 --discard-chunk $((64 * KB))" --compact --chunk-size 64K
+}
+
+# Commits larger than one journal write: 4K blocks, a journal of one
+# block (254 runs), steps writing 1000 chunks every other one through the
+# page cache before an fsync.  Each such commit goes out in rounds with a
+# checkpoint between them; on the compact image, large discards of whole
+# chunks let the scattered writes map chunks again, within the commits.
+# Crash points after every entry of each commit that took several journal
+# writes (and at every mark): each loads without repair and reads back
+# every acknowledged write.  Before, a commit over the journal's budget
+# went home directly, and a crash inside it left bits of one mapping with
+# another.
+crash_oversized_case() {	# crash_oversized_case SEED STEPS MIN-POINTS "OPTIONS" [FVD-CREATE OPTIONS...]
+	local seed=$1 steps=$2 min=$3 opts=$4 inside
+	shift 4
+	CRASH_CHECK_OPTS=--commit-points crash_case raw "$seed" 0 \
+		"--steps $steps --scatter 1000 $opts" --block-size 4K --journal-size 4K "$@"
+	grep -q "(0 needed fvd-check --repair)" /tmp/crash.out || fail "repairs were needed"
+	inside=$(sed -n 's/^crash points inside commits of several journal writes: \([0-9]*\) .*/\1/p' \
+		/tmp/crash.out)
+	[ "${inside:-0}" -ge "$min" ] || fail "only ${inside:-0} crash points inside oversized commits"
+}
+
+# Bits only set: blocks become local once, so a larger disk (18 MiB).
+test_crash_points_oversized_commits() {
+	CRASH_MIB=18 crash_oversized_case 17 60 60 ""
+}
+
+test_crash_points_oversized_commits_compact() {
+	crash_oversized_case 18 120 100 "--discard-chunk $((16 * KB))" --compact --chunk-size 16K
 }
 
 # fio random 4K writes with an fsync every 8, in phases over regions of
@@ -1729,9 +2130,10 @@ cleanup_devices() {
 	local d
 	# a test that failed may leave fio running; remove --retry waits for it
 	pkill -KILL -x fio >/dev/null 2>&1
+	pkill -KILL -x dd >/dev/null 2>&1
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
-	for d in $DEV fvdbad fvdmeta fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
+	for d in $DEV fvdbad fvdmeta fvdslow fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true
