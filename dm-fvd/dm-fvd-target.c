@@ -299,6 +299,8 @@ static void fvd_enter_mode(struct fvd_target *fvd, enum fvd_mode mode,
 	bio_list_merge(&held, &fvd->discard_wait);
 	bio_list_init(&fvd->discard_wait);
 	spin_unlock_irq(&fvd->lock);
+	/* Nothing is held for space any more. */
+	cancel_delayed_work(&fvd->no_space_timer);
 	fvd_complete_bios(&held, BLK_STS_IOERR);
 	dm_table_event(fvd->ti->table);
 }
@@ -498,7 +500,9 @@ void fvd_commit(struct fvd_target *fvd, bool force_data_flush, bool checkpoint)
 	int r;
 
 	mutex_lock(&fvd->commit_lock);
-	if (checkpoint && READ_ONCE(fvd->meta.nr_fresh))
+	/* Not once read-only: the blocks would wait for a commit for ever. */
+	if (checkpoint && READ_ONCE(fvd->meta.nr_fresh) &&
+	    READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
 		fvd_promote_fresh(fvd);
 	spin_lock_irq(&fvd->lock);
 	waiters = fvd->commit_waiters;
@@ -883,7 +887,7 @@ static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
 		}
 		return FVD_CHUNK_READY;
 	}
-	if (meta->nr_freeing || meta->nr_draining) {
+	if (meta->nr_freeing || meta->nr_unmapped || meta->nr_draining) {
 		/* Discarded chunks are free after the next commit. */
 		bio_list_add(&fvd->no_space, bio);
 		fvd->commit_wanted = true;
@@ -892,19 +896,23 @@ static enum fvd_chunk_state fvd_map_chunk(struct fvd_target *fvd,
 	if (!fvd->out_of_space) {
 		fvd->out_of_space = true;
 		fvd->raise_event = true;
-		if (fvd->args.no_space_timeout && !fvd->args.error_if_no_space &&
-		    !fvd->suspending)
-			queue_delayed_work(fvd->wq, &fvd->no_space_timer,
-					   fvd->args.no_space_timeout * HZ);
 	}
 	if (fvd->args.error_if_no_space || fvd->no_space_expired)
 		return FVD_CHUNK_NO_SPACE;
 	/*
-	 * A held write would keep the suspend waiting: dm reissues it after
-	 * the resume (noflush suspend) or fails it, as those held before.
+	 * A held write would keep a suspend waiting.  A noflush suspend
+	 * hands it back to dm, which reissues it after the resume; a
+	 * flushing one cannot keep it (as for those held before): it fails.
+	 * Once dm undid an interrupted noflush suspend, it is held again.
 	 */
-	if (fvd->suspending)
+	if (fvd->suspending && dm_noflush_suspending(fvd->ti))
 		return FVD_CHUNK_REQUEUE;
+	if (fvd->suspending && !fvd->suspend_noflush)
+		return FVD_CHUNK_NO_SPACE;
+	/* Pending already: the first held write's deadline stands. */
+	if (fvd->args.no_space_timeout)
+		queue_delayed_work(fvd->wq, &fvd->no_space_timer,
+				   fvd->args.no_space_timeout * HZ);
 	bio_list_add(&fvd->no_space, bio);
 	return FVD_CHUNK_HELD;
 }
@@ -958,8 +966,8 @@ static bool fvd_ops_in_chunks(struct fvd_target *fvd, u64 first, u64 end)
  * Worker: unmap the whole chunks a discard covers; the parts of chunks at
  * its ends are left alone (discard_granularity says so).  A chunk with a
  * block write in progress waits for it: the write would set a bit in an
- * unmapped chunk otherwise.  A bounded number of blocks per lock hold,
- * whatever the chunk size.
+ * unmapped chunk otherwise.  A bounded number of blocks per lock hold (or
+ * one chunk, when a chunk holds more).
  */
 static void fvd_process_discard(struct fvd_target *fvd, struct bio *bio)
 {
@@ -1615,17 +1623,22 @@ static void fvd_dtr(struct dm_target *ti)
  * them after the resume when the suspend is a noflush one (and fails them
  * otherwise), as dm-thin does.  dm maps bios until it blocks I/O after
  * this (a flushing suspend's lock_fs writes among them): until the suspend
- * ends or is undone, a write that finds no space goes back to dm at once.
+ * ends or is undone, a write that finds no space is not held either (see
+ * fvd_map_chunk()).
  */
 static void fvd_presuspend(struct dm_target *ti)
 {
 	struct fvd_target *fvd = ti->private;
 	struct bio_list held;
 
+	/* First, so that no write held from now on arms the timer again. */
+	spin_lock_irq(&fvd->lock);
+	fvd->suspending = true;
+	fvd->suspend_noflush = dm_noflush_suspending(ti);
+	spin_unlock_irq(&fvd->lock);
 	cancel_delayed_work_sync(&fvd->no_space_timer);
 	fvd_prefetch_suspend(fvd);
 	spin_lock_irq(&fvd->lock);
-	fvd->suspending = true;
 	held = fvd->no_space;
 	bio_list_init(&fvd->no_space);
 	/* A write that still finds no space after the resume waits anew. */
@@ -1737,6 +1750,13 @@ static int fvd_preresume(struct dm_target *ti)
 	if (changed) {
 		DMERR("%s: the image was reformatted after the table was loaded (superblock %s was %llu, is %llu): load the table again",
 		      dm_table_device_name(ti->table), changed, was, now);
+		return -EINVAL;
+	}
+	/* The ctr left the origin closed because the image was all-local. */
+	if (!fvd->origin_dev && sb.origin_sectors &&
+	    !(sb.flags & FVD_FLAG_ALL_LOCAL)) {
+		DMERR("%s: the image is no longer all-local, and the table has no origin: load the table again, with its origin",
+		      dm_table_device_name(ti->table));
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;

@@ -224,6 +224,8 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
 	meta->nr_unmapped = 0;
 	meta->nr_draining = 0;
 	for (chunk = 0; chunk < meta->sb.nr_chunks; chunk++) {
+		if (!(chunk % 4096))
+			cond_resched();
 		entry = fvd_table_get(meta->table.live, chunk);
 		if (entry == FVD_CHUNK_UNMAPPED) {
 			fvd_chunk_blocks(&meta->sb, chunk, &block, &end);
@@ -237,8 +239,6 @@ int fvd_meta_rebuild_chunks(struct fvd_meta *meta)
 		if (__test_and_set_bit(entry - 1, meta->chunk_used))
 			return -EEXIST;
 		used++;
-		if (!(chunk % 4096))
-			cond_resched();
 	}
 	meta->nr_free = meta->nr_phys - used;
 	return 0;

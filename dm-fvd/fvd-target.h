@@ -53,6 +53,7 @@ struct fvd_target {
 	struct bio_list no_space;	/* writes waiting for a free chunk */
 	struct bio_list discard_wait;	/* discards waiting for block writes */
 	bool suspending;		/* from presuspend to postsuspend or undo */
+	bool suspend_noflush;		/* that suspend is a noflush one */
 	bool out_of_space;		/* no_space holds bios, or held ones failed */
 	bool no_space_expired;		/* fail at once until the device grows */
 	bool low_water_raised;

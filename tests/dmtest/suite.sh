@@ -1302,9 +1302,6 @@ test_prefetch_pauses_on_slow_origin() {
 	dmsetup remove fvdorigin
 }
 
-# A disk larger than its origin: the blocks past the origin's end read as
-# zeroes without it, so the prefetch leaves them alone and the image is
-# all-local once the origin's blocks are.
 # A suspend that a signal interrupts while dm waits for a read from a slow
 # origin is undone: the prefetch, which the presuspend stopped, runs again
 # when told to.  Before, it stayed stopped for good with its state saying
@@ -1340,6 +1337,9 @@ test_prefetch_after_interrupted_suspend() {
 	dmsetup remove fvdorigin
 }
 
+# A disk larger than its origin: the blocks past the origin's end read as
+# zeroes without it, so the prefetch leaves them alone and the image is
+# all-local once the origin's blocks are.
 test_prefetch_disk_larger_than_origin() {
 	$FVD_CREATE --force --origin $ORIGIN --size 96M $IMG >/dev/null || fail "fvd-create"
 	fvd_up $IMG $IMG $ORIGIN $PREFETCH_NOW
@@ -1883,7 +1883,10 @@ test_compact_held_writes_fail_when_metadata_fails() {
 			conv=notrunc,fsync status=none || fail "write to chunk 1"
 		expect_eq "$(status_field 10)" "0/2" "free/data chunks"
 		if [ $phase = discard ]; then
-			meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
+			# metadata writes fail, after 3 s: the write below is held first
+			dmsetup create fvdfail --table "0 $(sectors $SCRATCH) flakey $SCRATCH 0 0 3600 1 error_writes" ||
+				fail "fvdfail"
+			meta_replace delay /dev/mapper/fvdfail 0 0 /dev/mapper/fvdfail 0 3000
 			blkdiscard -o 0 -l $CHUNK $MAPPER || fail "discard chunk 0"
 		fi
 		ev=$(event_nr)
@@ -1909,16 +1912,19 @@ test_compact_held_writes_fail_when_metadata_fails() {
 		dmsetup remove fvddata
 		dmsetup remove fvdmeta
 		dmsetup remove fvdorigin
+		[ $phase = full ] || dmsetup remove fvdfail
 	done
 	rm -f /tmp/piece /tmp/dd.err
 }
 
 # A flushing suspend syncs the device's page cache (lock_fs), and writing
-# it back needs a chunk the full data device does not have: that write goes
-# back to dm, which fails it (a flushing suspend cannot reissue it), rather
-# than being held for no_space_timeout, as long as the suspend would wait.
+# it back needs a chunk the full data device does not have: that write
+# fails with ENOSPC (a flushing suspend cannot keep it) rather than being
+# held for no_space_timeout, as long as the suspend would wait.  After the
+# resume, a write held for space still fails once no_space_timeout ran out.
 test_compact_suspend_writeback_needs_space() {
-	compact_up 1 no_space_timeout 20
+	local pid
+	compact_up 1 no_space_timeout 5
 	head -c 8192 /dev/urandom >/tmp/piece
 	dd if=/tmp/piece of=$MAPPER bs=8192 oflag=direct conv=notrunc status=none ||
 		fail "write to chunk 0"
@@ -1934,12 +1940,58 @@ test_compact_suspend_writeback_needs_space() {
 	fi
 	expect_eq "$(status_field 11)" out_of_data_space "space state after the suspend"
 	dmsetup resume $DEV || fail "resume"
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((3 * CHUNK / 8192)) oflag=direct \
+		conv=notrunc status=none 2>/tmp/dd.err &
+	pid=$!
+	timeout 60 tail --pid=$pid -f /dev/null
+	kill -0 $pid 2>/dev/null && fail "a write held after the resume outlived no_space_timeout"
+	wait $pid && fail "a write to chunk 3 succeeded"
+	grep -q "No space left on device" /tmp/dd.err || { cat /tmp/dd.err; fail "not ENOSPC"; }
 	compact_grow 2
 	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((2 * CHUNK / 8192)) oflag=direct \
 		conv=notrunc status=none || fail "write to chunk 2 after growth"
 	fvd_down
 	dmsetup remove fvddata
-	rm -f /tmp/piece
+	rm -f /tmp/piece /tmp/dd.err
+}
+
+# A chunk mapped and discarded between two commits, never committed, is
+# free once the next commit switched I/O epochs: a write that needs a chunk
+# meanwhile waits for that commit, even with error_if_no_space.  Slow
+# metadata writes keep a commit under way throughout, so that the chunk is
+# never described before it is discarded.
+test_compact_write_waits_for_uncommitted_discard() {
+	local i
+	modprobe dm-delay || fail "modprobe dm-delay"
+	compact_swappable_up 2 error_if_no_space
+	cp $ORIGIN /tmp/ref
+	head -c 8192 /dev/urandom >/tmp/piece
+	dd if=/tmp/piece of=$MAPPER bs=8192 oflag=direct conv=notrunc,fsync status=none ||
+		fail "write to chunk 0"
+	dd if=/tmp/piece of=/tmp/ref bs=8192 conv=notrunc status=none
+	# block 1 of chunk 0, for the timer's next commit, which takes 5 s (the
+	# timer's, not one of the worker, which maps and unmaps chunks)
+	meta_replace delay $SCRATCH 0 0 $SCRATCH 0 5000
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=8 oflag=direct conv=notrunc status=none ||
+		fail "write to block 1"
+	dd if=/tmp/piece of=/tmp/ref bs=8192 seek=8 conv=notrunc status=none
+	# until that commit waits on its delayed journal write
+	for ((i = 0; i < 2000; i++)); do
+		[ "$(dmsetup status fvdmeta | awk '{ print $5 }')" -gt 0 ] && break
+	done
+	[ $i -lt 2000 ] || fail "no metadata write delayed"
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((CHUNK / 8192)) oflag=direct \
+		conv=notrunc status=none || fail "write to chunk 1"
+	blkdiscard -o $CHUNK -l $CHUNK $MAPPER || fail "discard chunk 1"
+	dd if=/tmp/piece of=$MAPPER bs=8192 seek=$((2 * CHUNK / 8192)) oflag=direct \
+		conv=notrunc status=none || fail "the write to chunk 2 did not wait for chunk 1"
+	dd if=/tmp/piece of=/tmp/ref bs=8192 seek=$((2 * CHUNK / 8192)) conv=notrunc status=none
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs"
+	fvd_down
+	dmsetup remove fvddata
+	dmsetup remove fvdmeta
+	dmsetup remove fvdorigin
+	rm -f /tmp/piece /tmp/ref
 }
 
 # A data device of 64M chunks of 4 KiB (256 GiB: a linear start, dm-zero
@@ -2133,7 +2185,7 @@ cleanup_devices() {
 	pkill -KILL -x dd >/dev/null 2>&1
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
-	for d in $DEV fvdbad fvdmeta fvdslow fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
+	for d in $DEV fvdbad fvdmeta fvdslow fvdfail fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true

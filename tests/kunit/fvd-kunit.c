@@ -1036,7 +1036,6 @@ static void fvd_test_replay_torn_commit(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, tj->nr_runs, 4);
 }
 
-/* Blocks from before the checkpoint, and commits out of order, end it. */
 /*
  * A journal damaged in the middle: the replay stops at the damage and
  * reports the valid blocks of later commits behind it, which a load must
@@ -1089,6 +1088,7 @@ static void fvd_test_replay_damage_before_later_commits(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, replay.max_seq, 12ULL);
 }
 
+/* Blocks from before the checkpoint, and commits out of order, end it. */
 static void fvd_test_replay_stale_and_gaps(struct kunit *test)
 {
 	struct fvd_test_journal *tj = fvd_test_journal(test, 10);
@@ -1916,6 +1916,48 @@ static void fvd_test_chunk_remapped_between_rounds(struct kunit *test)
 	fvd_test_meta_free(meta);
 }
 
+/*
+ * The same with a chunk larger than a bitmap block (65536 blocks): the
+ * sweep goes back to the chunk's start, in an earlier bitmap block.
+ */
+static void fvd_test_large_chunk_remapped_between_rounds(struct kunit *test)
+{
+	spinlock_t lock;
+	struct fvd_meta *meta = fvd_test_big_compact_meta(test, &lock, 4 * 65536,
+							  65536, 4);
+	struct fvd_jbuilder *jb = fvd_test_builder(test, 1);
+	struct fvd_replay_state rs = { .sb = &meta->sb };
+	u64 b;
+
+	rs.bits = fvd_test_copy(test, meta->bits.staged, meta->bits.bytes);
+	rs.table = fvd_test_copy(test, meta->table.staged, meta->table.bytes);
+	KUNIT_ASSERT_EQ(test, fvd_meta_map_chunk(meta, 1), 0LL);
+	for (b = 98304; b < 98304 + 600; b += 2)
+		fvd_meta_mark_local(meta, b);
+	fvd_meta_sweep_start(meta);
+	KUNIT_ASSERT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_FULL);
+	KUNIT_EXPECT_GT(test, meta->sweep_block, 98304ULL);
+	fvd_test_replay_builder(test, jb, &rs);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(rs.table, 1), 1U);
+	KUNIT_EXPECT_TRUE(test, fvd_bit_test(rs.bits, 98304));
+
+	KUNIT_EXPECT_TRUE(test, fvd_meta_unmap_chunk(meta, 1));
+	KUNIT_ASSERT_EQ(test, fvd_meta_map_chunk(meta, 1), 1LL);
+	fvd_meta_mark_local(meta, 65536 + 5);
+	KUNIT_EXPECT_EQ(test, fvd_test_describe(meta, jb), FVD_DESCRIBE_DONE);
+	fvd_test_replay_builder(test, jb, &rs);
+	KUNIT_EXPECT_EQ(test, fvd_table_get(rs.table, 1), 2U);
+	for (b = 65536; b < 131072; b++)
+		if (fvd_bit_test(rs.bits, b) != (b == 65536 + 5))
+			KUNIT_FAIL(test, "block %llu after the rewind", b);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.bits, meta->bits.staged, meta->bits.bytes));
+	KUNIT_EXPECT_TRUE(test, fvd_meta_round_freeze(meta));
+	fvd_meta_sweep_done(meta, false);
+	KUNIT_EXPECT_EQ(test, 0, memcmp(rs.bits, meta->bits.live, meta->bits.bytes));
+	KUNIT_EXPECT_EQ(test, fvd_meta_release_chunks(meta, &lock), 1ULL);
+	fvd_test_meta_free(meta);
+}
+
 static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_compact_layout),
 	KUNIT_CASE(fvd_test_compact_sb_rejects),
@@ -1927,6 +1969,7 @@ static struct kunit_case fvd_compact_cases[] = {
 	KUNIT_CASE(fvd_test_chunk_unmap_replay),
 	KUNIT_CASE(fvd_test_commit_in_rounds_compact),
 	KUNIT_CASE(fvd_test_chunk_remapped_between_rounds),
+	KUNIT_CASE(fvd_test_large_chunk_remapped_between_rounds),
 	{}
 };
 
