@@ -1813,9 +1813,9 @@ compact_swappable_up() {	# compact_swappable_up CHUNKS [FEATURES...]
 }
 
 # A copy-on-read in flight (its origin read slowed down) when a commit fails
-# writes where its block was when it started.  Here the metadata device
-# first drops writes (the commits of a discard and a remapping of chunk 0
-# "succeed" but never reach it), then fails them.  Before, the target then
+# writes where its block was when it started.  The metadata device's writes
+# take 8 s, then fail: the commit of a discard and a remapping of chunk 0
+# is under way while the copy starts, and fails.  Before, the target then
 # rolled back to the table on disk and the copy looked its chunk up again
 # after the read: it wrote the origin's data over block 1 of the chunk's
 # committed mapping.
@@ -1830,10 +1830,13 @@ test_compact_copy_on_read_across_commit_failure() {
 	dd if=/tmp/blk of=$MAPPER bs=64K seek=1 count=1 oflag=direct conv=fsync status=none ||
 		fail "write block 1"
 	dd if=/tmp/blk of=/tmp/ref bs=64K seek=1 count=1 conv=notrunc status=none
-	meta_replace flakey $SCRATCH 0 0 3600 1 drop_writes
-	# chunk 0 discarded and written again (block 2): physical chunk 1
+	dmsetup create fvdfail --table "0 $(sectors $SCRATCH) flakey $SCRATCH 0 0 3600 1 error_writes" ||
+		fail "fvdfail"
+	meta_replace delay /dev/mapper/fvdfail 0 0 /dev/mapper/fvdfail 0 8000
+	# chunk 0 discarded and written again (block 2): physical chunk 1, as
+	# long as no commit of the discard completed
 	blkdiscard -o 0 -l $CHUNK $MAPPER || fail "discard chunk 0"
-	dd if=/tmp/blk of=$MAPPER bs=64K seek=2 count=1 oflag=direct conv=fsync status=none ||
+	dd if=/tmp/blk of=$MAPPER bs=64K seek=2 count=1 oflag=direct status=none ||
 		fail "write block 2"
 	# a read of block 1 copies it on read, from an origin taking 8 s
 	origin_replace delay $ORIGIN 0 8000
@@ -1843,10 +1846,7 @@ test_compact_copy_on_read_across_commit_failure() {
 	until [ "$(status_field 14)" -gt "$before" ]; do
 		kill -0 $reader 2>/dev/null || fail "the read ended before reading the origin"
 	done
-	# the next commit fails (block 3 of chunk 0 waits for it)
-	meta_replace flakey $SCRATCH 0 0 3600 1 error_writes
-	dd if=/tmp/blk of=$MAPPER bs=64K seek=3 count=1 oflag=direct status=none ||
-		fail "write block 3"
+	expect_eq "$(status_field 1)" rw "metadata mode when the copy started"
 	if dd if=/dev/null of=$MAPPER conv=fsync,notrunc status=none 2>/dev/null; then
 		fail "a flush succeeded without metadata writes"
 	fi
@@ -1857,6 +1857,7 @@ test_compact_copy_on_read_across_commit_failure() {
 	fvd_down
 	# what the metadata device holds: chunk 0 with block 1's write
 	meta_replace linear $SCRATCH 0
+	dmsetup remove fvdfail
 	origin_replace linear $ORIGIN 0
 	fvd_up /dev/mapper/fvdmeta /dev/mapper/fvddata /dev/mapper/fvdorigin
 	$FVDIO compare $MAPPER /tmp/ref || fail "the image on disk differs"
