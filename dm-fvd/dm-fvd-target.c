@@ -614,7 +614,7 @@ static void fvd_copy_finish_work(struct work_struct *ws)
 	fvd_copy_finish(container_of(ws, struct fvd_op, work));
 }
 
-static void fvd_copy_io_done(unsigned long error, void *context)
+static void fvd_copy_io_complete(unsigned long error, void *context)
 {
 	struct fvd_op *op = context;
 
@@ -622,6 +622,8 @@ static void fvd_copy_io_done(unsigned long error, void *context)
 		op->status = BLK_STS_IOERR;
 	queue_work(op->fvd->copy_wq, &op->work);
 }
+
+FVD_DEFINE_IO_NOTIFY(fvd_copy_io_done, fvd_copy_io_complete)
 
 /*
  * Read or write @count sectors at @sector of @bdev from or into @buffer;
@@ -1424,15 +1426,16 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 static int fvd_open_devices(struct fvd_target *fvd, char **error)
 {
 	struct dm_target *ti = fvd->ti;
-	fmode_t mode = fvd->writable ? FMODE_READ | FMODE_WRITE : FMODE_READ;
 	int r;
 
-	r = dm_get_device(ti, fvd->args.meta_path, mode, &fvd->meta_dev);
+	r = fvd_get_device(ti, fvd->args.meta_path, fvd->writable,
+			   &fvd->meta_dev);
 	if (r) {
 		*error = "Error opening metadata device";
 		return r;
 	}
-	r = dm_get_device(ti, fvd->args.data_path, mode, &fvd->data_dev);
+	r = fvd_get_device(ti, fvd->args.data_path, fvd->writable,
+			   &fvd->data_dev);
 	if (r) {
 		*error = "Error opening data device";
 		return r;
@@ -1448,8 +1451,8 @@ static int fvd_open_origin(struct fvd_target *fvd, char **error)
 	if (!fvd->args.origin_path ||
 	    (fvd->meta.sb.flags & FVD_FLAG_ALL_LOCAL))
 		return 0;
-	r = dm_get_device(fvd->ti, fvd->args.origin_path, FMODE_READ,
-			  &fvd->origin_dev);
+	r = fvd_get_device(fvd->ti, fvd->args.origin_path, false,
+			   &fvd->origin_dev);
 	if (r)
 		*error = "Error opening origin device";
 	return r;
@@ -1486,8 +1489,10 @@ static int fvd_alloc_resources(struct fvd_target *fvd, char **error)
 		return -ENOMEM;
 	}
 	/* Two queues, each with a rescuer: a copy step never waits behind a worker. */
-	fvd->wq = alloc_workqueue("dm-fvd-%s", WQ_MEM_RECLAIM, 0, name);
-	fvd->copy_wq = alloc_workqueue("dm-fvd-copy-%s", WQ_MEM_RECLAIM, 0, name);
+	fvd->wq = alloc_workqueue("dm-fvd-%s", WQ_MEM_RECLAIM | FVD_WQ_PERCPU,
+				  0, name);
+	fvd->copy_wq = alloc_workqueue("dm-fvd-copy-%s",
+				       WQ_MEM_RECLAIM | FVD_WQ_PERCPU, 0, name);
 	if (!fvd->wq || !fvd->copy_wq) {
 		*error = "Cannot allocate the workqueues";
 		return -ENOMEM;
@@ -1535,8 +1540,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = fvd_parse_table_args(argc, argv, &fvd->args, &ti->error);
 	if (r)
 		goto bad;
-	fvd->writable = !fvd->args.read_only &&
-			(dm_table_get_mode(ti->table) & FMODE_WRITE);
+	fvd->writable = !fvd->args.read_only && fvd_table_writable(ti);
 	fvd->mode = FVD_MODE_WRITE;
 
 	r = fvd_open_devices(fvd, &ti->error);
@@ -1943,7 +1947,7 @@ static void fvd_io_hints(struct dm_target *ti, struct queue_limits *limits)
 	struct fvd_target *fvd = ti->private;
 
 	/* Whole-block writes to absent blocks need no copy from the origin. */
-	blk_limits_io_opt(limits, fvd->meta.sb.block_sectors << SECTOR_SHIFT);
+	limits->io_opt = fvd->meta.sb.block_sectors << SECTOR_SHIFT;
 	if (fvd->compact) {
 		/* Only whole chunks are freed. */
 		limits->discard_granularity = fvd->meta.sb.chunk_sectors << SECTOR_SHIFT;

@@ -365,7 +365,7 @@ static void fvd_prefetch_end(struct work_struct *ws)
 	wake_up_var(&pf->nr_inflight);
 }
 
-static void fvd_prefetch_io_done(unsigned long error, void *context)
+static void fvd_prefetch_io_complete(unsigned long error, void *context)
 {
 	struct fvd_prefetch_batch *batch = context;
 
@@ -373,6 +373,8 @@ static void fvd_prefetch_io_done(unsigned long error, void *context)
 		batch->status = BLK_STS_IOERR;
 	queue_work(batch->fvd->copy_wq, &batch->work);
 }
+
+FVD_DEFINE_IO_NOTIFY(fvd_prefetch_io_done, fvd_prefetch_io_complete)
 
 /* The batch is in the buffer: store it on the data device. */
 static void fvd_prefetch_read_done(struct work_struct *ws)

@@ -2217,7 +2217,7 @@ main() {
 		[ "$(origin_sum)" = "$sum_before" ] || { echo "    origin changed!"; rc=1; }
 		kernel_log=$(cat /tmp/kernel-log.saved 2>/dev/null; dmesg -c)
 		rm -f /tmp/kernel-log.saved
-		if grep -qE '(BUG|WARNING):|Oops|blocked for more than|general protection|Call Trace:' <<<"$kernel_log"; then
+		if grep -qE '(BUG|WARNING|UBSAN):|Oops|blocked for more than|general protection|Call Trace:' <<<"$kernel_log"; then
 			echo "    kernel log:"
 			sed 's/^/    /' <<<"$kernel_log"
 			rc=1

@@ -5,17 +5,19 @@
 FVD_SRC=/run/fvd/src
 FVD_OUT=/run/fvd/out
 FVD_KROOT=/run/fvd/kroot
+FVD_MODULE=/run/fvd/module/dm-fvd.ko
 
 # The distro kernel's modules are not under /lib/modules of the chroot.
 modprobe() {
 	command modprobe -d $FVD_KROOT "$@"
 }
 
-# Load dm-fvd.ko as built on the host, after the modules it depends on.
+# Load dm-fvd.ko as built for this kernel, after the modules it depends on
+# (modprobe also accepts those the kernel has built in).
 load_dm_fvd() {
 	local m
-	for m in $(modinfo -F depends $FVD_SRC/dm-fvd/dm-fvd.ko | tr ',' ' '); do
+	for m in $(modinfo -F depends $FVD_MODULE | tr ',' ' '); do
 		modprobe "$m" || return 1
 	done
-	insmod $FVD_SRC/dm-fvd/dm-fvd.ko
+	insmod $FVD_MODULE
 }

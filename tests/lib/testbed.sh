@@ -13,20 +13,11 @@ FVD_TOP=${FVD_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # CI may run without HOME; root's home is the sensible default there.
 FVD_CACHE=${FVD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/dm-fvd}
 
-# Modules the initramfs loads, in dependency order, to reach the 9p root.
-TESTBED_BOOT_MODULES="
-kernel/drivers/virtio/virtio_ring.ko
-kernel/drivers/virtio/virtio.ko
-kernel/drivers/virtio/virtio_pci_modern_dev.ko
-kernel/drivers/virtio/virtio_pci_legacy_dev.ko
-kernel/drivers/virtio/virtio_pci.ko
-kernel/drivers/block/virtio_blk.ko
-kernel/fs/netfs/netfs.ko
-kernel/fs/fscache/fscache.ko
-kernel/net/9p/9pnet.ko
-kernel/net/9p/9pnet_virtio.ko
-kernel/fs/9p/9p.ko
-"
+# The kernels the test bed boots, named by the Debian release that ships
+# them: bookworm (6.1, built on this host), trixie (6.12) and sid (the
+# newest), each built in an mmdebstrap root of its own release.
+TESTBED_KERNELS="bookworm trixie sid"
+FVD_KERNEL=${FVD_KERNEL:-bookworm}
 
 testbed_log() {
 	printf '[testbed] %s\n' "$*" >&2
@@ -37,42 +28,143 @@ testbed_die() {
 	exit 1
 }
 
-# The distro kernel release whose headers are installed (e.g. 6.1.0-56-amd64).
+testbed_check_kernel_name() {
+	case " $TESTBED_KERNELS " in
+	*" $1 "*) ;;
+	*) testbed_die "unknown kernel '$1' (one of: $TESTBED_KERNELS)" ;;
+	esac
+}
+
+# testbed_root NAME: the build root of kernel NAME ("/" for bookworm, the
+# host).  trixie and sid get an mmdebstrap root with that release's
+# compiler, kbuild and headers, made once and kept in $FVD_CACHE; apt in
+# the root reaches its own release, the host's apt sources stay untouched.
+testbed_root() {
+	local name=$1 root=$FVD_CACHE/root-$1
+	testbed_check_kernel_name "$name"
+	if [ "$name" = bookworm ]; then
+		echo /
+		return
+	fi
+	if [ -f "$root/.complete" ]; then
+		echo "$root"
+		return
+	fi
+	command -v mmdebstrap >/dev/null || testbed_die "mmdebstrap missing (run: make deps)"
+	testbed_log "making the $name build root (a few minutes, once)"
+	rm -rf "$root" "$root.tmp"
+	mkdir -p "$FVD_CACHE"
+	# sid's Release file may have expired between two archive pushes.
+	mmdebstrap --quiet --variant=buildd \
+		--include=linux-headers-amd64,sparse,kmod,xz-utils \
+		--aptopt='Acquire::Check-Valid-Until "false"' \
+		"$name" "$root.tmp" http://deb.debian.org/debian >&2 ||
+		testbed_die "mmdebstrap $name failed"
+	mv "$root.tmp" "$root"
+	touch "$root/.complete"
+	echo "$root"
+}
+
+# testbed_in_root ROOT COMMAND...: run COMMAND in build root ROOT, with /proc
+# (objtool needs it) and this checkout at /run/fvd/src, in a mount namespace
+# of its own so that nothing stays mounted.
+testbed_in_root() {
+	local root=$1
+	shift
+	if [ "$root" = / ]; then
+		"$@"
+		return
+	fi
+	unshare --mount --propagation private -- /bin/sh -ec '
+		root=$1; top=$2; shift 2
+		mount -t proc proc "$root/proc"
+		mkdir -p "$root/run/fvd/src"
+		mount --bind "$top" "$root/run/fvd/src"
+		exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME=/root LANG=C.UTF-8 "$@"' sh "$root" "$FVD_TOP" "$@"
+}
+
+# The distro kernel release of kernel NAME (default $FVD_KERNEL): the newest
+# linux-headers-*-amd64 in its build root (e.g. 6.1.0-56-amd64).
 testbed_kernel_release() {
-	local dir
-	dir=$(find /usr/src -maxdepth 1 -name 'linux-headers-*-amd64' -printf '%f\n' 2>/dev/null |
+	local name=${1:-$FVD_KERNEL} root dir
+	root=$(testbed_root "$name")
+	dir=$(find "$root/usr/src" -maxdepth 1 -name 'linux-headers-*-amd64' -printf '%f\n' 2>/dev/null |
 		sort -V | tail -n 1)
-	[ -n "$dir" ] || testbed_die "no linux-headers-*-amd64 in /usr/src (run: make deps)"
+	[ -n "$dir" ] || testbed_die "no linux-headers-*-amd64 in $root/usr/src (run: make deps)"
 	echo "${dir#linux-headers-}"
 }
 
-# Unpack linux-image-<release> into $FVD_CACHE/kroot-<release> (no initrd build).
+# testbed_fetch_kernel REL: unpack the kernel of release REL (of kernel
+# $FVD_KERNEL) into $FVD_CACHE/kroot-REL, laid out as /lib/modules/REL and
+# /boot/vmlinuz-REL whichever way the release packs it: bookworm and
+# trixie ship one linux-image package, sid a linux-image metapackage over
+# linux-binary, linux-modules and linux-base (modules under /usr/lib).
 testbed_fetch_kernel() {
-	local rel=$1 kroot=$FVD_CACHE/kroot-$1 pkgdir=$FVD_CACHE/pkgs deb
+	local rel=$1 kroot=$FVD_CACHE/kroot-$1 root pkgdir deb pkgs
 	if [ -f "$kroot/.complete" ]; then
 		echo "$kroot"
 		return
 	fi
-	testbed_log "fetching linux-image-$rel"
-	mkdir -p "$pkgdir"
-	rm -rf "$kroot" "$kroot.tmp"
-	(cd "$pkgdir" && apt-get download "linux-image-$rel" >/dev/null 2>&1) ||
-		testbed_die "apt-get download linux-image-$rel failed"
-	deb=$(ls "$pkgdir"/linux-image-"$rel"_*.deb | tail -n 1)
-	mkdir -p "$kroot.tmp"
-	dpkg -x "$deb" "$kroot.tmp"
+	testbed_log "fetching the kernel packages of $rel"
+	root=$(testbed_root "$FVD_KERNEL")
+	pkgdir=$root/var/tmp/fvd-pkgs
+	rm -rf "$kroot" "$kroot.tmp" "$pkgdir"
+	mkdir -p "$pkgdir" "$kroot.tmp"
+	# The image package, and what it depends on that is of this release.
+	pkgs=$(testbed_in_root "$root" /bin/sh -c '
+		[ -n "$(ls /var/lib/apt/lists/*Packages* 2>/dev/null)" ] || apt-get update -qq
+		cd /var/tmp/fvd-pkgs && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$1" &&
+		apt-cache depends "linux-image-$1" | sed -n "s/^ *Depends: \(linux-[a-z]*-$1\)\$/\1/p"
+	' sh "$rel") || testbed_die "apt-get download linux-image-$rel failed"
+	if [ -n "$pkgs" ]; then
+		# shellcheck disable=SC2086 # one word per package
+		testbed_in_root "$root" /bin/sh -c \
+			'cd /var/tmp/fvd-pkgs && apt-get download -qq -o APT::Sandbox::User=root "$@"' \
+			sh $pkgs || testbed_die "apt-get download $pkgs failed"
+	fi
+	for deb in "$pkgdir"/*.deb; do
+		dpkg -x "$deb" "$kroot.tmp"
+	done
+	rm -rf "$pkgdir"
+	if [ ! -d "$kroot.tmp/lib/modules/$rel" ] && [ -d "$kroot.tmp/usr/lib/modules/$rel" ]; then
+		rm -rf "$kroot.tmp/lib"
+		ln -s usr/lib "$kroot.tmp/lib"
+	fi
+	mkdir -p "$kroot.tmp/boot"
+	[ -f "$kroot.tmp/boot/vmlinuz-$rel" ] ||
+		ln -s "../lib/modules/$rel/vmlinuz" "$kroot.tmp/boot/vmlinuz-$rel"
+	[ -f "$kroot.tmp/boot/vmlinuz-$rel" ] || testbed_die "no vmlinuz in the packages of $rel"
 	depmod -b "$kroot.tmp" "$rel"
-	rm -f "$deb"
 	mv "$kroot.tmp" "$kroot"
 	touch "$kroot/.complete"
 	echo "$kroot"
 }
 
+# The modules the initramfs loads to reach the 9p root, in dependency
+# order: those of virtio-pci, virtio-blk and 9p over virtio that the kernel
+# does not have built in
+# (6.12 builds virtio in; fscache is part of netfs since 6.8), decompressed
+# for busybox's insmod.
+testbed_boot_modules() {
+	local rel=$1 kroot=$2 dir=$3 m
+	modprobe -a -d "$kroot" -S "$rel" --show-depends virtio_pci virtio_blk 9pnet_virtio 9p |
+		awk '$1 == "insmod" && !seen[$2]++ {print $2}' | while read -r m; do
+		case $m in
+		*.ko.xz) xz -dc "$m" >"$dir/modules/$(basename "$m" .xz)" ;;
+		*.ko.zst) zstd -qdc "$m" >"$dir/modules/$(basename "$m" .zst)" ;;
+		*) cp "$m" "$dir/modules/" ;;
+		esac || testbed_die "cannot copy $m"
+		basename "${m%.xz}" | sed 's/\.zst$//' >>"$dir/modules/order"
+	done
+	grep -q '^9p\.ko$' "$dir/modules/order" || testbed_die "no 9p module in linux-image-$rel"
+}
+
 # Build the initramfs: static busybox, the boot modules and our /init.
 testbed_initramfs() {
-	local rel=$1 kroot=$2 out=$FVD_CACHE/initramfs-$1.cpio.gz dir m
+	local rel=$1 kroot=$2 out=$FVD_CACHE/initramfs-$1.cpio.gz dir
 	local init=$FVD_TOP/tests/lib/guest-init
-	if [ -f "$out" ] && [ "$out" -nt "$init" ]; then
+	if [ -f "$out" ] && [ "$out" -nt "$init" ] && [ "$out" -nt "${BASH_SOURCE[0]}" ]; then
 		echo "$out"
 		return
 	fi
@@ -82,11 +174,8 @@ testbed_initramfs() {
 	cp /bin/busybox "$dir/bin/busybox"
 	file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
 		testbed_die "/bin/busybox is not static (install busybox-static)"
-	for m in $TESTBED_BOOT_MODULES; do
-		cp "$kroot/lib/modules/$rel/$m" "$dir/modules/" ||
-			testbed_die "module $m missing from linux-image-$rel"
-		basename "$m" >>"$dir/modules/order"
-	done
+	: >"$dir/modules/order"
+	testbed_boot_modules "$rel" "$kroot" "$dir"
 	cp "$init" "$dir/init"
 	chmod 755 "$dir/init"
 	(cd "$dir" && find . | cpio -o -H newc --quiet | gzip -1) >"$out.tmp"
@@ -95,11 +184,62 @@ testbed_initramfs() {
 	echo "$out"
 }
 
-# Build dm-fvd.ko against the release's headers and the tools.
+# testbed_module_dir [NAME]: where dm-fvd.ko for kernel NAME is built: the
+# checkout's dm-fvd/ for bookworm (what "make" builds), a copy of the
+# sources in the build root for the others.
+testbed_module_dir() {
+	local name=${1:-$FVD_KERNEL}
+	if [ "$name" = bookworm ]; then
+		echo "$FVD_TOP/dm-fvd"
+	else
+		echo "$(testbed_root "$name")/var/tmp/fvd-build/dm-fvd"
+	fi
+}
+
+# testbed_make_module NAME DIR [MAKE ARGS...]: make the module whose
+# sources (a copy of dm-fvd/) are in DIR for kernel NAME, with that
+# release's compiler and headers.  DIR is a host path; for trixie and sid
+# it must be inside the build root.
+testbed_make_module() {
+	local name=$1 dir=$2 root rel
+	shift 2
+	root=$(testbed_root "$name")
+	rel=$(testbed_kernel_release "$name")
+	testbed_in_root "$root" make -C "/usr/src/linux-headers-$rel" \
+		M="${dir#"${root%/}"}" CONFIG_DM_FVD=m "$@" modules
+}
+
+# testbed_copy_sources DIR: dm-fvd's sources into DIR; only what changed is
+# copied, so that make sees the old timestamps.  Not the *.mod.c of a build
+# in the checkout: it holds the symbol versions of another kernel.
+testbed_copy_sources() {
+	local dir=$1 f
+	mkdir -p "$dir"
+	for f in "$FVD_TOP"/dm-fvd/*.[ch] "$FVD_TOP"/dm-fvd/Kbuild; do
+		case $f in *.mod.c) continue ;; esac
+		cmp -s "$f" "$dir/${f##*/}" || cp "$f" "$dir/"
+	done
+}
+
+# testbed_build_module NAME [MAKE ARGS...]: build dm-fvd.ko for kernel NAME
+# in testbed_module_dir.
+testbed_build_module() {
+	local name=$1 rel
+	shift
+	if [ "$name" = bookworm ]; then
+		rel=$(testbed_kernel_release "$name")
+		make -s -C "$FVD_TOP" KDIR="/usr/src/linux-headers-$rel" module "$@"
+		return
+	fi
+	testbed_copy_sources "$(testbed_module_dir "$name")"
+	testbed_make_module "$name" "$(testbed_module_dir "$name")" -s "$@"
+}
+
+# Build dm-fvd.ko for $FVD_KERNEL and the tools (these run on the host's
+# userspace, which the guest shares).
 testbed_build() {
-	local rel=$1
-	make -s -C "$FVD_TOP" KDIR="/usr/src/linux-headers-$rel" module tools >&2 ||
-		testbed_die "build failed"
+	testbed_build_module "$FVD_KERNEL" >&2 || testbed_die "module build for $FVD_KERNEL failed"
+	make -s -C "$FVD_TOP" tools >&2 || testbed_die "tools build failed"
 }
 
 # testbed_boot RUN_DIR COMMAND DISK...
@@ -107,16 +247,18 @@ testbed_build() {
 # (a shell command line) in the chroot.  Inside the guest:
 #   /run/fvd/src    this checkout (read-only)
 #   /run/fvd/kroot  the distro kernel tree, for modprobe -d (read-only)
+#   /run/fvd/module dm-fvd.ko built for this kernel (read-only)
 #   /run/fvd/out    RUN_DIR/out (read-write)
 # Console output goes to RUN_DIR/console.log and to stderr.  Returns the exit
 # status of COMMAND, or 125 when the guest did not report one.  With
 # FVD_QEMU_PIDFILE set, QEMU writes its pid there (the power-cut test kills it).
 testbed_boot() {
-	local run=$1 cmd=$2 rel kroot initrd disk timeout
+	local run=$1 cmd=$2 rel kroot initrd disk timeout module
 	shift 2
-	rel=$(testbed_kernel_release)
-	kroot=$(testbed_fetch_kernel "$rel")
-	initrd=$(testbed_initramfs "$rel" "$kroot")
+	rel=$(testbed_kernel_release) || return 125
+	kroot=$(testbed_fetch_kernel "$rel") || return 125
+	module=$(testbed_module_dir) || return 125
+	initrd=$(testbed_initramfs "$rel" "$kroot") || return 125
 	mkdir -p "$run/out"
 	rm -f "$run/out/exit-status"
 	printf '%s\n' "$cmd" >"$run/out/command"
@@ -138,6 +280,7 @@ testbed_boot() {
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$FVD_TOP,mount_tag=fvdsrc,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$kroot,mount_tag=fvdkroot,security_model=none,readonly=on,multidevs=remap" \
+		-virtfs "local,path=$module,mount_tag=fvdmodule,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$run/out,mount_tag=fvdout,security_model=none,multidevs=remap" \
 		</dev/null 2>&1 | tr -d '\r' | tee "$run/console.log" >&2
 	if [ -f "$run/out/exit-status" ]; then
