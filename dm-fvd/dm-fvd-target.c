@@ -47,6 +47,7 @@
 #include <linux/workqueue.h>
 
 #include "fvd-compat.h"
+#include "fvd-version.h"
 #include "fvd-journal.h"
 #include "fvd-meta.h"
 #include "fvd-table.h"
@@ -1958,7 +1959,7 @@ static void fvd_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type fvd_target_type = {
 	.name = "fvd",
-	.version = {1, 2, 0},
+	.version = {FVD_VERSION_MAJOR, FVD_VERSION_MINOR, FVD_VERSION_PATCH},
 	.module = THIS_MODULE,
 	.ctr = fvd_ctr,
 	.dtr = fvd_dtr,
@@ -1995,3 +1996,4 @@ module_exit(dm_fvd_exit);
 MODULE_DESCRIPTION(DM_NAME " FVD target: copy-on-write virtual disk over a read-only origin");
 MODULE_AUTHOR("dm-fvd developers");
 MODULE_LICENSE("GPL");
+MODULE_VERSION(FVD_VERSION);

@@ -21,6 +21,7 @@
 
 #include "fvd-format.h"
 #include "fvd-tool.h"
+#include "fvd-version.h"
 
 #define SECTOR ((uint64_t)512)
 
@@ -107,6 +108,7 @@ static void usage(FILE *out)
 		"  --dump            print the superblock, the journal and the\n"
 		"                    allocation map\n"
 		"  --data-dev PATH   also check the size of a separate data device\n"
+		"  --version         print the version of dm-fvd and exit\n"
 		"Exit status: 0 clean, 1 errors corrected, 4 errors left,\n"
 		"8 operational error.\n",
 		prog);
@@ -522,6 +524,7 @@ int main(int argc, char **argv)
 		{ "dump", no_argument, NULL, 'd' },
 		{ "data-dev", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct image img = { 0 };
@@ -529,7 +532,7 @@ int main(int argc, char **argv)
 	bool do_repair = false, do_dump = false;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "rdD:h", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "rdD:hV", options, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			do_repair = true;
@@ -542,6 +545,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return EXIT_CLEAN;
+		case 'V':
+			printf("%s (dm-fvd) %s\n", prog, FVD_VERSION);
 			return EXIT_CLEAN;
 		default:
 			usage(stderr);

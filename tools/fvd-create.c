@@ -20,6 +20,7 @@
 
 #include "fvd-format.h"
 #include "fvd-tool.h"
+#include "fvd-version.h"
 
 #define SECTOR 512ULL
 #define SIGNATURE_SCAN_BYTES (68 * 1024)
@@ -67,6 +68,7 @@ static void usage(FILE *out)
 		"  --chunk-size SIZE  allocation unit of --compact: a power of two,\n"
 		"                     a multiple of the block size (default 1M)\n"
 		"  --force            overwrite an existing image or filesystem\n"
+		"  --version          print the version of dm-fvd and exit\n"
 		"SIZE takes an optional K, M, G or T suffix (powers of 1024).\n",
 		prog);
 }
@@ -257,6 +259,7 @@ int main(int argc, char **argv)
 		{ "chunk-size", required_argument, NULL, 'C' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *origin = NULL, *data_dev = NULL, *image;
@@ -273,7 +276,7 @@ int main(int argc, char **argv)
 	char probe[SECTOR];
 	struct stat st_image, st_data;
 
-	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fhV", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			if (parse_size(optarg, &size))
@@ -306,6 +309,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("%s (dm-fvd) %s\n", prog, FVD_VERSION);
 			return 0;
 		default:
 			usage(stderr);
