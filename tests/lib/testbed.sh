@@ -4,7 +4,7 @@
 # The dm-fvd test bed: Debian's distro kernel booted in QEMU (TCG) with a
 # small busybox initramfs that mounts the host's root read-only over 9p and
 # chroots into it, so the host's dmsetup, fio, mkfs and python3 run against
-# a real 6.1 kernel with device-mapper.
+# a real Debian kernel with device-mapper.
 #
 # Everything downloaded or generated lives in $FVD_CACHE so a second run
 # starts in seconds.  Sourced by tests/dmtest/run and scripts/demo.
@@ -15,9 +15,10 @@ FVD_CACHE=${FVD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/dm-fvd}
 
 # The kernels the test bed boots, named by the Debian release that ships
 # them: bookworm (6.1, built on this host), trixie (6.12) and sid (the
-# newest), each built in an mmdebstrap root of its own release.
+# newest), each built in an mmdebstrap root of its own release.  The
+# default is trixie, Debian's stable release (see the README).
 TESTBED_KERNELS="bookworm trixie sid"
-FVD_KERNEL=${FVD_KERNEL:-bookworm}
+FVD_KERNEL=${FVD_KERNEL:-trixie}
 
 testbed_log() {
 	printf '[testbed] %s\n' "$*" >&2
@@ -35,17 +36,12 @@ testbed_check_kernel_name() {
 	esac
 }
 
-# testbed_root NAME: the build root of kernel NAME ("/" for bookworm, the
-# host).  trixie and sid get an mmdebstrap root with that release's
-# compiler, kbuild and headers, made once and kept in $FVD_CACHE; apt in
-# the root reaches its own release, the host's apt sources stay untouched.
-testbed_root() {
+# testbed_mmdebstrap NAME: the mmdebstrap root of Debian release NAME, made
+# once and kept in $FVD_CACHE/root-NAME: that release's compiler, kbuild and
+# kernel headers; its apt reaches its own release, the host's apt sources
+# stay untouched.
+testbed_mmdebstrap() {
 	local name=$1 root=$FVD_CACHE/root-$1
-	testbed_check_kernel_name "$name"
-	if [ "$name" = bookworm ]; then
-		echo /
-		return
-	fi
 	if [ -f "$root/.complete" ]; then
 		echo "$root"
 		return
@@ -54,15 +50,32 @@ testbed_root() {
 	testbed_log "making the $name build root (a few minutes, once)"
 	rm -rf "$root" "$root.tmp"
 	mkdir -p "$FVD_CACHE"
+	# A stable release's kernel is the one its security suite carries.
 	# sid's Release file may have expired between two archive pushes.
+	local mirrors=("deb http://deb.debian.org/debian $name main")
+	if [ "$name" != sid ]; then
+		mirrors+=("deb http://deb.debian.org/debian $name-updates main"
+			"deb http://deb.debian.org/debian-security $name-security main")
+	fi
 	mmdebstrap --quiet --variant=buildd \
 		--include=linux-headers-amd64,sparse,kmod,xz-utils \
 		--aptopt='Acquire::Check-Valid-Until "false"' \
-		"$name" "$root.tmp" http://deb.debian.org/debian >&2 ||
+		"$name" "$root.tmp" "${mirrors[@]}" >&2 ||
 		testbed_die "mmdebstrap $name failed"
 	mv "$root.tmp" "$root"
 	touch "$root/.complete"
 	echo "$root"
+}
+
+# testbed_root NAME: the build root of kernel NAME: "/" for bookworm (this
+# host), the release's mmdebstrap root for trixie and sid.
+testbed_root() {
+	testbed_check_kernel_name "$1"
+	if [ "$1" = bookworm ]; then
+		echo /
+	else
+		testbed_mmdebstrap "$1"
+	fi
 }
 
 # testbed_in_root ROOT COMMAND...: run COMMAND in build root ROOT, with /proc
@@ -107,7 +120,7 @@ testbed_fetch_kernel() {
 		return
 	fi
 	testbed_log "fetching the kernel packages of $rel"
-	root=$(testbed_root "$FVD_KERNEL")
+	root=${TESTBED_APT_ROOT:-$(testbed_root "$FVD_KERNEL")}
 	pkgdir=$root/var/tmp/fvd-pkgs
 	rm -rf "$kroot" "$kroot.tmp" "$pkgdir"
 	mkdir -p "$pkgdir" "$kroot.tmp"
@@ -116,7 +129,10 @@ testbed_fetch_kernel() {
 		[ -n "$(ls /var/lib/apt/lists/*Packages* 2>/dev/null)" ] || apt-get update -qq
 		cd /var/tmp/fvd-pkgs && apt-get download -qq -o APT::Sandbox::User=root "linux-image-$1" &&
 		apt-cache depends "linux-image-$1" | sed -n "s/^ *Depends: \(linux-[a-z]*-$1\)\$/\1/p"
-	' sh "$rel") || testbed_die "apt-get download linux-image-$rel failed"
+	' sh "$rel") || {
+		[ "$root" = / ] || testbed_log "the archive may have moved on: remove $root to make it anew"
+		testbed_die "apt-get download linux-image-$rel failed"
+	}
 	if [ -n "$pkgs" ]; then
 		# shellcheck disable=SC2086 # one word per package
 		testbed_in_root "$root" /bin/sh -c \
@@ -255,9 +271,11 @@ testbed_build() {
 testbed_boot() {
 	local run=$1 cmd=$2 rel kroot initrd disk timeout module
 	shift 2
-	rel=$(testbed_kernel_release) || return 125
-	kroot=$(testbed_fetch_kernel "$rel") || return 125
-	module=$(testbed_module_dir) || return 125
+	# TESTBED_RELEASE, TESTBED_KROOT, TESTBED_MODULE_DIR: another kernel
+	# tree than $FVD_KERNEL's (tests/package/run boots what DKMS installed).
+	rel=${TESTBED_RELEASE:-$(testbed_kernel_release)} || return 125
+	kroot=${TESTBED_KROOT:-$(testbed_fetch_kernel "$rel")} || return 125
+	module=${TESTBED_MODULE_DIR:-$(testbed_module_dir)} || return 125
 	initrd=$(testbed_initramfs "$rel" "$kroot") || return 125
 	mkdir -p "$run/out"
 	rm -f "$run/out/exit-status"
