@@ -7,6 +7,12 @@
 # make demo       boot the guest and show an FVD disk over an ext4 base image
 # make bench      dm-fvd against dm-linear, dm-thin, dm-snapshot, dm-clone
 #                 and qcow2 in one guest boot; writes bench/results/DATE.md
+# make install    the module into /lib/modules/<release>/updates (depmod),
+#                 the tools into $(PREFIX)/sbin, man pages and docs;
+#                 make uninstall takes them out again (with DESTDIR for
+#                 staging: no depmod)
+# make deb        deb/dm-fvd-dkms_<version>_all.deb and
+#                 deb/fvd-tools_<version>_amd64.deb
 #
 # KDIR selects the kernel to build against: the running kernel's build tree
 # when it has one, else the newest Debian linux-headers-*-amd64.
@@ -18,16 +24,28 @@ CC ?= cc
 TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
 TOOLS := tools/fvd-create tools/fvd-check tests/dmtest/fvd-sbedit
 SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c
-SHARED_HDR := dm-fvd/fvd-format.h tools/fvd-user.h tools/fvd-tool.h
+SHARED_HDR := dm-fvd/fvd-format.h dm-fvd/fvd-version.h tools/fvd-user.h tools/fvd-tool.h
+
+# The one version, from dm-fvd/fvd-version.h.
+VERSION := $(shell sed -n 's/^\#define FVD_VERSION_\(MAJOR\|MINOR\|PATCH\)[[:space:]]*\([0-9]*\)$$/\2/p' \
+	dm-fvd/fvd-version.h | paste -sd.)
+# The release the headers are for (Debian's 6.1 headers have the upstream
+# version in include/config/kernel.release; utsrelease.h is what uname says).
+KRELEASE = $(shell sed -n 's/^\#define UTS_RELEASE "\(.*\)"$$/\1/p' $(KDIR)/include/generated/utsrelease.h 2>/dev/null)
+PREFIX ?= /usr/local
+DESTDIR ?=
+MAN_PAGES := man/fvd-create.8 man/fvd-check.8
 
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
 	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils \
-	clang libclang-rt-14-dev nbd-server nbd-client iproute2
+	clang libclang-rt-14-dev nbd-server nbd-client iproute2 mmdebstrap \
+	lintian
 # make bench also runs qcow2 through qemu-nbd and draws its chart
 BENCH_PACKAGES := qemu-utils gnuplot-nox
 
-.PHONY: all module tools deps bench-deps check kunit dmtest static fuzz demo bench clean
+.PHONY: all module tools deps bench-deps check kunit dmtest static fuzz demo bench clean \
+	version install uninstall deb
 
 all: module tools
 
@@ -45,6 +63,35 @@ tools/fvd-check: tools/fvd-check.c $(SHARED_SRC) $(SHARED_HDR)
 
 tests/dmtest/fvd-sbedit: tests/dmtest/fvd-sbedit.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
+
+version:
+	@echo $(VERSION)
+
+install: module tools/fvd-create tools/fvd-check
+	@test -n "$(KRELEASE)" || { echo "no kernel release in $(KDIR)" >&2; exit 1; }
+	@# Unsigned: the distribution's signing key is not in its headers (a
+	@# Secure Boot host signs through DKMS, see the README).
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/dm-fvd CONFIG_DM_FVD=m CONFIG_MODULE_SIG_ALL= \
+		INSTALL_MOD_DIR=updates $(if $(DESTDIR),INSTALL_MOD_PATH=$(DESTDIR)) \
+		modules_install
+	$(if $(DESTDIR),,depmod $(KRELEASE))
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/doc/dm-fvd
+	install -m 755 tools/fvd-create tools/fvd-check $(DESTDIR)$(PREFIX)/sbin/
+	for m in $(MAN_PAGES); do \
+		sed 's/@VERSION@/$(VERSION)/' $$m >$(DESTDIR)$(PREFIX)/share/man/man8/$$(basename $$m) || exit 1; \
+	done
+	install -m 644 Documentation/dm-fvd.rst README.md $(DESTDIR)$(PREFIX)/share/doc/dm-fvd/
+
+uninstall:
+	rm -f $(DESTDIR)/lib/modules/$(KRELEASE)/updates/dm-fvd.ko*
+	$(if $(DESTDIR),,depmod $(KRELEASE))
+	rm -f $(DESTDIR)$(PREFIX)/sbin/fvd-create $(DESTDIR)$(PREFIX)/sbin/fvd-check
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man8/,$(notdir $(MAN_PAGES)))
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/dm-fvd
+
+deb:
+	@packaging/make-deb
 
 # install_packages PACKAGES: apt-get install those not installed yet
 define install_packages
