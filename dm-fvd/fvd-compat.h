@@ -62,19 +62,21 @@ static inline int fvd_dm_io(struct dm_io_request *req, unsigned int nr_regions,
 {
 	return dm_io(req, nr_regions, where, NULL, NULL, IOPRIO_DEFAULT);
 }
-
-#define FVD_DEFINE_IO_NOTIFY(name, done)				\
-static void name(unsigned long error, unsigned long unsup, void *context) \
-{									\
-	done(error | unsup, context);					\
-}
 #else
 static inline int fvd_dm_io(struct dm_io_request *req, unsigned int nr_regions,
 			    struct dm_io_region *where)
 {
 	return dm_io(req, nr_regions, where, NULL, IOPRIO_DEFAULT);
 }
+#endif
 
+#ifdef FVD_HAVE_IO_NOTIFY_UNSUP
+#define FVD_DEFINE_IO_NOTIFY(name, done)				\
+static void name(unsigned long error, unsigned long unsup, void *context) \
+{									\
+	done(error | unsup, context);					\
+}
+#else
 #define FVD_DEFINE_IO_NOTIFY(name, done)				\
 static void name(unsigned long error, void *context)			\
 {									\

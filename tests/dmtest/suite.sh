@@ -2213,7 +2213,12 @@ main() {
 	fi
 	[ ${#tests[@]} -gt 0 ] || { echo "not ok - no tests found" | tee -a $OUT/results; return 1; }
 	sum_before=$(origin_sum)
-	dmesg -c >/dev/null
+	# What loading the module made the kernel say counts too.
+	kernel_log=$(dmesg -c)
+	if grep -qE '(BUG|WARNING|UBSAN):|Oops|Call Trace:' <<<"$kernel_log"; then
+		sed 's/^/    /' <<<"$kernel_log"
+		echo "not ok - kernel log clean after loading dm-fvd.ko" | tee -a $OUT/results
+	fi
 	for t in "${tests[@]}"; do
 		t=${t#test_}
 		echo "# --- $t"

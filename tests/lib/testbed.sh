@@ -52,14 +52,15 @@ testbed_mmdebstrap() {
 	mkdir -p "$FVD_CACHE"
 	# A stable release's kernel is the one its security suite carries.
 	# sid's Release file may have expired between two archive pushes.
-	local mirrors=("deb http://deb.debian.org/debian $name main")
-	if [ "$name" != sid ]; then
+	local mirrors=("deb http://deb.debian.org/debian $name main") aptopts=()
+	if [ "$name" = sid ]; then
+		aptopts=(--aptopt='Acquire::Check-Valid-Until "false"')
+	else
 		mirrors+=("deb http://deb.debian.org/debian $name-updates main"
 			"deb http://deb.debian.org/debian-security $name-security main")
 	fi
 	mmdebstrap --quiet --variant=buildd \
-		--include=linux-headers-amd64,sparse,kmod,xz-utils \
-		--aptopt='Acquire::Check-Valid-Until "false"' \
+		--include=linux-headers-amd64,sparse,kmod,xz-utils "${aptopts[@]}" \
 		"$name" "$root.tmp" "${mirrors[@]}" >&2 ||
 		testbed_die "mmdebstrap $name failed"
 	mv "$root.tmp" "$root"
@@ -82,26 +83,31 @@ testbed_root() {
 # (objtool needs it) and this checkout at /run/fvd/src, in a mount namespace
 # of its own so that nothing stays mounted.
 testbed_in_root() {
-	local root=$1
+	local root=$1 proxies="" v
 	shift
 	if [ "$root" = / ]; then
 		"$@"
 		return
 	fi
+	# apt in the root goes through the same proxy as the host's, if any.
+	for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+		[ -z "${!v:-}" ] || proxies="$proxies $v=${!v}"
+	done
 	unshare --mount --propagation private -- /bin/sh -ec '
-		root=$1; top=$2; shift 2
+		root=$1; top=$2; proxies=$3; shift 3
 		mount -t proc proc "$root/proc"
 		mkdir -p "$root/run/fvd/src"
 		mount --bind "$top" "$root/run/fvd/src"
+		# shellcheck disable=SC2086 # one word per variable
 		exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-			HOME=/root LANG=C.UTF-8 "$@"' sh "$root" "$FVD_TOP" "$@"
+			HOME=/root LANG=C.UTF-8 $proxies "$@"' sh "$root" "$FVD_TOP" "$proxies" "$@"
 }
 
 # The distro kernel release of kernel NAME (default $FVD_KERNEL): the newest
 # linux-headers-*-amd64 in its build root (e.g. 6.1.0-56-amd64).
 testbed_kernel_release() {
 	local name=${1:-$FVD_KERNEL} root dir
-	root=$(testbed_root "$name")
+	root=$(testbed_root "$name") || return 1
 	dir=$(find "$root/usr/src" -maxdepth 1 -name 'linux-headers-*-amd64' -printf '%f\n' 2>/dev/null |
 		sort -V | tail -n 1)
 	[ -n "$dir" ] || testbed_die "no linux-headers-*-amd64 in $root/usr/src (run: make deps)"
@@ -120,7 +126,7 @@ testbed_fetch_kernel() {
 		return
 	fi
 	testbed_log "fetching the kernel packages of $rel"
-	root=${TESTBED_APT_ROOT:-$(testbed_root "$FVD_KERNEL")}
+	root=${TESTBED_APT_ROOT:-$(testbed_root "$FVD_KERNEL")} || return 1
 	pkgdir=$root/var/tmp/fvd-pkgs
 	rm -rf "$kroot" "$kroot.tmp" "$pkgdir"
 	mkdir -p "$pkgdir" "$kroot.tmp"
@@ -140,7 +146,7 @@ testbed_fetch_kernel() {
 			sh $pkgs || testbed_die "apt-get download $pkgs failed"
 	fi
 	for deb in "$pkgdir"/*.deb; do
-		dpkg -x "$deb" "$kroot.tmp"
+		dpkg -x "$deb" "$kroot.tmp" || testbed_die "dpkg -x $deb failed"
 	done
 	rm -rf "$pkgdir"
 	if [ ! -d "$kroot.tmp/lib/modules/$rel" ] && [ -d "$kroot.tmp/usr/lib/modules/$rel" ]; then
@@ -151,7 +157,7 @@ testbed_fetch_kernel() {
 	[ -f "$kroot.tmp/boot/vmlinuz-$rel" ] ||
 		ln -s "../lib/modules/$rel/vmlinuz" "$kroot.tmp/boot/vmlinuz-$rel"
 	[ -f "$kroot.tmp/boot/vmlinuz-$rel" ] || testbed_die "no vmlinuz in the packages of $rel"
-	depmod -b "$kroot.tmp" "$rel"
+	depmod -b "$kroot.tmp" "$rel" || testbed_die "depmod for $rel failed"
 	mv "$kroot.tmp" "$kroot"
 	touch "$kroot/.complete"
 	echo "$kroot"
@@ -159,13 +165,15 @@ testbed_fetch_kernel() {
 
 # The modules the initramfs loads to reach the 9p root, in dependency
 # order: those of virtio-pci, virtio-blk and 9p over virtio that the kernel
-# does not have built in
-# (6.12 builds virtio in; fscache is part of netfs since 6.8), decompressed
-# for busybox's insmod.
+# does not have built in (6.12 builds virtio in; fscache is part of netfs
+# since 6.8), decompressed for busybox's insmod.
 testbed_boot_modules() {
 	local rel=$1 kroot=$2 dir=$3 m
-	modprobe -a -d "$kroot" -S "$rel" --show-depends virtio_pci virtio_blk 9pnet_virtio 9p |
-		awk '$1 == "insmod" && !seen[$2]++ {print $2}' | while read -r m; do
+	local mods
+	mods=$(modprobe -a -d "$kroot" -S "$rel" --show-depends virtio_pci virtio_blk 9pnet_virtio 9p |
+		awk '$1 == "insmod" && !seen[$2]++ {print $2}') ||
+		testbed_die "modprobe --show-depends failed for $rel"
+	for m in $mods; do
 		case $m in
 		*.ko.xz) xz -dc "$m" >"$dir/modules/$(basename "$m" .xz)" ;;
 		*.ko.zst) zstd -qdc "$m" >"$dir/modules/$(basename "$m" .zst)" ;;
@@ -202,13 +210,15 @@ testbed_initramfs() {
 
 # testbed_module_dir [NAME]: where dm-fvd.ko for kernel NAME is built: the
 # checkout's dm-fvd/ for bookworm (what "make" builds), a copy of the
-# sources in the build root for the others.
+# sources in the build root for the others, one per checkout (a clone
+# beside this one shares the cache, not its sources).
 testbed_module_dir() {
-	local name=${1:-$FVD_KERNEL}
+	local name=${1:-$FVD_KERNEL} root
 	if [ "$name" = bookworm ]; then
 		echo "$FVD_TOP/dm-fvd"
 	else
-		echo "$(testbed_root "$name")/var/tmp/fvd-build/dm-fvd"
+		root=$(testbed_root "$name") || return 1
+		echo "$root/var/tmp/fvd-build-$(printf '%s' "$FVD_TOP" | md5sum | cut -c1-12)/dm-fvd"
 	fi
 }
 
@@ -219,8 +229,8 @@ testbed_module_dir() {
 testbed_make_module() {
 	local name=$1 dir=$2 root rel
 	shift 2
-	root=$(testbed_root "$name")
-	rel=$(testbed_kernel_release "$name")
+	root=$(testbed_root "$name") || return 1
+	rel=$(testbed_kernel_release "$name") || return 1
 	testbed_in_root "$root" make -C "/usr/src/linux-headers-$rel" \
 		M="${dir#"${root%/}"}" CONFIG_DM_FVD=m "$@" modules
 }
@@ -240,15 +250,16 @@ testbed_copy_sources() {
 # testbed_build_module NAME [MAKE ARGS...]: build dm-fvd.ko for kernel NAME
 # in testbed_module_dir.
 testbed_build_module() {
-	local name=$1 rel
+	local name=$1 rel dir
 	shift
 	if [ "$name" = bookworm ]; then
-		rel=$(testbed_kernel_release "$name")
+		rel=$(testbed_kernel_release "$name") || return 1
 		make -s -C "$FVD_TOP" KDIR="/usr/src/linux-headers-$rel" module "$@"
 		return
 	fi
-	testbed_copy_sources "$(testbed_module_dir "$name")"
-	testbed_make_module "$name" "$(testbed_module_dir "$name")" -s "$@"
+	dir=$(testbed_module_dir "$name") || return 1
+	testbed_copy_sources "$dir"
+	testbed_make_module "$name" "$dir" -s "$@"
 }
 
 # Build dm-fvd.ko for $FVD_KERNEL and the tools (these run on the host's
