@@ -21,3 +21,9 @@ load_dm_fvd() {
 	done
 	insmod $FVD_MODULE
 }
+
+# kernel_log_has_report TEXT: true when the kernel log TEXT holds a bug,
+# warning, UBSAN or hung-task report (what fails a test run).
+kernel_log_has_report() {
+	grep -qE '(BUG|WARNING|UBSAN):|Oops|blocked for more than|general protection|Call Trace:' <<<"$1"
+}

@@ -60,8 +60,8 @@ result $status "copy-on-write over the origin reads back byte for byte, fvd-chec
 rmmod dm-fvd
 result $? "rmmod dm-fvd"
 kernel_log=$(dmesg)
-if grep -qE '(BUG|WARNING|UBSAN):|Oops|Call Trace:' <<<"$kernel_log"; then
-	grep -E -A20 '(BUG|WARNING|UBSAN):|Oops' <<<"$kernel_log" | head -40
+if kernel_log_has_report "$kernel_log"; then
+	printf '%s\n' "$kernel_log"
 	status=1
 else
 	status=0
