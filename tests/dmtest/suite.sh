@@ -2233,10 +2233,11 @@ main() {
 		[ "$(origin_sum)" = "$sum_before" ] || { echo "    origin changed!"; rc=1; }
 		kernel_log=$(cat /tmp/kernel-log.saved 2>/dev/null; dmesg -c)
 		rm -f /tmp/kernel-log.saved
-		if kernel_log_has_report "$kernel_log"; then
+		kernel_log_has_report "$kernel_log" && rc=1
+		# A failed test's kernel log says what the target saw.
+		if [ $rc -ne 0 ] && [ -n "$kernel_log" ]; then
 			echo "    kernel log:"
 			sed 's/^/    /' <<<"$kernel_log"
-			rc=1
 		fi
 		if [ $rc -eq 0 ]; then
 			echo "ok - $t" | tee -a $OUT/results
