@@ -1357,18 +1357,23 @@ test_prefetch_disk_larger_than_origin() {
 
 # fio saturating the data device slows the prefetch's data writes below the
 # minimum: it pauses.  The data device is a null_blk that serves one request
-# at a time in 0.2 ms, in the order they came (no I/O scheduler), so fio's
-# 64 queued writes delay each prefetch write; the minimum is half the write
-# throughput the prefetch measured alone on it just before.
+# at a time in 1 ms, in the order they came (no I/O scheduler).  A submitter
+# that finds the one tag taken sleeps in the submission until its turn, so
+# the load is 32 fio jobs, not one job's queue depth: each prefetch write
+# waits behind some 32 ms of fio's.  The minimum is half the write
+# throughput the prefetch measured alone on that device just before.
 test_prefetch_pauses_on_busy_data_device() {
 	local w0 fio_pid i nr
 	modprobe null_blk nr_devices=1 memory_backed=1 gb=1 queue_mode=2 \
-		hw_queue_depth=1 submit_queues=1 irqmode=2 completion_nsec=200000 ||
+		hw_queue_depth=1 submit_queues=1 irqmode=2 completion_nsec=1000000 ||
 		fail "modprobe null_blk"
 	echo none >/sys/block/nullb0/queue/scheduler || fail "no I/O scheduler"
-	# a 256 MiB origin, so that measuring alone leaves most of it to copy
+	# A 256 MiB origin whose reads each take 2 ms more: alone the prefetch
+	# needs some 20 s for it, so measuring leaves most of it to copy even
+	# when the host's page cache serves the origin's disks.
+	modprobe dm-delay || fail "modprobe dm-delay"
 	dd if=/dev/urandom of=$DATA bs=1M count=128 status=none || fail "origin data"
-	printf '0 %s linear %s 0\n%s %s linear %s 0\n' "$(sectors $DATA)" $DATA \
+	printf '0 %s delay %s 0 2\n%s %s delay %s 0 2\n' "$(sectors $DATA)" $DATA \
 		"$(sectors $DATA)" "$(sectors $IMG)" $IMG | dmsetup create fvdorigin ||
 		fail "fvdorigin"
 	$FVD_CREATE --force --origin /dev/mapper/fvdorigin --data-dev /dev/nullb0 \
@@ -1387,7 +1392,7 @@ test_prefetch_pauses_on_busy_data_device() {
 	say "alone: data writes $w0 KiB/s after $(status_field 16) bytes; minimum now $((w0 / 2))"
 	dmsetup message $DEV 0 set prefetch_min_write $((w0 / 2)) || fail "set"
 	fio --name=load --filename=/dev/nullb0 --offset=512M --size=64M --direct=1 \
-		--rw=randwrite --bs=4k --ioengine=libaio --iodepth=64 --time_based \
+		--rw=randwrite --bs=4k --ioengine=libaio --numjobs=32 --iodepth=2 --time_based \
 		--runtime=120 --output=/dev/null &
 	fio_pid=$!
 	# fio takes seconds to start in the guest: until it wrote 2000 blocks
@@ -1404,7 +1409,8 @@ test_prefetch_pauses_on_busy_data_device() {
 		[ "$(prefetch_state)" = running ] || [ "$(prefetch_state)" = paused ] ||
 			fail "prefetch $(prefetch_state) under load, without a pause"
 		kill -0 $fio_pid 2>/dev/null || fail "no pause while fio ran"
-		timeout 5 dmsetup wait $DEV "$nr" >/dev/null
+		# bounded, so that the end of fio is noticed without an event
+		timeout 5 dmsetup wait $DEV "$nr" >/dev/null || true
 	done
 	say "under fio: $(status_field 19) pauses, data writes $(status_field 18) KiB/s"
 	kill $fio_pid
