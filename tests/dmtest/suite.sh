@@ -12,6 +12,8 @@
 #   /dev/vdg  crash tests: copy-on-write store of the throw-away snapshots
 #
 # Usage: suite.sh [TEST...]   (default: every test_* function)
+#        suite.sh --queue       (the tests named in /run/fvd/shared/queue,
+#                                each taken by whichever guest claims it first)
 # Writes "ok - NAME" / "not ok - NAME" lines to /run/fvd/out/results.
 
 set -u
@@ -2205,8 +2207,21 @@ cleanup_devices() {
 	rmmod null_blk >/dev/null 2>&1 || true
 }
 
+# claim TEST: true for the one guest that takes TEST from the shared queue
+# (mkdir on the host's file system is atomic across the 9p servers).
+claim() {
+	[ "$QUEUE" -eq 0 ] || mkdir "$QUEUE_DIR/claimed/$1" 2>/dev/null
+}
+
 main() {
 	local tests=("$@") t rc passed=0 failed=0 sum_before kernel_log started
+	QUEUE=0
+	QUEUE_DIR=/run/fvd/shared
+	if [ "${1:-}" = --queue ]; then
+		[ -f $QUEUE_DIR/queue ] || { echo "not ok - no shared queue" | tee -a $OUT/results; return 1; }
+		QUEUE=1
+		read -r -a tests <<<"$(tr '\n' ' ' <$QUEUE_DIR/queue)"
+	fi
 	: >$OUT/results
 	# What loading the module made the kernel say counts too.
 	if ! load_dm_fvd; then
@@ -2229,6 +2244,7 @@ main() {
 	dmesg -c >/dev/null
 	for t in "${tests[@]}"; do
 		t=${t#test_}
+		claim "$t" || continue
 		echo "# --- $t"
 		started=$(date +%s)
 		(set -e; "test_$t") >$OUT/log.$t 2>&1

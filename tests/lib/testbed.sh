@@ -279,6 +279,9 @@ testbed_build() {
 # Console output goes to RUN_DIR/console.log and to stderr.  Returns the exit
 # status of COMMAND, or 125 when the guest did not report one.  With
 # FVD_QEMU_PIDFILE set, QEMU writes its pid there (the power-cut test kills it).
+# With TESTBED_SHARED_DIR set, that directory is /run/fvd/shared in the guest
+# (read-write), for guests that run at the same time to share a queue.
+# TESTBED_SMP: the guest's vCPUs (default 2).
 testbed_boot() {
 	local run=$1 cmd=$2 rel kroot initrd disk timeout module
 	shift 2
@@ -306,7 +309,7 @@ testbed_boot() {
 	timeout=${FVD_GUEST_TIMEOUT:-2700}
 	testbed_log "booting $rel ($# disks, timeout ${timeout}s)"
 	timeout --foreground -k 10 "$timeout" \
-		qemu-system-x86_64 -m 2048 -smp 2 -nographic -no-reboot \
+		qemu-system-x86_64 -m 2048 -smp "${TESTBED_SMP:-2}" -nographic -no-reboot \
 		-kernel "$kroot/boot/vmlinuz-$rel" -initrd "$initrd" \
 		-nic none -append "console=ttyS0 quiet loglevel=1 panic=-1 softlockup_panic=0" \
 		${FVD_QEMU_PIDFILE:+-pidfile "$FVD_QEMU_PIDFILE"} \
@@ -316,6 +319,7 @@ testbed_boot() {
 		-virtfs "local,path=$kroot,mount_tag=fvdkroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$module,mount_tag=fvdmodule,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$run/out,mount_tag=fvdout,security_model=none,multidevs=remap" \
+		${TESTBED_SHARED_DIR:+-virtfs "local,path=$TESTBED_SHARED_DIR,mount_tag=fvdshared,security_model=none,multidevs=remap"} \
 		</dev/null 2>&1 | tr -d '\r' | tee "$run/console.log" >&2
 	if [ -f "$run/out/exit-status" ]; then
 		return "$(cat "$run/out/exit-status")"
