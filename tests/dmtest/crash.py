@@ -630,6 +630,8 @@ def cmd_check(args):
         inside = sum(1 for p in points if any(a < p <= b for a, b in big))
         print(f"crash points inside commits of several journal writes: {inside} "
               f"(in {len(big)} commits)")
+        print("journal writes of each: " +
+              " ".join(str(w) for _, _, w in checker.commits() if w > 1))
     print(f"all-local crash points: {checker.all_local_points} of {len(points)}")
     print("seconds spent: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(checker.times.items())))
     return 0

@@ -2131,24 +2131,34 @@ test_crash_points_compact() {
 # every acknowledged write.  Before, a commit over the journal's budget
 # went home directly, and a crash inside it left bits of one mapping with
 # another.
-crash_oversized_case() {	# crash_oversized_case SEED STEPS MIN-POINTS "OPTIONS" [FVD-CREATE OPTIONS...]
-	local seed=$1 steps=$2 min=$3 opts=$4 inside
-	shift 4
+#
+# The guard asks for several such commits, one of them of three journal
+# writes or more (two checkpoints inside it), not for a number of crash
+# points: where the one-second commit timer cuts the fsync's writeback
+# decides how many entries each commit has, and a 1-vCPU guest cuts more
+# often (measured: 4 to 7 commits of 2 to 5 writes, 84 to 122 points).
+crash_oversized_case() {	# crash_oversized_case SEED STEPS "OPTIONS" [FVD-CREATE OPTIONS...]
+	local seed=$1 steps=$2 opts=$3 sizes commits=0 largest=0 w
+	shift 3
 	CRASH_CHECK_OPTS=--commit-points crash_case raw "$seed" 0 \
 		"--steps $steps --scatter 1000 $opts" --block-size 4K --journal-size 4K "$@"
 	grep -q "(0 needed fvd-check --repair)" /tmp/crash.out || fail "repairs were needed"
-	inside=$(sed -n 's/^crash points inside commits of several journal writes: \([0-9]*\) .*/\1/p' \
-		/tmp/crash.out)
-	[ "${inside:-0}" -ge "$min" ] || fail "only ${inside:-0} crash points inside oversized commits"
+	sizes=$(sed -n 's/^journal writes of each: //p' /tmp/crash.out)
+	for w in $sizes; do
+		commits=$((commits + 1))
+		[ "$w" -le "$largest" ] || largest=$w
+	done
+	[ "$commits" -ge 3 ] && [ "$largest" -ge 3 ] ||
+		fail "commits of several journal writes: ${sizes:-none}; want 3 or more, one of 3 writes or more"
 }
 
 # Bits only set: blocks become local once, so a larger disk (18 MiB).
 test_crash_points_oversized_commits() {
-	CRASH_MIB=18 crash_oversized_case 17 60 60 ""
+	CRASH_MIB=18 crash_oversized_case 17 60 ""
 }
 
 test_crash_points_oversized_commits_compact() {
-	crash_oversized_case 18 120 100 "--discard-chunk $((16 * KB))" --compact --chunk-size 16K
+	crash_oversized_case 18 120 "--discard-chunk $((16 * KB))" --compact --chunk-size 16K
 }
 
 # fio random 4K writes with an fsync every 8, in phases over regions of
