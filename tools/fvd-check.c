@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fvd-format.h"
+#include "fvd-storage.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
 
@@ -564,6 +565,16 @@ int main(int argc, char **argv)
 	if (img.fd < 0)
 		fail_op("cannot open %s%s: %s", img.path,
 			do_repair ? " exclusively for repair" : "", strerror(errno));
+	if (do_repair) {
+		/* A file is held through its loop device, which O_EXCL cannot see. */
+		struct stat st;
+		char loop[64];
+
+		if (!fstat(img.fd, &st) && S_ISREG(st.st_mode) &&
+		    fvd_file_loop_user(&st, loop, sizeof(loop)))
+			fail_op("cannot repair %s: it is in use, it backs %s (losetup --detach %s first)",
+				img.path, loop, loop);
+	}
 	img.size = fd_size(img.fd, img.path);
 
 	check_superblock(&img);

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <linux/fs.h>
 
 #include "fvd-format.h"
+#include "fvd-storage.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
 
@@ -26,6 +28,27 @@
 #define SIGNATURE_SCAN_BYTES (68 * 1024)
 
 static const char *prog = "fvd-create";
+
+/* Files this run created, removed again unless it succeeds. */
+static const char *created[2];
+static bool formatted;
+
+static void remove_created(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(created); i++)
+		if (created[i] && !formatted)
+			unlink(created[i]);
+}
+
+/* Interrupted: the files made so far go too (unlink is async-signal-safe). */
+static void remove_created_and_die(int sig)
+{
+	remove_created();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
 
 static void die(const char *fmt, ...)
 {
@@ -53,8 +76,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
-		"       [--data-dev PATH] [--journal-size SIZE]\n"
-		"       [--compact [--chunk-size SIZE]] [--force] IMAGE\n"
+		"       [--data-dev PATH] [--journal-size SIZE] [--create]\n"
+		"       [--compact [--chunk-size SIZE] [--data-size SIZE]] [--force] IMAGE\n"
 		"\n"
 		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
 		"  --size SIZE        virtual disk size (default: the origin's size)\n"
@@ -67,6 +90,11 @@ static void usage(FILE *out)
 		"                     so the data device may be smaller than the disk\n"
 		"  --chunk-size SIZE  allocation unit of --compact: a power of two,\n"
 		"                     a multiple of the block size (default 1M)\n"
+		"  --data-size SIZE   with --compact, room for chunks to allocate into:\n"
+		"                     a file is extended by that much (allocated on the\n"
+		"                     host), a block device must hold it\n"
+		"  --create           make IMAGE and the data device files if they do not\n"
+		"                     exist (so does --size or --data-size); never under /dev\n"
 		"  --force            overwrite an existing image or filesystem\n"
 		"  --version          print the version of dm-fvd and exit\n"
 		"SIZE takes an optional K, M, G or T suffix (powers of 1024).\n",
@@ -239,6 +267,103 @@ static void ensure_size(int fd, const char *path, bool is_blockdev,
 		    strerror(errno));
 }
 
+/*
+ * Open @path for formatting: a block device exclusively (not one mounted or
+ * held by device-mapper, md or anyone else), a regular file unless a loop
+ * device uses it; a path that does not exist becomes a file only when
+ * @may_create, and never under /dev.
+ */
+static int open_for_format(const char *path, const char *what, bool may_create,
+			   unsigned int slot)
+{
+	struct stat st;
+	char loop[64];
+	int fd;
+
+	if (stat(path, &st)) {
+		if (errno != ENOENT)
+			die("cannot access %s %s: %s", what, path, strerror(errno));
+		if (!strncmp(path, "/dev/", 5))
+			die("%s %s does not exist (and no file is made under /dev)", what, path);
+		if (!may_create)
+			die("%s %s does not exist; --create (or --size) makes it a file", what, path);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			die("cannot create %s %s: %s", what, path, strerror(errno));
+		created[slot] = path;
+		return fd;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+		if (fd < 0 && errno == EBUSY)
+			die("%s %s is in use (mounted, or held by device-mapper, md or another program)",
+			    what, path);
+	} else {
+		if (S_ISREG(st.st_mode) && fvd_file_loop_user(&st, loop, sizeof(loop)))
+			die("%s %s is in use: it backs %s (losetup --detach %s first)", what, path,
+			    loop, loop);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	}
+	if (fd < 0)
+		die("cannot open %s %s: %s", what, path, strerror(errno));
+	return fd;
+}
+
+/* Where @path's bytes live, or die. */
+static void storage_of(const char *path, const char *what, struct fvd_extents *e)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		die("cannot access %s %s: %s", what, path, strerror(errno));
+	if (fvd_storage_extents(path, &st, e))
+		die("cannot tell where %s %s is stored: %s", what, path, strerror(errno));
+}
+
+/*
+ * Refuse @path (IMAGE or the data device) when it shares storage with
+ * @other: the origin, which formatting it would destroy, or the image
+ * when @path is the data device.  No option overrides this.
+ */
+static void refuse_shared_storage(const char *what, const char *path,
+				  const char *other_what, const char *other,
+				  const struct fvd_extents *other_extents)
+{
+	struct fvd_extents mine = { 0 };
+	const struct fvd_extent *a, *b;
+	struct fvd_extent common;
+	char where[256];
+
+	if (access(path, F_OK))
+		return;		/* made below: new storage */
+	storage_of(path, what, &mine);
+	a = fvd_storage_overlap(&mine, other_extents, &b);
+	if (a) {
+		fvd_extent_intersect(a, b, &common);
+		fvd_extent_describe(&common, where, sizeof(where));
+		if (strchr(a->via, '>') || strchr(b->via, '>'))
+			die("%s %s and %s %s share storage (%s, reached through %s and %s); refusing to format it",
+			    what, path, other_what, other, where, a->via, b->via);
+		die("%s %s and %s %s share storage (%s); refusing to format it", what, path,
+		    other_what, other, where);
+	}
+	fvd_storage_free(&mine);
+}
+
+/* Allocate @len bytes of the file from @offset: room the host keeps for it. */
+static void reserve(int fd, const char *path, bool is_blockdev, uint64_t offset,
+		    uint64_t len)
+{
+	int r;
+
+	if (!len || is_blockdev)
+		return;
+	r = posix_fallocate(fd, offset, len);
+	if (r)
+		die("cannot allocate %" PRIu64 " bytes of %s for the data: %s", len, path,
+		    strerror(r));
+}
+
 static void print_uuid(const uint8_t *u)
 {
 	int i;
@@ -246,6 +371,9 @@ static void print_uuid(const uint8_t *u)
 	for (i = 0; i < 16; i++)
 		printf("%02x%s", u[i], (i == 3 || i == 5 || i == 7 || i == 9) ? "-" : "");
 }
+
+/* Options with no short form. */
+enum { OPT_DATA_SIZE = 256, OPT_CREATE };
 
 int main(int argc, char **argv)
 {
@@ -257,6 +385,8 @@ int main(int argc, char **argv)
 		{ "journal-size", required_argument, NULL, 'j' },
 		{ "compact", no_argument, NULL, 'c' },
 		{ "chunk-size", required_argument, NULL, 'C' },
+		{ "data-size", required_argument, NULL, OPT_DATA_SIZE },
+		{ "create", no_argument, NULL, OPT_CREATE },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -265,8 +395,9 @@ int main(int argc, char **argv)
 	const char *origin = NULL, *data_dev = NULL, *image;
 	uint64_t size = 0, block_size = FVD_DEFAULT_BLOCK_SIZE;
 	uint64_t journal_size = FVD_DEFAULT_JOURNAL_SIZE, origin_size = 0;
-	uint64_t chunk_size = 0;
-	bool compact = false;
+	uint64_t chunk_size = 0, data_reserve = 0, nr_room = 0;
+	bool compact = false, have_data_size = false, create = false;
+	struct fvd_extents origin_extents = { 0 };
 	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
 	bool have_size = false, force = false, image_blk, data_blk = false;
 	bool shared;
@@ -304,6 +435,14 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &chunk_size) || !chunk_size)
 				die("invalid chunk size '%s'", optarg);
 			break;
+		case OPT_DATA_SIZE:
+			if (parse_size(optarg, &data_reserve) || !data_reserve)
+				die("invalid data size '%s'", optarg);
+			have_data_size = true;
+			break;
+		case OPT_CREATE:
+			create = true;
+			break;
 		case 'f':
 			force = true;
 			break;
@@ -333,6 +472,8 @@ int main(int argc, char **argv)
 		die("journal size %" PRIu64 " is not a multiple of 4K", journal_size);
 	if (chunk_size && !compact)
 		die("--chunk-size needs --compact");
+	if (have_data_size && !compact)
+		die("--data-size needs --compact (the data of other images is as large as the disk)");
 	if (compact) {
 		if (!chunk_size)
 			chunk_size = block_size < FVD_DEFAULT_CHUNK_SIZE ?
@@ -360,6 +501,12 @@ int main(int argc, char **argv)
 		if (pread(origin_fd, probe, sizeof(probe), 0) != (ssize_t)sizeof(probe))
 			die("origin %s is unreadable", origin);
 		close(origin_fd);
+		storage_of(origin, "origin", &origin_extents);
+		refuse_shared_storage("image", image, "origin", origin, &origin_extents);
+		if (data_dev)
+			refuse_shared_storage("data device", data_dev, "origin", origin,
+					      &origin_extents);
+		fvd_storage_free(&origin_extents);
 		if (!have_size)
 			size = origin_size;
 		if (size < origin_size)
@@ -369,29 +516,38 @@ int main(int argc, char **argv)
 		die("--size is required without --origin");
 	}
 
-	image_fd = open(image, O_RDWR | O_CREAT, 0644);
-	if (image_fd < 0)
-		die("cannot open %s: %s", image, strerror(errno));
+	atexit(remove_created);
+	signal(SIGINT, remove_created_and_die);
+	signal(SIGTERM, remove_created_and_die);
+	signal(SIGHUP, remove_created_and_die);
+	/* Over a file size limit, a write fails (EFBIG) and is reported. */
+	signal(SIGXFSZ, SIG_IGN);
+	create = create || have_size || have_data_size;
+	image_fd = open_for_format(image, "image", create, 0);
 	image_size = fd_size(image_fd, image, &image_blk);
 	refuse_if_in_use(image_fd, image, force);
 
 	shared = !data_dev;
-	if (data_dev) {
-		data_fd = open(data_dev, O_RDWR | O_CREAT, 0644);
-		if (data_fd < 0)
-			die("cannot open data device %s: %s", data_dev, strerror(errno));
-		if (fstat(image_fd, &st_image) || fstat(data_fd, &st_data))
-			die("cannot stat %s or %s", image, data_dev);
-		if ((S_ISBLK(st_image.st_mode) && st_image.st_rdev == st_data.st_rdev &&
-		     S_ISBLK(st_data.st_mode)) ||
-		    (st_image.st_dev == st_data.st_dev && st_image.st_ino == st_data.st_ino)) {
-			close(data_fd);
-			data_fd = -1;
-			shared = true;
-		} else {
-			data_size = fd_size(data_fd, data_dev, &data_blk);
-			refuse_if_in_use(data_fd, data_dev, force);
+	if (data_dev && !stat(data_dev, &st_data)) {
+		if (fstat(image_fd, &st_image))
+			die("cannot stat %s: %s", image, strerror(errno));
+		/* The same file or device twice: the data after the metadata. */
+		shared = S_ISBLK(st_image.st_mode) ? S_ISBLK(st_data.st_mode) &&
+						     st_image.st_rdev == st_data.st_rdev :
+			 st_image.st_dev == st_data.st_dev && st_image.st_ino == st_data.st_ino;
+		if (!shared) {
+			struct fvd_extents image_extents = { 0 };
+
+			storage_of(image, "image", &image_extents);
+			refuse_shared_storage("data device", data_dev, "image", image,
+					      &image_extents);
+			fvd_storage_free(&image_extents);
 		}
+	}
+	if (!shared) {
+		data_fd = open_for_format(data_dev, "data device", create, 1);
+		data_size = fd_size(data_fd, data_dev, &data_blk);
+		refuse_if_in_use(data_fd, data_dev, force);
 	}
 
 	if (size / SECTOR <= FVD_MAX_VIRTUAL_SECTORS &&
@@ -416,19 +572,30 @@ int main(int argc, char **argv)
 	sb.flags = FVD_FLAG_CLEAN;
 
 	meta_bytes = sb.metadata_sectors * SECTOR;
-	/* A compact image's data device starts with room for no chunk at all. */
-	data_bytes = (sb.data_offset + (compact ? 0 : sb.virtual_sectors)) * SECTOR;
+	/*
+	 * A compact image's data device holds what --data-size asks for, or
+	 * what it already has: without either, room for no chunk at all.
+	 */
+	data_bytes = (sb.data_offset + (compact ? 0 : sb.virtual_sectors)) * SECTOR +
+		     data_reserve;
 	if (shared) {
 		ensure_size(image_fd, image, image_blk, image_size, data_bytes,
 			    "the metadata and data");
+		reserve(image_fd, image, image_blk, sb.data_offset * SECTOR, data_reserve);
+		data_size = image_size > data_bytes ? image_size : data_bytes;
 	} else {
 		ensure_size(image_fd, image, image_blk, image_size, meta_bytes,
 			    "the metadata");
 		if (data_bytes)
 			ensure_size(data_fd, data_dev, data_blk, data_size, data_bytes,
 				    "the data");
+		reserve(data_fd, data_dev, data_blk, sb.data_offset * SECTOR, data_reserve);
 		close(data_fd);
+		if (data_size < data_bytes)
+			data_size = data_bytes;
 	}
+	if (compact)
+		nr_room = (data_size - sb.data_offset * SECTOR) / chunk_size;
 
 	/* Invalidate whatever was there first, then zero, then the superblock. */
 	zero_range(image_fd, image, 0, FVD_SB_SIZE);
@@ -439,6 +606,7 @@ int main(int argc, char **argv)
 	write_all(image_fd, image, block, sizeof(block), 0);
 	sync_or_die(image_fd, image);
 	close(image_fd);
+	formatted = true;
 
 	printf("Formatted %s as an FVD image\n", image);
 	printf("  uuid          ");
@@ -459,11 +627,18 @@ int main(int argc, char **argv)
 		       " chunks of %" PRIu64 " bytes, allocated on first write\n",
 		       sb.table_offset, sb.table_offset + sb.table_sectors - 1,
 		       sb.nr_chunks, chunk_size);
+	if (compact)
+		printf("  chunk room    %" PRIu64 " chunk%s on the data device now\n", nr_room,
+		       nr_room == 1 ? "" : "s");
 	if (sb.journal_sectors)
 		printf("  journal       sectors %" PRIu64 "-%" PRIu64 "\n",
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
 	printf("  data          %s from sector %" PRIu64 "\n",
 	       shared ? image : data_dev, sb.data_offset);
+	if (compact && !nr_room)
+		fprintf(stderr,
+			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
+			prog);
 	printf("Table line:\n  0 %" PRIu64 " fvd %s %s %s\n", sb.virtual_sectors,
 	       image, shared ? image : data_dev, origin ? origin : "-");
 	printf("Create the device with:\n  dmsetup create NAME --table \"0 %" PRIu64
