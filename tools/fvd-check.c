@@ -54,6 +54,11 @@ struct image {
 	bool needs_write;	/* --repair has something to write */
 };
 
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static void fail_op(const char *fmt, ...)
 {
 	va_list ap;
@@ -212,13 +217,14 @@ static void check_superblock(struct image *img)
 	static uint8_t block[FVD_SB_SIZE];
 	enum fvd_sb_status status;
 
-	if (img->size < FVD_SB_SIZE) {
-		printf("%s: error: %" PRIu64 " bytes, too small for a superblock\n",
-		       img->path, img->size);
-		exit(EXIT_UNCORRECTED);
-	}
+	/* Not an FVD image at all: nothing to check, as e2fsck says of a non-ext2. */
+	if (img->size < FVD_SB_SIZE)
+		fail_op("%s: %" PRIu64 " bytes, too small for an FVD superblock: not an FVD image",
+			img->path, img->size);
 	read_at(img, block, sizeof(block), 0);
 	status = fvd_sb_decode(block, &img->sb);
+	if (status == FVD_SB_BAD_MAGIC)
+		fail_op("%s: no FVD superblock (bad magic): not an FVD image", img->path);
 	if (status != FVD_SB_OK) {
 		printf("%s: error: invalid superblock: %s\n", img->path,
 		       fvd_sb_status_str(status));
@@ -387,11 +393,17 @@ static void check_journal(struct image *img)
 	r = fvd_journal_replay(&img->sb, journal_read, journal_apply, img, replay);
 	if (r)
 		fail_op("journal replay failed: %s", strerror(-r));
-	printf("%s: journal: %" PRIu64 " commits (%" PRIu64 " blocks, %" PRIu64
-	       " records) after checkpoint %" PRIu64 "; ends at block %" PRIu64 ": %s\n",
-	       img->path, replay->nr_commits, replay->head,
-	       replay->nr_records, img->sb.checkpoint_seq, replay->head,
-	       replay->full ? "region full" : fvd_jblock_status_str(replay->stop));
+	/* Nothing after the checkpoint is what a clean shutdown leaves. */
+	if (!replay->nr_commits && !replay->full)
+		printf("%s: journal: no commits after checkpoint %" PRIu64 "\n", img->path,
+		       img->sb.checkpoint_seq);
+	else
+		printf("%s: journal: %" PRIu64 " commit%s (%" PRIu64 " block%s, %" PRIu64
+		       " record%s) after checkpoint %" PRIu64 "; ends at block %" PRIu64 ": %s\n",
+		       img->path, replay->nr_commits, plural(replay->nr_commits), replay->head,
+		       plural(replay->head), replay->nr_records, plural(replay->nr_records),
+		       img->sb.checkpoint_seq, replay->head,
+		       replay->full ? "region full" : fvd_jblock_status_str(replay->stop));
 	if (replay->nr_commits) {
 		img->needs_write = true;
 		if (img->sb.flags & FVD_FLAG_CLEAN)
@@ -588,7 +600,8 @@ int main(int argc, char **argv)
 		dump(&img);
 
 	if (img.fatal) {
-		printf("%s: %u errors that --repair cannot fix\n", img.path, img.fatal);
+		printf("%s: %u error%s that --repair cannot fix\n", img.path, img.fatal,
+		       plural(img.fatal));
 		return EXIT_UNCORRECTED;
 	}
 	if (do_repair && img.needs_write) {
@@ -596,7 +609,8 @@ int main(int argc, char **argv)
 		return EXIT_CORRECTED;
 	}
 	if (img.errors) {
-		printf("%s: %u errors, run with --repair\n", img.path, img.errors);
+		printf("%s: %u error%s, run with --repair\n", img.path, img.errors,
+		       plural(img.errors));
 		return EXIT_UNCORRECTED;
 	}
 	return EXIT_CLEAN;
