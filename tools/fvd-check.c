@@ -71,6 +71,22 @@ static void fail_op(const char *fmt, ...)
 	exit(EXIT_OPERATIONAL);
 }
 
+/* --quiet: only problems, repairs and what was asked for (--dump). */
+static bool quiet;
+
+/* A line that says how the image is, not what is wrong with it. */
+__attribute__((format(printf, 1, 2)))
+static void info(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (quiet)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
 static void report_error(struct image *img, const char *fmt, va_list ap)
 {
 	printf("%s: error: ", img->path);
@@ -104,7 +120,7 @@ static void fatal(struct image *img, const char *fmt, ...)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: %s [--repair] [--dump] [--data-dev PATH] IMAGE\n"
+		"Usage: %s [--repair] [--dump] [--data-dev PATH] [--quiet] IMAGE\n"
 		"\n"
 		"Checks a dm-fvd image: superblock, device sizes, bitmap, journal.\n"
 		"The journal is replayed in memory; nothing is written unless\n"
@@ -114,6 +130,7 @@ static void usage(FILE *out)
 		"  --dump            print the superblock, the journal and the\n"
 		"                    allocation map\n"
 		"  --data-dev PATH   also check the size of a separate data device\n"
+		"  --quiet           print only problems and repairs\n"
 		"  --version         print the version of dm-fvd and exit\n"
 		"Exit status: 0 clean, 1 errors corrected, 4 errors left,\n"
 		"8 operational error.\n",
@@ -395,10 +412,10 @@ static void check_journal(struct image *img)
 		fail_op("journal replay failed: %s", strerror(-r));
 	/* Nothing after the checkpoint is what a clean shutdown leaves. */
 	if (!replay->nr_commits && !replay->full)
-		printf("%s: journal: no commits after checkpoint %" PRIu64 "\n", img->path,
+		info("%s: journal: no commits after checkpoint %" PRIu64 "\n", img->path,
 		       img->sb.checkpoint_seq);
 	else
-		printf("%s: journal: %" PRIu64 " commit%s (%" PRIu64 " block%s, %" PRIu64
+		info("%s: journal: %" PRIu64 " commit%s (%" PRIu64 " block%s, %" PRIu64
 		       " record%s) after checkpoint %" PRIu64 "; ends at block %" PRIu64 ": %s\n",
 		       img->path, replay->nr_commits, plural(replay->nr_commits), replay->head,
 		       plural(replay->head), replay->nr_records, plural(replay->nr_records),
@@ -426,7 +443,7 @@ static void check_flags(struct image *img)
 				" blocks holding origin data are not local",
 				absent, origin_blocks);
 	}
-	printf("%s: %" PRIu64 "/%" PRIu64 " blocks local, %s\n", img->path, local,
+	info("%s: %" PRIu64 "/%" PRIu64 " blocks local, %s\n", img->path, local,
 	       img->sb.nr_blocks,
 	       img->sb.flags & FVD_FLAG_CLEAN ? "clean" : "not cleanly shut down");
 }
@@ -530,12 +547,16 @@ static void repair(struct image *img)
 	       img->path, img->sb.checkpoint_seq);
 }
 
+/* Options with no short form (-d is --data-dev, as in fvd-create). */
+enum { OPT_DUMP = 256 };
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "repair", no_argument, NULL, 'r' },
-		{ "dump", no_argument, NULL, 'd' },
-		{ "data-dev", required_argument, NULL, 'D' },
+		{ "dump", no_argument, NULL, OPT_DUMP },
+		{ "data-dev", required_argument, NULL, 'd' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -545,16 +566,19 @@ int main(int argc, char **argv)
 	bool do_repair = false, do_dump = false;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "rdD:hV", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "rd:qhV", options, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			do_repair = true;
 			break;
-		case 'd':
+		case OPT_DUMP:
 			do_dump = true;
 			break;
-		case 'D':
+		case 'd':
 			data_path = optarg;
+			break;
+		case 'q':
+			quiet = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -77,7 +77,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
 		"       [--data-dev PATH] [--journal-size SIZE] [--create]\n"
-		"       [--compact [--chunk-size SIZE] [--data-size SIZE]] [--force] IMAGE\n"
+		"       [--compact [--chunk-size SIZE] [--data-size SIZE]] [--force] [--quiet] IMAGE\n"
 		"\n"
 		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
 		"  --size SIZE        virtual disk size (default: the origin's size)\n"
@@ -96,55 +96,72 @@ static void usage(FILE *out)
 		"  --create           make IMAGE and the data device files if they do not\n"
 		"                     exist (so does --size or --data-size); never under /dev\n"
 		"  --force            overwrite an existing image or filesystem\n"
+		"  --quiet            print nothing but warnings and errors\n"
 		"  --version          print the version of dm-fvd and exit\n"
-		"SIZE takes an optional K, M, G or T suffix (powers of 1024).\n",
+		"SIZE is in bytes, with an optional K, M, G, T, P or E suffix (powers of\n"
+		"1024, also KiB ... EiB) or KB, MB, ... EB (powers of 1000).\n",
 		prog);
 }
 
-/* Parse "123", "64K", "1.5G" is not accepted: sizes are whole numbers. */
+/*
+ * A whole number of bytes with an optional suffix, as coreutils reads
+ * them: K, M, G, T, P, E (or KiB ... EiB) are powers of 1024, KB ... EB
+ * powers of 1000.  "1.5G" is refused: sizes are whole numbers.  Returns 0,
+ * -1 for text that is not a size, -ERANGE for one past 2^64 - 1.
+ */
 static int parse_size(const char *text, uint64_t *bytes)
 {
+	static const char units[] = "KMGTPE";
+	const char *unit;
 	char *end;
 	unsigned long long value;
-	unsigned int shift = 0;
+	unsigned int power = 0, i;
+	uint64_t base = 1024;
 
-	if (!*text || *text == '-' || *text == '+')
+	if (!*text || *text == '-' || *text == '+' || *text == ' ')
 		return -1;
 	errno = 0;
 	value = strtoull(text, &end, 10);
-	if (errno || end == text)
+	if (end == text)
 		return -1;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		shift = 10;
-		break;
-	case 'm': case 'M':
-		shift = 20;
-		break;
-	case 'g': case 'G':
-		shift = 30;
-		break;
-	case 't': case 'T':
-		shift = 40;
-		break;
-	default:
-		return -1;
-	}
+	if (errno == ERANGE)
+		return -ERANGE;
 	if (*end) {
+		unit = strchr(units, *end & ~0x20);
+		if (!unit || !(*end & ~0x20))
+			return -1;
+		power = unit - units + 1;
 		end++;
 		if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
 			end += 2;
-		else if (*end == 'B' || *end == 'b')
+		else if (*end == 'B' || *end == 'b') {
+			base = 1000;
 			end++;
+		}
 	}
 	if (*end)
 		return -1;
-	if (shift && value > (UINT64_MAX >> shift))
-		return -1;
-	*bytes = (uint64_t)value << shift;
+	for (i = 0; i < power; i++) {
+		if (value > UINT64_MAX / base)
+			return -ERANGE;
+		value *= base;
+	}
+	*bytes = value;
 	return 0;
+}
+
+/* parse_size() or die, naming the option and what is wrong. */
+static uint64_t size_arg(const char *what, const char *text)
+{
+	uint64_t bytes;
+	int r = parse_size(text, &bytes);
+
+	if (r == -ERANGE)
+		die("invalid %s '%s': more than 2^64 - 1 bytes", what, text);
+	if (r)
+		die("invalid %s '%s': a whole number of bytes, with an optional K, M, G, T, P or E (powers of 1024) or KB, MB, ... (powers of 1000)",
+		    what, text);
+	return bytes;
 }
 
 static uint64_t fd_size(int fd, const char *path, bool *is_blockdev)
@@ -388,6 +405,7 @@ int main(int argc, char **argv)
 		{ "data-size", required_argument, NULL, OPT_DATA_SIZE },
 		{ "create", no_argument, NULL, OPT_CREATE },
 		{ "force", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -399,7 +417,7 @@ int main(int argc, char **argv)
 	bool compact = false, have_data_size = false, create = false;
 	struct fvd_extents origin_extents = { 0 };
 	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
-	bool have_size = false, force = false, image_blk, data_blk = false;
+	bool have_size = false, force = false, quiet = false, image_blk, data_blk = false;
 	bool shared;
 	int opt, image_fd, data_fd = -1, origin_fd;
 	struct fvd_sb_info sb;
@@ -407,37 +425,36 @@ int main(int argc, char **argv)
 	char probe[SECTOR];
 	struct stat st_image, st_data;
 
-	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fhV", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fqhV", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			if (parse_size(optarg, &size))
-				die("invalid size '%s'", optarg);
+			size = size_arg("size", optarg);
 			have_size = true;
 			break;
 		case 'o':
 			origin = optarg;
 			break;
 		case 'b':
-			if (parse_size(optarg, &block_size))
-				die("invalid block size '%s'", optarg);
+			block_size = size_arg("block size", optarg);
 			break;
 		case 'd':
 			data_dev = optarg;
 			break;
 		case 'j':
-			if (parse_size(optarg, &journal_size))
-				die("invalid journal size '%s'", optarg);
+			journal_size = size_arg("journal size", optarg);
 			break;
 		case 'c':
 			compact = true;
 			break;
 		case 'C':
-			if (parse_size(optarg, &chunk_size) || !chunk_size)
-				die("invalid chunk size '%s'", optarg);
+			chunk_size = size_arg("chunk size", optarg);
+			if (!chunk_size)
+				die("invalid chunk size '%s': not a power of two", optarg);
 			break;
 		case OPT_DATA_SIZE:
-			if (parse_size(optarg, &data_reserve) || !data_reserve)
-				die("invalid data size '%s'", optarg);
+			data_reserve = size_arg("data size", optarg);
+			if (!data_reserve)
+				die("invalid data size '%s': room for no chunk", optarg);
 			have_data_size = true;
 			break;
 		case OPT_CREATE:
@@ -445,6 +462,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			force = true;
+			break;
+		case 'q':
+			quiet = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -607,6 +627,12 @@ int main(int argc, char **argv)
 	sync_or_die(image_fd, image);
 	close(image_fd);
 	formatted = true;
+	if (compact && !nr_room)
+		fprintf(stderr,
+			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
+			prog);
+	if (quiet)
+		return 0;
 
 	printf("Formatted %s as an FVD image\n", image);
 	printf("  uuid          ");
@@ -635,10 +661,6 @@ int main(int argc, char **argv)
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
 	printf("  data          %s from sector %" PRIu64 "\n",
 	       shared ? image : data_dev, sb.data_offset);
-	if (compact && !nr_room)
-		fprintf(stderr,
-			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
-			prog);
 	printf("Table line:\n  0 %" PRIu64 " fvd %s %s %s\n", sb.virtual_sectors,
 	       image, shared ? image : data_dev, origin ? origin : "-");
 	printf("Create the device with:\n  dmsetup create NAME --table \"0 %" PRIu64
