@@ -75,7 +75,6 @@ static void fail_op(const char *fmt, ...)
 static bool quiet;
 
 /* A line that says how the image is, not what is wrong with it. */
-__attribute__((format(printf, 1, 2)))
 static void info(const char *fmt, ...)
 {
 	va_list ap;
