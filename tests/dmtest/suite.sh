@@ -579,13 +579,13 @@ test_flushed_writes_survive_without_clean_shutdown() {
 	expect_eq "$(home_bitmap_bytes $SCRATCH)" 0 "non-zero home bitmap bytes before the replay"
 	$FVD_CHECK $SCRATCH >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check"; }
 	cat /tmp/check.out
-	grep -q "journal: [1-9][0-9]* commits" /tmp/check.out || fail "no journal commits to replay"
+	grep -q "journal: [1-9][0-9]* commits\? " /tmp/check.out || fail "no journal commits to replay"
 	fvd_up $SCRATCH $DATA $ORIGIN
 	dmesg | grep -q "fvd: [0-9:]*: replayed [1-9][0-9]* journal commits" ||
 		{ dmesg | tail -5; fail "the load did not report a replay"; }
 	$FVDIO compare $MAPPER /tmp/ref || fail "flushed writes lost"
 	fvd_down
-	$FVD_CHECK $SCRATCH | grep -q "0 commits.*after checkpoint" || fail "journal not checkpointed"
+	$FVD_CHECK $SCRATCH | grep -q "journal: no commits after checkpoint" || fail "journal not checkpointed"
 	rm -f /tmp/ref /tmp/check.out
 }
 
