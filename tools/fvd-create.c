@@ -30,8 +30,8 @@
 static const char *prog = "fvd-create";
 
 /* Files this run created, removed again unless it succeeds. */
-static const char *created[2];
-static bool formatted;
+static const char *volatile created[2];
+static volatile sig_atomic_t formatted;
 
 static void remove_created(void)
 {
@@ -46,8 +46,26 @@ static void remove_created(void)
 static void remove_created_and_die(int sig)
 {
 	remove_created();
-	signal(sig, SIG_DFL);
-	raise(sig);
+	raise(sig);		/* SA_RESETHAND: now the default action */
+}
+
+static void catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa = { .sa_handler = remove_created_and_die,
+				.sa_flags = SA_RESETHAND };
+	struct sigaction old;
+	unsigned int i;
+
+	sigfillset(&sa.sa_mask);
+	for (i = 0; i < ARRAY_SIZE(sigs); i++) {
+		/* nohup and background jobs ignore some: leave them ignored */
+		if (!sigaction(sigs[i], NULL, &old) && old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(sigs[i], &sa, NULL);
+	}
+	/* Over a file size limit, a write fails (EFBIG) and is reported. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 static void die(const char *fmt, ...)
@@ -91,8 +109,8 @@ static void usage(FILE *out)
 		"  --chunk-size SIZE  allocation unit of --compact: a power of two,\n"
 		"                     a multiple of the block size (default 1M)\n"
 		"  --data-size SIZE   with --compact, room for chunks to allocate into:\n"
-		"                     a file is extended by that much (allocated on the\n"
-		"                     host), a block device must hold it\n"
+		"                     a file holds at least that much after the metadata\n"
+		"                     (allocated on the host), a block device must too\n"
 		"  --create           make IMAGE and the data device files if they do not\n"
 		"                     exist (so does --size or --data-size); never under /dev\n"
 		"  --force            overwrite an existing image or filesystem\n"
@@ -284,65 +302,94 @@ static void ensure_size(int fd, const char *path, bool is_blockdev,
 		    strerror(errno));
 }
 
+/* A path under /dev: its directory is on the file system of /dev. */
+static bool under_dev(const char *path)
+{
+	char dir[PATH_MAX], *slash;
+	struct stat st_dir, st_dev;
+
+	if (strlen(path) >= sizeof(dir))
+		return false;
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	return !stat(dir, &st_dir) && !stat("/dev", &st_dev) && st_dir.st_dev == st_dev.st_dev;
+}
+
 /*
  * Open @path for formatting: a block device exclusively (not one mounted or
- * held by device-mapper, md or anyone else), a regular file unless a loop
- * device uses it; a path that does not exist becomes a file only when
- * @may_create, and never under /dev.
+ * held by device-mapper, md or anyone else); a path that does not exist
+ * becomes a file only when @may_create, and never under /dev.  Its stat in
+ * @st.  Signals are held while a file is made and recorded, so that an
+ * interrupted run removes it.
  */
 static int open_for_format(const char *path, const char *what, bool may_create,
-			   unsigned int slot)
+			   unsigned int slot, struct stat *st)
 {
-	struct stat st;
-	char loop[64];
+	sigset_t all, old;
 	int fd;
 
-	if (stat(path, &st)) {
+	if (stat(path, st)) {
 		if (errno != ENOENT)
 			die("cannot access %s %s: %s", what, path, strerror(errno));
-		if (!strncmp(path, "/dev/", 5))
+		if (!strncmp(path, "/dev/", 5) || under_dev(path))
 			die("%s %s does not exist (and no file is made under /dev)", what, path);
 		if (!may_create)
 			die("%s %s does not exist; --create (or --size) makes it a file", what, path);
+		sigfillset(&all);
+		sigprocmask(SIG_BLOCK, &all, &old);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			created[slot] = path;
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		if (fd < 0)
 			die("cannot create %s %s: %s", what, path, strerror(errno));
-		created[slot] = path;
-		return fd;
-	}
-	if (S_ISBLK(st.st_mode)) {
+	} else if (S_ISBLK(st->st_mode)) {
 		fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
 		if (fd < 0 && errno == EBUSY)
 			die("%s %s is in use (mounted, or held by device-mapper, md or another program)",
 			    what, path);
 	} else {
-		if (S_ISREG(st.st_mode) && fvd_file_loop_user(&st, loop, sizeof(loop)))
-			die("%s %s is in use: it backs %s (losetup --detach %s first)", what, path,
-			    loop, loop);
 		fd = open(path, O_RDWR | O_CLOEXEC);
 	}
 	if (fd < 0)
 		die("cannot open %s %s: %s", what, path, strerror(errno));
+	if (fstat(fd, st))
+		die("cannot stat %s %s: %s", what, path, strerror(errno));
 	return fd;
 }
 
-/* Where @path's bytes live, or die. */
-static void storage_of(const char *path, const char *what, struct fvd_extents *e)
+/* A loop device reads and writes a file behind the back of O_EXCL. */
+static void refuse_file_in_use(const char *what, const char *path, const struct stat *st)
 {
-	struct stat st;
+	char loop[64];
 
-	if (stat(path, &st))
-		die("cannot access %s %s: %s", what, path, strerror(errno));
-	if (fvd_storage_extents(path, &st, e))
+	if (S_ISREG(st->st_mode) && fvd_file_loop_user(st, loop, sizeof(loop)))
+		die("%s %s is in use: it backs %s (losetup --detach %s first)", what, path,
+		    loop, loop);
+}
+
+/* Where the bytes of @path (open, of stat @st) live, or die. */
+static void storage_of(const char *path, const char *what, const struct stat *st,
+		       bool reading, struct fvd_extents *e)
+{
+	if (!S_ISBLK(st->st_mode) && !S_ISREG(st->st_mode))
+		die("%s %s is neither a block device nor a regular file", what, path);
+	if (fvd_storage_extents(path, st, reading, e))
 		die("cannot tell where %s %s is stored: %s", what, path, strerror(errno));
 }
 
 /*
- * Refuse @path (IMAGE or the data device) when it shares storage with
- * @other: the origin, which formatting it would destroy, or the image
- * when @path is the data device.  No option overrides this.
+ * Refuse @path (IMAGE or the data device, open, of stat @st) when it shares
+ * storage with @other: the origin, which formatting it would destroy, or
+ * the image when @path is the data device.  No option overrides this.
  */
-static void refuse_shared_storage(const char *what, const char *path,
+static void refuse_shared_storage(const char *what, const char *path, const struct stat *st,
 				  const char *other_what, const char *other,
 				  const struct fvd_extents *other_extents)
 {
@@ -351,14 +398,13 @@ static void refuse_shared_storage(const char *what, const char *path,
 	struct fvd_extent common;
 	char where[256];
 
-	if (access(path, F_OK))
-		return;		/* made below: new storage */
-	storage_of(path, what, &mine);
+	storage_of(path, what, st, false, &mine);
 	a = fvd_storage_overlap(&mine, other_extents, &b);
 	if (a) {
 		fvd_extent_intersect(a, b, &common);
 		fvd_extent_describe(&common, where, sizeof(where));
-		if (strchr(a->via, '>') || strchr(b->via, '>'))
+		/* Say how, when it is not the paths themselves. */
+		if (strcmp(a->via, path) || strcmp(b->via, other))
 			die("%s %s and %s %s share storage (%s, reached through %s and %s); refusing to format it",
 			    what, path, other_what, other, where, a->via, b->via);
 		die("%s %s and %s %s share storage (%s); refusing to format it", what, path,
@@ -423,7 +469,7 @@ int main(int argc, char **argv)
 	struct fvd_sb_info sb;
 	static uint8_t block[FVD_SB_SIZE];
 	char probe[SECTOR];
-	struct stat st_image, st_data;
+	struct stat st_image, st_data, st_origin;
 
 	while ((opt = getopt_long(argc, argv, "s:o:b:d:j:cC:fqhV", options, NULL)) != -1) {
 		switch (opt) {
@@ -520,13 +566,11 @@ int main(int argc, char **argv)
 			    origin, origin_size);
 		if (pread(origin_fd, probe, sizeof(probe), 0) != (ssize_t)sizeof(probe))
 			die("origin %s is unreadable", origin);
+		if (fstat(origin_fd, &st_origin))
+			die("cannot stat origin %s: %s", origin, strerror(errno));
+		/* What the origin reads, as well as what it holds. */
+		storage_of(origin, "origin", &st_origin, true, &origin_extents);
 		close(origin_fd);
-		storage_of(origin, "origin", &origin_extents);
-		refuse_shared_storage("image", image, "origin", origin, &origin_extents);
-		if (data_dev)
-			refuse_shared_storage("data device", data_dev, "origin", origin,
-					      &origin_extents);
-		fvd_storage_free(&origin_extents);
 		if (!have_size)
 			size = origin_size;
 		if (size < origin_size)
@@ -537,38 +581,38 @@ int main(int argc, char **argv)
 	}
 
 	atexit(remove_created);
-	signal(SIGINT, remove_created_and_die);
-	signal(SIGTERM, remove_created_and_die);
-	signal(SIGHUP, remove_created_and_die);
-	/* Over a file size limit, a write fails (EFBIG) and is reported. */
-	signal(SIGXFSZ, SIG_IGN);
+	catch_signals();
 	create = create || have_size || have_data_size;
-	image_fd = open_for_format(image, "image", create, 0);
+	image_fd = open_for_format(image, "image", create, 0, &st_image);
+	if (origin)
+		refuse_shared_storage("image", image, &st_image, "origin", origin,
+				      &origin_extents);
+	refuse_file_in_use("image", image, &st_image);
 	image_size = fd_size(image_fd, image, &image_blk);
 	refuse_if_in_use(image_fd, image, force);
 
 	shared = !data_dev;
-	if (data_dev && !stat(data_dev, &st_data)) {
-		if (fstat(image_fd, &st_image))
-			die("cannot stat %s: %s", image, strerror(errno));
-		/* The same file or device twice: the data after the metadata. */
+	/* The same file or device twice: the data after the metadata. */
+	if (data_dev && !stat(data_dev, &st_data))
 		shared = S_ISBLK(st_image.st_mode) ? S_ISBLK(st_data.st_mode) &&
 						     st_image.st_rdev == st_data.st_rdev :
 			 st_image.st_dev == st_data.st_dev && st_image.st_ino == st_data.st_ino;
-		if (!shared) {
-			struct fvd_extents image_extents = { 0 };
-
-			storage_of(image, "image", &image_extents);
-			refuse_shared_storage("data device", data_dev, "image", image,
-					      &image_extents);
-			fvd_storage_free(&image_extents);
-		}
-	}
 	if (!shared) {
-		data_fd = open_for_format(data_dev, "data device", create, 1);
+		struct fvd_extents image_extents = { 0 };
+
+		data_fd = open_for_format(data_dev, "data device", create, 1, &st_data);
+		if (origin)
+			refuse_shared_storage("data device", data_dev, &st_data, "origin", origin,
+					      &origin_extents);
+		storage_of(image, "image", &st_image, false, &image_extents);
+		refuse_shared_storage("data device", data_dev, &st_data, "image", image,
+				      &image_extents);
+		fvd_storage_free(&image_extents);
+		refuse_file_in_use("data device", data_dev, &st_data);
 		data_size = fd_size(data_fd, data_dev, &data_blk);
 		refuse_if_in_use(data_fd, data_dev, force);
 	}
+	fvd_storage_free(&origin_extents);
 
 	if (size / SECTOR <= FVD_MAX_VIRTUAL_SECTORS &&
 	    (size + block_size - 1) / block_size > FVD_MAX_BLOCKS)

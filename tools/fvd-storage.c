@@ -37,10 +37,17 @@ static void copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-static int add_extent(struct fvd_extents *out, enum fvd_extent_kind kind,
-		      uint64_t dev, uint64_t ino, uint64_t start, uint64_t len,
-		      const char *via)
+/* One walk down from a path: where the extents go and how they are tagged. */
+struct walk {
+	struct fvd_extents *out;
+	bool reading;		/* the origin: also what its devices read */
+	uint64_t opaque;	/* the device not followed precisely above, or 0 */
+};
+
+static int add_extent(struct walk *w, enum fvd_extent_kind kind, uint64_t dev,
+		      uint64_t ino, uint64_t start, uint64_t len, const char *via)
 {
+	struct fvd_extents *out = w->out;
 	struct fvd_extent *e;
 
 	if (!len)
@@ -60,16 +67,9 @@ static int add_extent(struct fvd_extents *out, enum fvd_extent_kind kind,
 	e->ino = ino;
 	e->start = start;
 	e->len = len;
+	e->opaque = w->opaque;
 	copy_text(e->via, sizeof(e->via), via);
 	return 0;
-}
-
-/* @len sectors from @start, clipped: FVD_EXTENT_TO_END stays so. */
-static uint64_t sub_len(uint64_t len, uint64_t skip)
-{
-	if (len == FVD_EXTENT_TO_END)
-		return len;
-	return len > skip ? len - skip : 0;
 }
 
 /* The content of /sys/dev/block/MAJ:MIN/@rel, without its newline. */
@@ -141,36 +141,42 @@ static int parse_dev(const char *text, dev_t *dev)
 	return 0;
 }
 
-static int resolve_dev(dev_t dev, uint64_t start, uint64_t len, const char *via,
-		       int depth, struct fvd_extents *out);
+static int resolve_dev(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
+		       const char *via, int depth);
 
 /*
- * Every device below @dev, whole: what cannot be followed more precisely.
- * Returns 1 when @dev has none.
+ * @dev cannot be followed precisely (md, a device-mapper target not known
+ * here): its own sectors count, and all of every device below it, tagged
+ * with it, so that two devices on it compare by its sectors, not theirs.
  */
-static int resolve_slaves(dev_t dev, const char *via, int depth, struct fvd_extents *out)
+static int resolve_opaque(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
+			  const char *via, int depth)
 {
 	char path[PATH_MAX], rel[PATH_MAX + 16], buf[32];
+	uint64_t outer = w->opaque;
 	struct dirent *d;
 	dev_t below;
 	DIR *dir;
-	int r = 0, found = 0;
+	int r;
 
+	r = add_extent(w, FVD_EXTENT_DISK, dev, 0, start, len, via);
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/slaves", major(dev), minor(dev));
 	dir = opendir(path);
 	if (!dir)
-		return 1;
+		return r;
+	if (!w->opaque)
+		w->opaque = dev;
 	while (!r && (d = readdir(dir))) {
 		if (d->d_name[0] == '.')
 			continue;
 		snprintf(rel, sizeof(rel), "slaves/%s/dev", d->d_name);
 		if (read_sysfs(dev, rel, buf, sizeof(buf)) || parse_dev(buf, &below))
 			continue;
-		found++;
-		r = resolve_dev(below, 0, FVD_EXTENT_TO_END, via, depth + 1, out);
+		r = resolve_dev(w, below, 0, FVD_EXTENT_TO_END, via, depth + 1);
 	}
 	closedir(dir);
-	return r ? r : !found;
+	w->opaque = outer;
+	return r;
 }
 
 /* Version and flags as dmsetup sends them. */
@@ -225,14 +231,14 @@ static struct dm_ioctl *dm_table(dev_t dev)
  * relative to the target), onto the devices it maps.  Returns 1 for a
  * target whose mapping is not known here.
  */
-static int resolve_target(const char *type, char *params, uint64_t tlen,
-			  uint64_t start, uint64_t len, const char *via, int depth,
-			  struct fvd_extents *out)
+static int resolve_target(struct walk *w, const char *type, char *params, uint64_t tlen,
+			  uint64_t start, uint64_t len, const char *via, int depth)
 {
 	char *arg[64], *save = NULL, *tok;
 	uint64_t offset, stripes, chunk;
 	unsigned int n = 0, i;
 	dev_t below;
+	int r;
 
 	for (tok = strtok_r(params, " ", &save); tok && n < 64; tok = strtok_r(NULL, " ", &save))
 		arg[n++] = tok;
@@ -242,7 +248,7 @@ static int resolve_target(const char *type, char *params, uint64_t tlen,
 		if (n < i + 2 || parse_dev(arg[i], &below) ||
 		    sscanf(arg[i + 1], "%" SCNu64, &offset) != 1)
 			return 1;
-		return resolve_dev(below, offset + start, len, via, depth + 1, out);
+		return resolve_dev(w, below, offset + start, len, via, depth + 1);
 	}
 	if (!strcmp(type, "striped")) {
 		/* #stripes chunk dev offset ...: each stripe's share, from its offset */
@@ -253,26 +259,32 @@ static int resolve_target(const char *type, char *params, uint64_t tlen,
 			if (parse_dev(arg[2 + 2 * i], &below) ||
 			    sscanf(arg[3 + 2 * i], "%" SCNu64, &offset) != 1)
 				return 1;
-			if (resolve_dev(below, offset, (tlen + stripes - 1) / stripes, via,
-					depth + 1, out))
+			if (resolve_dev(w, below, offset, (tlen + stripes - 1) / stripes, via,
+					depth + 1))
 				return -1;
 		}
 		return 0;
 	}
 	if (!strcmp(type, "thin")) {
-		/* pool dev_id [external origin, which it only reads] */
+		/*
+		 * pool dev_id [external origin]: thin devices of one pool share
+		 * no sectors; an origin reads its external origin too.
+		 */
 		if (n < 2 || parse_dev(arg[0], &below) ||
 		    sscanf(arg[1], "%" SCNu64, &offset) != 1)
 			return 1;
-		return add_extent(out, FVD_EXTENT_THIN, below, offset, 0, FVD_EXTENT_TO_END, via);
+		r = add_extent(w, FVD_EXTENT_THIN, below, offset, 0, FVD_EXTENT_TO_END, via);
+		if (!r && w->reading && n >= 3 && !parse_dev(arg[2], &below))
+			r = resolve_dev(w, below, 0, FVD_EXTENT_TO_END, via, depth + 1);
+		return r;
 	}
 	if (!strcmp(type, "error") || !strcmp(type, "zero"))
 		return 0;
 	return 1;
 }
 
-static int resolve_dm(dev_t dev, uint64_t start, uint64_t len, const char *via,
-		      int depth, struct fvd_extents *out)
+static int resolve_dm(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
+		      const char *via, int depth)
 {
 	struct dm_ioctl *io = dm_table(dev);
 	struct dm_target_spec *spec;
@@ -296,8 +308,8 @@ static int resolve_dm(dev_t dev, uint64_t start, uint64_t len, const char *via,
 		to = spec->sector_start + spec->length < end ? spec->sector_start + spec->length : end;
 		if (from < to) {
 			spec->target_type[sizeof(spec->target_type) - 1] = '\0';
-			r = resolve_target(spec->target_type, (char *)(spec + 1), spec->length,
-					   from - spec->sector_start, to - from, via, depth, out);
+			r = resolve_target(w, spec->target_type, (char *)(spec + 1), spec->length,
+					   from - spec->sector_start, to - from, via, depth);
 		}
 		offset = spec->next;
 		if (!offset && i + 1 < io->target_count)
@@ -307,13 +319,20 @@ static int resolve_dm(dev_t dev, uint64_t start, uint64_t len, const char *via,
 	return r;
 }
 
-static int resolve_loop(dev_t dev, uint64_t start, uint64_t len, const char *via,
-			int depth, struct fvd_extents *out)
+/* How many sectors bytes [@from, @to) touch (the first rounded down, the last up). */
+static uint64_t sectors_touched(uint64_t from, uint64_t to)
+{
+	return to == UINT64_MAX ? FVD_EXTENT_TO_END : (to + 511) / 512 - from / 512;
+}
+
+static int resolve_loop(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
+			const char *via, int depth)
 {
 	char backing[PATH_MAX], name[64], node[80];
+	char chain[sizeof(((struct fvd_extent *)0)->via)];
 	struct loop_info64 info;
 	bool have_info = false;
-	uint64_t offset = 0, limit = 0;
+	uint64_t offset = 0, limit = 0, from, to;
 	struct stat st;
 	int fd;
 
@@ -328,80 +347,99 @@ static int resolve_loop(dev_t dev, uint64_t start, uint64_t len, const char *via
 		close(fd);
 	}
 	if (have_info) {
-		offset = info.lo_offset / 512;
-		limit = info.lo_sizelimit / 512;
+		offset = info.lo_offset;
+		limit = info.lo_sizelimit;
 	} else {
 		read_sysfs_u64(dev, "loop/offset", &offset);
-		offset /= 512;
 		read_sysfs_u64(dev, "loop/sizelimit", &limit);
-		limit /= 512;
 	}
-	if (limit && (len == FVD_EXTENT_TO_END || start + len > limit))
-		len = sub_len(limit, start);
+	/* In bytes of the backing file: loop offsets need not be sector-aligned. */
+	from = offset + start * 512;
+	to = len == FVD_EXTENT_TO_END || len > (UINT64_MAX - from) / 512 ?
+	     UINT64_MAX : from + len * 512;
+	if (limit && (to == UINT64_MAX || to > offset + limit))
+		to = offset + limit;
+	if (to != UINT64_MAX && to <= from)
+		return 0;
 	if (!read_sysfs(dev, "loop/backing_file", backing, sizeof(backing)) &&
 	    !stat(backing, &st) &&
-	    (!have_info || (st.st_dev == (dev_t)info.lo_device && st.st_ino == info.lo_inode) ||
-	     S_ISBLK(st.st_mode))) {
+	    (S_ISBLK(st.st_mode) ?
+	     !have_info || !info.lo_rdevice || st.st_rdev == (dev_t)info.lo_rdevice :
+	     !have_info || (st.st_dev == (dev_t)info.lo_device && st.st_ino == info.lo_inode))) {
 		if (S_ISBLK(st.st_mode))
-			return resolve_dev(st.st_rdev, offset + start, len, via, depth + 1, out);
-		return add_extent(out, FVD_EXTENT_FILE, st.st_dev, st.st_ino, offset + start, len, via);
+			return resolve_dev(w, st.st_rdev, from / 512, sectors_touched(from, to),
+					   via, depth + 1);
+		copy_text(chain, sizeof(chain), via);
+		if (strlen(chain) + 3 < sizeof(chain))
+			strcat(chain, " > ");
+		copy_text(chain + strlen(chain), sizeof(chain) - strlen(chain), backing);
+		return add_extent(w, FVD_EXTENT_FILE, st.st_dev, st.st_ino, from / 512,
+				  sectors_touched(from, to), chain);
 	}
 	if (have_info) {
 		/* renamed or deleted: the inode the loop device holds */
 		if (info.lo_rdevice)
-			return resolve_dev(info.lo_rdevice, offset + start, len, via, depth + 1, out);
-		return add_extent(out, FVD_EXTENT_FILE, info.lo_device, info.lo_inode,
-				  offset + start, len, via);
+			return resolve_dev(w, info.lo_rdevice, from / 512,
+					   sectors_touched(from, to), via, depth + 1);
+		return add_extent(w, FVD_EXTENT_FILE, info.lo_device, info.lo_inode, from / 512,
+				  sectors_touched(from, to), via);
 	}
-	return add_extent(out, FVD_EXTENT_DISK, dev, 0, start, len, via);
+	return add_extent(w, FVD_EXTENT_DISK, dev, 0, start, len, via);
 }
 
-static int resolve_dev(dev_t dev, uint64_t start, uint64_t len, const char *via,
-		       int depth, struct fvd_extents *out)
+static int resolve_dev(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
+		       const char *via, int depth)
 {
 	char chain[sizeof(((struct fvd_extent *)0)->via)], name[64], buf[32];
-	uint64_t part_start;
+	const char *base = strrchr(via, '/');
+	uint64_t part_start, part_size;
 	dev_t whole;
 	int r;
 
 	dev_name(dev, name, sizeof(name));
 	copy_text(chain, sizeof(chain), via);
-	if (*via && strlen(chain) + 3 < sizeof(chain))
-		strcat(chain, " > ");
-	copy_text(chain + strlen(chain), sizeof(chain) - strlen(chain), name);
-	if (depth > MAX_DEPTH)
-		return add_extent(out, FVD_EXTENT_DISK, dev, 0, 0, FVD_EXTENT_TO_END, chain);
-	if (sysfs_has(dev, "loop"))
-		return resolve_loop(dev, start, len, chain, depth, out);
-	if (sysfs_has(dev, "partition") && !read_sysfs_u64(dev, "start", &part_start) &&
-	    !read_sysfs(dev, "../dev", buf, sizeof(buf)) && !parse_dev(buf, &whole))
-		return resolve_dev(whole, part_start + start, len, chain, depth + 1, out);
-	if (sysfs_has(dev, "dm")) {
-		size_t before = out->n;
-
-		r = resolve_dm(dev, start, len, chain, depth, out);
-		if (r <= 0)
-			return r;
-		/* a target not known here: all of every device below */
-		out->n = before;
-		r = resolve_slaves(dev, chain, depth, out);
-		if (r <= 0)
-			return r;
-		return add_extent(out, FVD_EXTENT_DISK, dev, 0, 0, FVD_EXTENT_TO_END, chain);
+	/* "/dev/loop0", not "/dev/loop0 > loop0" */
+	if (!(depth == 0 && !strcmp(base ? base + 1 : via, name))) {
+		if (*via && strlen(chain) + 3 < sizeof(chain))
+			strcat(chain, " > ");
+		copy_text(chain + strlen(chain), sizeof(chain) - strlen(chain), name);
 	}
-	r = resolve_slaves(dev, chain, depth, out);
-	if (r <= 0)
-		return r;
-	return add_extent(out, FVD_EXTENT_DISK, dev, 0, start, len, chain);
+	if (depth > MAX_DEPTH)
+		return add_extent(w, FVD_EXTENT_DISK, dev, 0, 0, FVD_EXTENT_TO_END, chain);
+	if (sysfs_has(dev, "loop"))
+		return resolve_loop(w, dev, start, len, chain, depth);
+	if (sysfs_has(dev, "partition") && !read_sysfs_u64(dev, "start", &part_start) &&
+	    !read_sysfs_u64(dev, "size", &part_size) &&
+	    !read_sysfs(dev, "../dev", buf, sizeof(buf)) && !parse_dev(buf, &whole)) {
+		/* no further than the partition's end */
+		if (start >= part_size)
+			return 0;
+		if (len == FVD_EXTENT_TO_END || len > part_size - start)
+			len = part_size - start;
+		return resolve_dev(w, whole, part_start + start, len, chain, depth + 1);
+	}
+	if (sysfs_has(dev, "dm")) {
+		size_t before = w->out->n;
+
+		r = resolve_dm(w, dev, start, len, chain, depth);
+		if (r <= 0)
+			return r;
+		w->out->n = before;
+	}
+	/* md, a device-mapper target not known here, or a disk */
+	return resolve_opaque(w, dev, start, len, chain, depth);
 }
 
-int fvd_storage_extents(const char *path, const struct stat *st, struct fvd_extents *out)
+int fvd_storage_extents(const char *path, const struct stat *st, bool reading,
+			struct fvd_extents *out)
 {
+	struct walk w = { .out = out, .reading = reading };
+
 	if (S_ISREG(st->st_mode))
-		return add_extent(out, FVD_EXTENT_FILE, st->st_dev, st->st_ino, 0,
+		return add_extent(&w, FVD_EXTENT_FILE, st->st_dev, st->st_ino, 0,
 				  FVD_EXTENT_TO_END, path);
 	if (S_ISBLK(st->st_mode))
-		return resolve_dev(st->st_rdev, 0, FVD_EXTENT_TO_END, path, 0, out);
+		return resolve_dev(&w, st->st_rdev, 0, FVD_EXTENT_TO_END, path, 0);
 	errno = EINVAL;
 	return -1;
 }
@@ -411,6 +449,9 @@ static bool extents_overlap(const struct fvd_extent *a, const struct fvd_extent 
 	uint64_t a_end, b_end;
 
 	if (a->kind != b->kind || a->dev != b->dev)
+		return false;
+	/* Both below one md or dm device: its own sectors tell. */
+	if (a->opaque && a->opaque == b->opaque)
 		return false;
 	if (a->kind != FVD_EXTENT_DISK && a->ino != b->ino)
 		return false;

@@ -27,6 +27,7 @@ struct fvd_extent {
 	uint64_t ino;		/* file: st_ino; thin: the device id */
 	uint64_t start;		/* in 512-byte sectors */
 	uint64_t len;		/* sectors, or FVD_EXTENT_TO_END */
+	uint64_t opaque;	/* reached below this md/dm device (whole), or 0 */
 	char via[192];		/* how it was reached, for messages: "dm-3 > sdb" */
 };
 
@@ -37,12 +38,14 @@ struct fvd_extents {
 
 /*
  * The extents holding the bytes of the block device or regular file at
- * @path (of @st, its stat).  Stacking the tools cannot see into (md, dm
+ * @path (of @st, its stat); with @reading, also what it reads (a thin
+ * device's external origin).  A device the tools cannot see into (md, dm
  * targets other than linear, striped, crypt and thin, a dm table that
- * cannot be read) counts as the whole of every device below it.  Returns 0,
- * or -1 with errno set.
+ * cannot be read) counts with its own sectors and, tagged with it, as the
+ * whole of every device below it.  Returns 0, or -1 with errno set.
  */
-int fvd_storage_extents(const char *path, const struct stat *st, struct fvd_extents *out);
+int fvd_storage_extents(const char *path, const struct stat *st, bool reading,
+			struct fvd_extents *out);
 
 /* The first extent of @a that overlaps one of @b, with it in *@hit_b; or NULL. */
 const struct fvd_extent *fvd_storage_overlap(const struct fvd_extents *a,
