@@ -29,9 +29,13 @@
 
 static const char *prog = "fvd-create";
 
-/* Files this run created, removed again unless it succeeds. */
-static const char *volatile created[2];
-static volatile sig_atomic_t formatted;
+/*
+ * Files this run created, removed again unless it succeeds.  Both are
+ * written with signals blocked (sigprocmask), so the handler below never
+ * sees them half set.
+ */
+static const char *created[2];
+static bool formatted;
 
 static void remove_created(void)
 {
@@ -47,6 +51,16 @@ static void remove_created_and_die(int sig)
 {
 	remove_created();
 	raise(sig);		/* SA_RESETHAND: now the default action */
+}
+
+static void set_formatted(void)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	formatted = true;
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static void catch_signals(void)
@@ -670,7 +684,7 @@ int main(int argc, char **argv)
 	write_all(image_fd, image, block, sizeof(block), 0);
 	sync_or_die(image_fd, image);
 	close(image_fd);
-	formatted = true;
+	set_formatted();
 	if (compact && !nr_room)
 		fprintf(stderr,
 			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
