@@ -109,7 +109,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
 		"       [--data-dev PATH] [--journal-size SIZE] [--create]\n"
-		"       [--compact [--chunk-size SIZE] [--data-size SIZE]] [--force] [--quiet] IMAGE\n"
+		"       [--compact [--chunk-size SIZE] [--data-size SIZE] [--low-water-mark N]]\n"
+		"       [--force] [--quiet] IMAGE\n"
 		"\n"
 		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
 		"  --size SIZE        virtual disk size (default: the origin's size)\n"
@@ -125,6 +126,9 @@ static void usage(FILE *out)
 		"  --data-size SIZE   with --compact, room for chunks to allocate into:\n"
 		"                     a file holds at least that much after the metadata\n"
 		"                     (allocated on the host), a block device must too\n"
+		"  --low-water-mark N with --compact, warn when the data device has room\n"
+		"                     for fewer than N chunks, and put the table's\n"
+		"                     low_water_mark N in the table line printed\n"
 		"  --create           make IMAGE and the data device files if they do not\n"
 		"                     exist (so does --size or --data-size); never under /dev\n"
 		"  --force            overwrite an existing image or filesystem\n"
@@ -450,7 +454,7 @@ static void print_uuid(const uint8_t *u)
 }
 
 /* Options with no short form. */
-enum { OPT_DATA_SIZE = 256, OPT_CREATE };
+enum { OPT_DATA_SIZE = 256, OPT_CREATE, OPT_LOW_WATER_MARK };
 
 int main(int argc, char **argv)
 {
@@ -464,6 +468,7 @@ int main(int argc, char **argv)
 		{ "chunk-size", required_argument, NULL, 'C' },
 		{ "data-size", required_argument, NULL, OPT_DATA_SIZE },
 		{ "create", no_argument, NULL, OPT_CREATE },
+		{ "low-water-mark", required_argument, NULL, OPT_LOW_WATER_MARK },
 		{ "force", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -473,7 +478,9 @@ int main(int argc, char **argv)
 	const char *origin = NULL, *data_dev = NULL, *image;
 	uint64_t size = 0, block_size = FVD_DEFAULT_BLOCK_SIZE;
 	uint64_t journal_size = FVD_DEFAULT_JOURNAL_SIZE, origin_size = 0;
-	uint64_t chunk_size = 0, data_reserve = 0, nr_room = 0;
+	uint64_t chunk_size = 0, data_reserve = 0, nr_room = 0, low_water_mark = 0;
+	bool have_low_water_mark = false;
+	char features[64];
 	bool compact = false, have_data_size = false, create = false;
 	struct fvd_extents origin_extents = { 0 };
 	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
@@ -520,6 +527,16 @@ int main(int argc, char **argv)
 		case OPT_CREATE:
 			create = true;
 			break;
+		case OPT_LOW_WATER_MARK: {
+			char *end;
+
+			errno = 0;
+			low_water_mark = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-')
+				die("invalid low-water mark '%s': a number of chunks", optarg);
+			have_low_water_mark = true;
+			break;
+		}
 		case 'f':
 			force = true;
 			break;
@@ -552,6 +569,8 @@ int main(int argc, char **argv)
 		die("journal size %" PRIu64 " is not a multiple of 4K", journal_size);
 	if (chunk_size && !compact)
 		die("--chunk-size needs --compact");
+	if (have_low_water_mark && !compact)
+		die("--low-water-mark needs --compact (it counts free chunks)");
 	if (have_data_size && !compact)
 		die("--data-size needs --compact (the data of other images is as large as the disk)");
 	if (compact) {
@@ -689,6 +708,10 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
 			prog);
+	else if (compact && nr_room < low_water_mark)
+		fprintf(stderr,
+			"%s: warning: the data device has room for %" PRIu64 " chunk%s, fewer than the low-water mark of %" PRIu64 ": the target raises its low-water event at once\n",
+			prog, nr_room, nr_room == 1 ? "" : "s", low_water_mark);
 	if (quiet)
 		return 0;
 
@@ -719,11 +742,14 @@ int main(int argc, char **argv)
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
 	printf("  data          %s from sector %" PRIu64 "\n",
 	       shared ? image : data_dev, sb.data_offset);
-	printf("Table line:\n  0 %" PRIu64 " fvd %s %s %s\n", sb.virtual_sectors,
-	       image, shared ? image : data_dev, origin ? origin : "-");
+	features[0] = '\0';
+	if (have_low_water_mark)
+		snprintf(features, sizeof(features), " 2 low_water_mark %" PRIu64, low_water_mark);
+	printf("Table line:\n  0 %" PRIu64 " fvd %s %s %s%s\n", sb.virtual_sectors,
+	       image, shared ? image : data_dev, origin ? origin : "-", features);
 	printf("Create the device with:\n  dmsetup create NAME --table \"0 %" PRIu64
-	       " fvd %s %s %s\"\n", sb.virtual_sectors, image,
-	       shared ? image : data_dev, origin ? origin : "-");
+	       " fvd %s %s %s%s\"\n", sb.virtual_sectors, image,
+	       shared ? image : data_dev, origin ? origin : "-", features);
 	if (!image_blk || (!shared && !data_blk))
 		printf("Regular files must be attached first (losetup --find --show FILE)\n"
 		       "and named by their loop device in the table.\n");
