@@ -81,6 +81,51 @@ static const char *fvd_mode_name(enum fvd_mode mode)
 
 /* ---- table line ---- */
 
+/* Feature arguments other than the prefetch tunables: the ones with a value. */
+static const struct {
+	const char *name;
+	bool has_value;
+} fvd_features[] = {
+	{ "read_only", false },
+	{ "no_copy_on_read", false },
+	{ "max_cor_inflight", true },
+	{ "error_if_no_space", false },
+	{ "low_water_mark", true },
+	{ "no_space_timeout", true },
+	{ "no_prefetch", false },
+};
+
+/*
+ * @name could not be taken: say which of the three reasons it is, naming
+ * the argument in the kernel log (ti->error has to be a fixed string).
+ */
+static int fvd_feature_error(const struct fvd_table_args *args, const char *name,
+			     int tunable, unsigned int nr_features, char **error)
+{
+	bool known = tunable >= 0, has_value = tunable >= 0;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(fvd_features); i++) {
+		if (!strcasecmp(name, fvd_features[i].name)) {
+			known = true;
+			has_value = fvd_features[i].has_value;
+		}
+	}
+	if (!known) {
+		DMERR("feature argument '%s' is unknown (%u features follow it)", name,
+		      nr_features);
+		*error = "Unknown feature argument";
+	} else if (has_value && !nr_features) {
+		DMERR("feature argument '%s' needs a value, and the feature count ends there",
+		      name);
+		*error = "Feature argument missing its value";
+	} else {
+		DMERR("feature argument '%s' is given twice", name);
+		*error = "Repeated feature argument";
+	}
+	return -EINVAL;
+}
+
 int fvd_parse_table_args(unsigned int argc, char **argv,
 			 struct fvd_table_args *args, char **error)
 {
@@ -162,8 +207,7 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 			}
 			args->given_tunables |= BIT(tunable);
 		} else {
-			*error = "Unknown or repeated feature argument, or one missing its value";
-			return -EINVAL;
+			return fvd_feature_error(args, name, tunable, nr_features, error);
 		}
 	}
 	if (as.argc) {
@@ -1373,16 +1417,24 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 {
 	const struct fvd_sb_info *sb = &fvd->meta.sb;
 	struct block_device *data = fvd->data_dev->bdev;
+	const char *name = dm_table_device_name(fvd->ti->table);
 
 	if (sb->ro_compat_features & ~FVD_RO_COMPAT_SUPPORTED && fvd->writable) {
 		*error = "Image has unknown read-only-compatible features: load it read_only";
 		return -EINVAL;
 	}
 	if (fvd->ti->len != sb->virtual_sectors) {
+		DMERR("%s: the table's length is %llu sectors, the image's virtual size %llu: give %llu",
+		      name, (unsigned long long)fvd->ti->len, sb->virtual_sectors,
+		      sb->virtual_sectors);
 		*error = "Target length does not match the image's virtual size";
 		return -EINVAL;
 	}
 	if (bdev_nr_sectors(fvd->meta_dev->bdev) < sb->metadata_sectors) {
+		DMERR("%s: metadata device %s has %llu sectors, the image's metadata needs %llu",
+		      name, fvd->args.meta_path,
+		      (unsigned long long)bdev_nr_sectors(fvd->meta_dev->bdev),
+		      sb->metadata_sectors);
 		*error = "Metadata device is smaller than the image's metadata";
 		return -EINVAL;
 	}
@@ -1393,6 +1445,10 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 	/* A compact image's data device may start without a single chunk. */
 	if (bdev_nr_sectors(data) < sb->data_offset +
 	    (fvd_compact(sb) ? 0 : sb->virtual_sectors)) {
+		DMERR("%s: data device %s has %llu sectors, the image's data needs %llu (from sector %llu)",
+		      name, fvd->args.data_path, (unsigned long long)bdev_nr_sectors(data),
+		      sb->data_offset + (fvd_compact(sb) ? 0 : sb->virtual_sectors),
+		      sb->data_offset);
 		*error = "Data device is too small for the image";
 		return -EINVAL;
 	}
@@ -1418,6 +1474,10 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 	}
 	if (fvd->origin_dev &&
 	    bdev_nr_sectors(fvd->origin_dev->bdev) != sb->origin_sectors) {
+		DMERR("%s: origin device %s has %llu sectors, the image was made over an origin of %llu",
+		      name, fvd->args.origin_path,
+		      (unsigned long long)bdev_nr_sectors(fvd->origin_dev->bdev),
+		      sb->origin_sectors);
 		*error = "Origin device size does not match the image";
 		return -EINVAL;
 	}

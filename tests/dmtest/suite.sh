@@ -398,23 +398,29 @@ test_malformed_tables_rejected() {
 	v="0 $n fvd"
 	expect_rejected "no arguments" "Not enough arguments" "$v"
 	expect_rejected "two arguments" "Not enough arguments" "$v $IMG $IMG"
-	expect_rejected "wrong length" "does not match the image's virtual size" "0 $((n - 8)) fvd $IMG $IMG $ORIGIN"
+	expect_rejected "wrong length" "the table's length is $((n - 8)) sectors, the image's virtual size $n: give $n" \
+		"0 $((n - 8)) fvd $IMG $IMG $ORIGIN"
 	expect_rejected "bad metadata device" "Error opening metadata device" "$v /dev/nonexistent $IMG $ORIGIN"
 	expect_rejected "bad data device" "Error opening data device" "$v $IMG /dev/nonexistent $ORIGIN"
 	expect_rejected "bad origin device" "Error opening origin device" "$v $IMG $IMG /dev/nonexistent"
 	expect_rejected "feature count too big" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN 2 read_only"
 	expect_rejected "feature count not a number" "Invalid number of feature arguments" "$v $IMG $IMG $ORIGIN x"
-	expect_rejected "unknown feature" "Unknown or repeated feature argument" "$v $IMG $IMG $ORIGIN 1 frobnicate"
+	expect_rejected "unknown feature" "feature argument 'frobnicate' is unknown" "$v $IMG $IMG $ORIGIN 1 frobnicate"
 	expect_rejected "space feature on a full-size image" "Space feature arguments need a compact image" \
 		"$v $IMG $IMG $ORIGIN 1 error_if_no_space"
-	expect_rejected "low_water_mark without a value" "missing its value" "$v $IMG $IMG $ORIGIN 1 low_water_mark"
+	expect_rejected "low_water_mark without a value" "feature argument 'low_water_mark' needs a value" \
+		"$v $IMG $IMG $ORIGIN 1 low_water_mark"
 	expect_rejected "trailing argument" "Unexpected arguments" "$v $IMG $IMG $ORIGIN 0 extra"
 	expect_rejected "origin missing" "needs its origin device" "$v $IMG $IMG -"
-	expect_rejected "origin of the wrong size" "Origin device size does not match" "$v $IMG $IMG $SMALL"
+	expect_rejected "origin of the wrong size" \
+		"origin device $SMALL has $(sectors $SMALL) sectors, the image was made over an origin of $(sectors $ORIGIN)" \
+		"$v $IMG $IMG $SMALL"
 	expect_rejected "origin is the image" "Origin device must differ" "$v $IMG $IMG $IMG"
 
 	dmsetup create fvdmeta --table "0 2048 linear $IMG 0" || fail "linear"
-	expect_rejected "metadata device cut short" "Metadata device is smaller" "$v /dev/mapper/fvdmeta $IMG $ORIGIN"
+	expect_rejected "metadata device cut short" \
+		"metadata device /dev/mapper/fvdmeta has 2048 sectors, the image's metadata needs $(($(sb_field $IMG journal_offset) + $(sb_field $IMG journal_sectors)))" \
+		"$v /dev/mapper/fvdmeta $IMG $ORIGIN"
 	dmsetup remove fvdmeta
 
 	$FVD_CREATE --force --size 64M $IMG >/dev/null
@@ -422,7 +428,8 @@ test_malformed_tables_rejected() {
 
 	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $IMG >/dev/null
 	expect_rejected "data on a separate device" "keeps its data on a separate device" "$v $IMG $IMG $ORIGIN"
-	expect_rejected "data device too small" "Data device is too small" "$v $IMG $SMALL $ORIGIN"
+	expect_rejected "data device too small" "data device $SMALL has $(sectors $SMALL) sectors, the image's data needs" \
+		"$v $IMG $SMALL $ORIGIN"
 
 	sb_rejected "corrupted field, stale crc" "checksum mismatch" --keep-csum virtual_sectors=$((n + 8))
 	sb_rejected "wrong crc" "checksum mismatch" csum=12345
@@ -1213,9 +1220,9 @@ test_prefetch_messages_and_arguments() {
 		"$v $IMG $IMG $ORIGIN 2 prefetch_batch 0"
 	expect_rejected "prefetch_delay without value" "missing its value" \
 		"$v $IMG $IMG $ORIGIN 1 prefetch_delay"
-	expect_rejected "prefetch_window twice" "Unknown or repeated" \
+	expect_rejected "prefetch_window twice" "feature argument 'prefetch_window' is given twice" \
 		"$v $IMG $IMG $ORIGIN 4 prefetch_window 100 prefetch_window 100"
-	expect_rejected "no_prefetch twice" "Unknown or repeated" \
+	expect_rejected "no_prefetch twice" "feature argument 'no_prefetch' is given twice" \
 		"$v $IMG $IMG $ORIGIN 2 no_prefetch no_prefetch"
 	expect_eq "$REJECTED" 4 "tables rejected"
 }
