@@ -339,6 +339,69 @@ test_origin_smaller_than_virtual_size() {
 	rm -f /tmp/ref
 }
 
+# fvd-create never formats storage the origin lives on, however it is
+# reached, and no option overrides that: a device-mapper device over the
+# origin, a partition of it, the disk a partition origin is on; nor a data
+# device that overlaps the image.  Devices that share a disk without
+# sharing sectors (LVs of one volume group, partitions of one disk) are
+# fine.  A disk something holds (a table, a mount) is refused as in use.
+test_fvd_create_refuses_origin_storage() {
+	local half quarter out
+	half=$(($(sectors $SCRATCH) / 2))
+	quarter=$((half / 2))
+	refuse() {	# refuse MESSAGE ARGS...
+		local message=$1
+		shift
+		if out=$($FVD_CREATE --force "$@" 2>&1); then
+			fail "fvd-create $* formatted it: $out"
+		fi
+		grep -qF -- "$message" <<<"$out" || fail "fvd-create $*: $out (want: $message)"
+		say "refused: $out"
+	}
+	dmsetup create fvdlin1 --table "0 $(sectors $ORIGIN) linear $ORIGIN 0"
+	dmsetup create fvdlin2 --table "0 2048 linear $ORIGIN 1024"
+	refuse "image /dev/mapper/fvdlin1 and origin $ORIGIN share storage (sectors 0-$(($(sectors $ORIGIN) - 1)) of vda" \
+		--origin $ORIGIN /dev/mapper/fvdlin1
+	refuse "data device /dev/mapper/fvdlin2 and origin /dev/mapper/fvdlin1 share storage (sectors 1024-3071 of vda" \
+		--origin /dev/mapper/fvdlin1 --data-dev /dev/mapper/fvdlin2 $IMG
+	# the origin's own disk, which the tables hold
+	refuse "image $ORIGIN is in use (mounted, or held by" --origin /dev/mapper/fvdlin1 $ORIGIN
+	dmsetup remove fvdlin1 fvdlin2
+
+	# Two halves of one disk, as two LVs of a volume group, and a third
+	# across the middle.
+	dmsetup create fvdlin1 --table "0 $half linear $SCRATCH 0"
+	dmsetup create fvdlin2 --table "0 $half linear $SCRATCH $half"
+	dmsetup create fvdlin3 --table "0 $half linear $SCRATCH $quarter"
+	out=$($FVD_CREATE --force --compact --journal-size 1M --origin /dev/mapper/fvdlin1 \
+		/dev/mapper/fvdlin2 2>&1) || fail "the other half of the disk refused: $out"
+	refuse "image /dev/mapper/fvdlin3 and origin /dev/mapper/fvdlin1 share storage (sectors $quarter-$((half - 1)) of vde" \
+		--origin /dev/mapper/fvdlin1 /dev/mapper/fvdlin3
+	refuse "data device /dev/mapper/fvdlin3 and image /dev/mapper/fvdlin2 share storage" \
+		--origin $SMALL --data-dev /dev/mapper/fvdlin3 /dev/mapper/fvdlin2
+	dmsetup remove fvdlin1 fvdlin2 fvdlin3
+
+	# Partitions written here: 1 of 4 MiB from sector 2048, 2 of 24 MiB after it.
+	trap 'dd if=/dev/zero of=$SCRATCH bs=512 count=1 oflag=direct status=none; blockdev --rereadpt $SCRATCH' EXIT
+	python3 -c '
+import struct, sys
+mbr = bytearray(512)
+for i, (start, size) in enumerate(((2048, 8192), (10240, 49152))):
+    mbr[446 + 16 * i:462 + 16 * i] = struct.pack("<B3sB3sII", 0, bytes(3), 0x83, bytes(3), start, size)
+mbr[510:] = b"\x55\xaa"
+with open(sys.argv[1], "r+b") as f:
+    f.write(mbr)' $SCRATCH
+	blockdev --rereadpt $SCRATCH
+	[ -b ${SCRATCH}1 ] && [ -b ${SCRATCH}2 ] || fail "no partitions ${SCRATCH}1 and ${SCRATCH}2"
+	dd if=$SMALL of=${SCRATCH}1 bs=1M count=4 oflag=direct status=none
+	refuse "image $SCRATCH and origin ${SCRATCH}1 share storage (sectors 2048-10239 of vde" \
+		--origin ${SCRATCH}1 $SCRATCH
+	refuse "image ${SCRATCH}1 and origin $SCRATCH share storage" --origin $SCRATCH ${SCRATCH}1
+	out=$($FVD_CREATE --force --journal-size 1M --origin ${SCRATCH}1 ${SCRATCH}2 2>&1) ||
+		fail "the disk's other partition refused: $out"
+	cmp -n $((4 * MB)) ${SCRATCH}1 $SMALL || fail "the partition origin changed"
+}
+
 test_table_and_status_lines() {
 	local table maj_min
 	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null
@@ -2218,7 +2281,8 @@ cleanup_devices() {
 	pkill -KILL -x dd >/dev/null 2>&1
 	umount /tmp/crashmnt >/dev/null 2>&1 || true
 	umount /tmp/mnt >/dev/null 2>&1 || true
-	for d in $DEV fvdbad fvdmeta fvdslow fvdfail fvddata fvdorigin crashfvd crashsnap crashlog crashorigin; do
+	for d in $DEV fvdbad fvdmeta fvdslow fvdfail fvddata fvdorigin fvdlin1 fvdlin2 fvdlin3 \
+		crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true
