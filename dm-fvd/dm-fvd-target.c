@@ -1903,6 +1903,7 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 	unsigned long flags;
 	u64 nr_local, nr_fresh, nr_free, nr_phys, read_rate, write_rate, pauses;
 	enum fvd_prefetch_state prefetch;
+	enum fvd_prefetch_cause cause;
 	const char *space;
 
 	switch (type) {
@@ -1915,6 +1916,7 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		space = fvd->out_of_space ? "out_of_data_space" :
 			fvd->low_water_raised ? "low_water" : "ok";
 		prefetch = pf->state;
+		cause = pf->cause;
 		read_rate = pf->read_rate.avg;
 		write_rate = pf->write_rate.avg;
 		pauses = pf->nr_pauses;
@@ -1940,6 +1942,8 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       fvd_prefetch_state_name(prefetch),
 		       (long long)atomic64_read(&pf->nr_bytes),
 		       read_rate >> 10, write_rate >> 10, pauses);
+		/* Fields are only ever appended from here on. */
+		DMEMIT(" %s", fvd_prefetch_cause_name(cause));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,

@@ -135,6 +135,20 @@ const char *fvd_prefetch_state_name(enum fvd_prefetch_state state)
 	return names[state];
 }
 
+const char *fvd_prefetch_cause_name(enum fvd_prefetch_cause cause)
+{
+	static const char * const names[] = {
+		[FVD_PREFETCH_NO_CAUSE] = "-",
+		[FVD_PREFETCH_BY_TABLE] = "no_prefetch",
+		[FVD_PREFETCH_BY_MESSAGE] = "message",
+		[FVD_PREFETCH_BY_SPACE] = "no_space",
+		[FVD_PREFETCH_BY_ORIGIN] = "origin_slow",
+		[FVD_PREFETCH_BY_DATA] = "data_slow",
+	};
+
+	return names[cause];
+}
+
 /* ---- the copy ---- */
 
 struct fvd_prefetch_batch {
@@ -159,16 +173,19 @@ static void fvd_prefetch_kick(struct fvd_target *fvd, unsigned long delay)
 }
 
 /*
- * Enter @state; under the lock.  Returns true when userspace should hear of
- * it: the caller raises the dm event once the lock is dropped.
+ * Enter @state for @cause; under the lock.  Returns true when userspace
+ * should hear of it (a new state): the caller raises the dm event once the
+ * lock is dropped.
  */
 static bool fvd_prefetch_enter(struct fvd_target *fvd,
-			       enum fvd_prefetch_state state)
+			       enum fvd_prefetch_state state,
+			       enum fvd_prefetch_cause cause)
 {
 	struct fvd_prefetch *pf = &fvd->prefetch;
 	u64 now = ktime_get_ns();
 
 	lockdep_assert_held(&fvd->lock);
+	pf->cause = cause;
 	if (pf->state == state)
 		return false;
 	if (state == FVD_PREFETCH_RUNNING) {
@@ -318,7 +335,7 @@ static void fvd_prefetch_end(struct work_struct *ws)
 	struct fvd_prefetch *pf = &fvd->prefetch;
 	blk_status_t status = batch->status;
 	u64 bytes = (u64)batch->sectors << SECTOR_SHIFT;
-	bool event = false, new_window;
+	bool event = false, new_window, origin_slow;
 	unsigned int i;
 	u32 pause_ms;
 
@@ -332,21 +349,24 @@ static void fvd_prefetch_end(struct work_struct *ws)
 	if (status) {
 		/* Retried by "prefetch start", from these blocks on. */
 		pf->cursor = min(pf->cursor, batch->first);
-		event = fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR);
+		event = fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR, FVD_PREFETCH_NO_CAUSE);
 	} else {
 		atomic64_add(bytes, &pf->nr_bytes);
 		new_window = fvd_rate_add(&pf->write_rate, bytes, ktime_get_ns(),
 					  (u64)fvd_tunable(fvd, FVD_PREFETCH_WINDOW) *
 					  NSEC_PER_MSEC);
+		origin_slow = fvd_rate_too_slow(&pf->read_rate,
+						fvd_tunable(fvd, FVD_PREFETCH_MIN_READ));
 		if (new_window && pf->state == FVD_PREFETCH_RUNNING &&
-		    (fvd_rate_too_slow(&pf->read_rate,
-				       fvd_tunable(fvd, FVD_PREFETCH_MIN_READ)) ||
+		    (origin_slow ||
 		     fvd_rate_too_slow(&pf->write_rate,
 				       fvd_tunable(fvd, FVD_PREFETCH_MIN_WRITE)))) {
 			pause_ms = fvd_prefetch_pause_ms(fvd_tunable(fvd, FVD_PREFETCH_MAX_PAUSE));
 			pf->pause_end = jiffies + msecs_to_jiffies(pause_ms);
 			pf->nr_pauses++;
-			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_PAUSED);
+			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_PAUSED,
+						   origin_slow ? FVD_PREFETCH_BY_ORIGIN :
+								 FVD_PREFETCH_BY_DATA);
 		}
 	}
 	if (pf->state == FVD_PREFETCH_RUNNING && !pf->suspended)
@@ -497,7 +517,8 @@ static void fvd_prefetch_pass_done(struct fvd_target *fvd)
 		spin_unlock_irq(&fvd->lock);
 		return;
 	}
-	event = fvd_prefetch_enter(fvd, next);
+	event = fvd_prefetch_enter(fvd, next, next == FVD_PREFETCH_STOPPED ?
+				   FVD_PREFETCH_BY_SPACE : FVD_PREFETCH_NO_CAUSE);
 	if (next == FVD_PREFETCH_RUNNING && !pf->suspended)
 		fvd_prefetch_kick(fvd, retry);
 	spin_unlock_irq(&fvd->lock);
@@ -519,10 +540,12 @@ static void fvd_prefetch_step(struct work_struct *ws)
 		if (pf->state == FVD_PREFETCH_WAITING ||
 		    (pf->state == FVD_PREFETCH_PAUSED &&
 		     time_after_eq(jiffies, pf->pause_end)))
-			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_RUNNING);
+			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_RUNNING,
+						    FVD_PREFETCH_NO_CAUSE);
 		if (pf->state == FVD_PREFETCH_RUNNING &&
 		    fvd->mode != FVD_MODE_WRITE)
-			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR);
+			event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_ERROR,
+						    FVD_PREFETCH_NO_CAUSE);
 		if (pf->state == FVD_PREFETCH_PAUSED && !pf->suspended)
 			fvd_prefetch_kick(fvd, pf->pause_end - jiffies);
 		if (pf->state != FVD_PREFETCH_RUNNING || pf->suspended ||
@@ -581,12 +604,15 @@ void fvd_prefetch_init(struct fvd_target *fvd)
 
 	memcpy(pf->tunables, fvd->args.tunables, sizeof(pf->tunables));
 	pf->given = fvd->args.given_tunables;
-	if (!fvd->writable || !fvd->origin_dev)
+	pf->cause = FVD_PREFETCH_NO_CAUSE;
+	if (!fvd->writable || !fvd->origin_dev) {
 		pf->state = FVD_PREFETCH_OFF;
-	else if (fvd->args.no_prefetch)
+	} else if (fvd->args.no_prefetch) {
 		pf->state = FVD_PREFETCH_STOPPED;
-	else
+		pf->cause = FVD_PREFETCH_BY_TABLE;
+	} else {
 		pf->state = FVD_PREFETCH_WAITING;
+	}
 }
 
 /* Resume: wait for the delay the first time, else go on from the cursor. */
@@ -639,7 +665,8 @@ static int fvd_prefetch_control(struct fvd_target *fvd, bool start)
 			break;
 		}
 		event = fvd_prefetch_enter(fvd, start ? FVD_PREFETCH_RUNNING :
-					   FVD_PREFETCH_STOPPED);
+					   FVD_PREFETCH_STOPPED, start ? FVD_PREFETCH_NO_CAUSE :
+					   FVD_PREFETCH_BY_MESSAGE);
 		if (start && !pf->suspended)
 			fvd_prefetch_kick(fvd, 0);
 	}

@@ -65,9 +65,22 @@ enum fvd_prefetch_state {
 
 const char *fvd_prefetch_state_name(enum fvd_prefetch_state state);
 
+/* Why the prefetch is stopped or paused (status field 20). */
+enum fvd_prefetch_cause {
+	FVD_PREFETCH_NO_CAUSE,		/* any other state */
+	FVD_PREFETCH_BY_TABLE,		/* stopped: no_prefetch */
+	FVD_PREFETCH_BY_MESSAGE,	/* stopped: "prefetch stop" */
+	FVD_PREFETCH_BY_SPACE,		/* stopped: free chunks kept for the guest */
+	FVD_PREFETCH_BY_ORIGIN,		/* paused: origin reads below prefetch_min_read */
+	FVD_PREFETCH_BY_DATA,		/* paused: data writes below prefetch_min_write */
+};
+
+const char *fvd_prefetch_cause_name(enum fvd_prefetch_cause cause);
+
 /* Fields under the target's lock unless said otherwise. */
 struct fvd_prefetch {
 	enum fvd_prefetch_state state;
+	enum fvd_prefetch_cause cause;	/* of state */
 	bool suspended;			/* no batch may start */
 	bool busy_skipped;		/* this pass skipped a busy block */
 	bool space_skipped;		/* this pass found no free chunk */

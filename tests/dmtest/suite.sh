@@ -409,7 +409,8 @@ test_table_and_status_lines() {
 	table=$(dmsetup table $DEV)
 	maj_min() { printf '%d:%d' "$(stat -c 0x%t "$1")" "$(stat -c 0x%T "$1")"; }
 	expect_eq "$table" "0 131072 fvd $(maj_min $IMG) $(maj_min $IMG) $(maj_min $ORIGIN) 1 no_prefetch" "table line"
-	expect_eq "$(dmsetup status $DEV | wc -w)" 22 "status word count"
+	expect_eq "$(dmsetup status $DEV | wc -w)" 23 "status word count"
+	expect_eq "$(prefetch_cause)" no_prefetch "prefetch cause"
 	expect_eq "$(status_field 2)" 128 "block size in sectors"
 	fvd_down
 	# read_only feature: reads work, writes fail, the image is not touched
@@ -1166,13 +1167,22 @@ prefetch_state() {
 	status_field 15
 }
 
+# why the prefetch is stopped or paused
+prefetch_cause() {
+	status_field 20
+}
+
 # prefetch_wait STATE...: wait, on dm events, until the prefetch is in one
-# of the STATEs (every change of state raises an event).
+# of the STATEs (every change of state raises an event); PREFETCH_CAUSE is
+# the cause the same status line gave.
 prefetch_wait() {
-	local nr state s
+	local nr state s f
 	while :; do
 		nr=$(event_nr)
-		state=$(prefetch_state)
+		# state and cause from one status line: a pause may end before the next
+		read -r -a f <<<"$(dmsetup status "$DEV")"
+		state=${f[17]}
+		PREFETCH_CAUSE=${f[22]:-}
 		for s in "$@"; do
 			[ "$state" = "$s" ] && return 0
 		done
@@ -1244,6 +1254,7 @@ test_prefetch_messages_and_arguments() {
 	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create"
 	fvd_up $IMG $IMG $ORIGIN no_prefetch
 	expect_eq "$(prefetch_state)" stopped "state with no_prefetch"
+	expect_eq "$(prefetch_cause)" no_prefetch "cause with no_prefetch"
 	table=$(dmsetup table $DEV)
 	for bad in "" "prefetch" "prefetch go" "prefetch start now" "set" \
 		"set prefetch_batch" "set prefetch_batch 0" "set prefetch_batch 65537" \
@@ -1361,6 +1372,7 @@ test_prefetch_pauses_on_slow_origin() {
 		prefetch_writes 1 prefetch_window 200 prefetch_min_read 4096 \
 		prefetch_min_write 0 prefetch_max_pause 300
 	prefetch_wait paused
+	expect_eq "$PREFETCH_CAUSE" origin_slow "cause of the pause"
 	# the last figures measured stay in the status through the pause
 	say "paused: origin $(status_field 17) KiB/s, data $(status_field 18) KiB/s"
 	[ "$(status_field 17)" -gt 0 ] && [ "$(status_field 17)" -lt 4096 ] ||
@@ -1370,6 +1382,7 @@ test_prefetch_pauses_on_slow_origin() {
 	[ "$(status_field 19)" -ge 2 ] || fail "$(status_field 19) pauses"
 	dmsetup message $DEV 0 prefetch stop || fail "prefetch stop"
 	expect_eq "$(prefetch_state)" stopped "state after stop"
+	expect_eq "$(prefetch_cause)" message "cause after stop"
 	fvd_down
 	dmsetup remove fvdorigin
 }
@@ -1855,6 +1868,7 @@ test_compact_prefetch_leaves_room_for_writes() {
 test_compact_prefetch_space_and_discard() {
 	compact_up 100 $PREFETCH_NOW low_water_mark 10
 	prefetch_wait stopped
+	expect_eq "$PREFETCH_CAUSE" no_space "cause of the stop"
 	expect_eq "$(free_chunks)" 10 "free chunks when the prefetch stopped"
 	expect_eq "$(local_blocks)" 360 "local blocks (90 chunks of 4 blocks)"
 	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the stop"
