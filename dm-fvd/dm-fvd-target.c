@@ -95,9 +95,33 @@ static const struct {
 	{ "no_prefetch", false },
 };
 
+/* Whether @name (a known feature, @tunable if a tunable) was given already. */
+static bool fvd_feature_given(const struct fvd_table_args *args, const char *name,
+			      int tunable)
+{
+	if (tunable >= 0)
+		return args->given_tunables & BIT(tunable);
+	if (!strcasecmp(name, "read_only"))
+		return args->read_only;
+	if (!strcasecmp(name, "no_copy_on_read"))
+		return args->no_copy_on_read;
+	if (!strcasecmp(name, "max_cor_inflight"))
+		return args->have_max_cor_inflight;
+	if (!strcasecmp(name, "error_if_no_space"))
+		return args->error_if_no_space;
+	if (!strcasecmp(name, "low_water_mark"))
+		return args->have_low_water_mark;
+	if (!strcasecmp(name, "no_space_timeout"))
+		return args->have_no_space_timeout;
+	if (!strcasecmp(name, "no_prefetch"))
+		return args->no_prefetch;
+	return false;
+}
+
 /*
  * @name could not be taken: say which of the three reasons it is, naming
- * the argument in the kernel log (ti->error has to be a fixed string).
+ * the argument in the kernel log (ti->error has to be a fixed string).  A
+ * repeated one is refused with or without its value, so that comes first.
  */
 static int fvd_feature_error(const struct fvd_table_args *args, const char *name,
 			     int tunable, unsigned int nr_features, char **error)
@@ -112,16 +136,19 @@ static int fvd_feature_error(const struct fvd_table_args *args, const char *name
 		}
 	}
 	if (!known) {
-		DMERR("feature argument '%s' is unknown (%u features follow it)", name,
-		      nr_features);
+		DMERR("feature argument '%s' is unknown", name);
 		*error = "Unknown feature argument";
+	} else if (fvd_feature_given(args, name, tunable)) {
+		DMERR("feature argument '%s' is given twice", name);
+		*error = "Repeated feature argument";
 	} else if (has_value && !nr_features) {
 		DMERR("feature argument '%s' needs a value, and the feature count ends there",
 		      name);
 		*error = "Feature argument missing its value";
 	} else {
-		DMERR("feature argument '%s' is given twice", name);
-		*error = "Repeated feature argument";
+		/* every known argument is taken above unless repeated or valueless */
+		DMERR("feature argument '%s' cannot be taken", name);
+		*error = "Invalid feature argument";
 	}
 	return -EINVAL;
 }
@@ -1445,7 +1472,7 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 	/* A compact image's data device may start without a single chunk. */
 	if (bdev_nr_sectors(data) < sb->data_offset +
 	    (fvd_compact(sb) ? 0 : sb->virtual_sectors)) {
-		DMERR("%s: data device %s has %llu sectors, the image's data needs %llu (from sector %llu)",
+		DMERR("%s: data device %s has %llu sectors, the image's data needs %llu (it starts at sector %llu)",
 		      name, fvd->args.data_path, (unsigned long long)bdev_nr_sectors(data),
 		      sb->data_offset + (fvd_compact(sb) ? 0 : sb->virtual_sectors),
 		      sb->data_offset);

@@ -174,8 +174,8 @@ static void fvd_prefetch_kick(struct fvd_target *fvd, unsigned long delay)
 
 /*
  * Enter @state for @cause; under the lock.  Returns true when userspace
- * should hear of it (a new state): the caller raises the dm event once the
- * lock is dropped.
+ * should hear of it (a new state, or a stop for another cause): the caller
+ * raises the dm event once the lock is dropped.
  */
 static bool fvd_prefetch_enter(struct fvd_target *fvd,
 			       enum fvd_prefetch_state state,
@@ -185,9 +185,13 @@ static bool fvd_prefetch_enter(struct fvd_target *fvd,
 	u64 now = ktime_get_ns();
 
 	lockdep_assert_held(&fvd->lock);
+	if (pf->state == state) {
+		if (pf->cause == cause)
+			return false;
+		pf->cause = cause;
+		return true;
+	}
 	pf->cause = cause;
-	if (pf->state == state)
-		return false;
 	if (state == FVD_PREFETCH_RUNNING) {
 		/* Measure afresh: the old figures describe another load. */
 		fvd_rate_reset(&pf->read_rate, now);
@@ -621,8 +625,10 @@ void fvd_prefetch_resume(struct fvd_target *fvd)
 	struct fvd_prefetch *pf = &fvd->prefetch;
 
 	spin_lock_irq(&fvd->lock);
-	if (fvd->all_local)
+	if (fvd->all_local) {
 		pf->state = FVD_PREFETCH_DONE;
+		pf->cause = FVD_PREFETCH_NO_CAUSE;
+	}
 	pf->suspended = false;
 	if (pf->state == FVD_PREFETCH_WAITING)
 		fvd_prefetch_kick(fvd, fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ);
@@ -664,9 +670,12 @@ static int fvd_prefetch_control(struct fvd_target *fvd, bool start)
 			r = -EROFS;
 			break;
 		}
-		event = fvd_prefetch_enter(fvd, start ? FVD_PREFETCH_RUNNING :
-					   FVD_PREFETCH_STOPPED, start ? FVD_PREFETCH_NO_CAUSE :
-					   FVD_PREFETCH_BY_MESSAGE);
+		if (start)
+			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_RUNNING,
+						   FVD_PREFETCH_NO_CAUSE);
+		else
+			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_STOPPED,
+						   FVD_PREFETCH_BY_MESSAGE);
 		if (start && !pf->suspended)
 			fvd_prefetch_kick(fvd, 0);
 	}

@@ -7,6 +7,7 @@
 #include "fvd-prefetch.h"
 
 struct fvd_table_args {
+	/* The table's words: valid during the ctr only. */
 	const char *meta_path;
 	const char *data_path;
 	const char *origin_path;	/* NULL when the table says "-" */

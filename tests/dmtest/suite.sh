@@ -1378,11 +1378,12 @@ test_prefetch_pauses_on_slow_origin() {
 	[ "$(status_field 17)" -gt 0 ] && [ "$(status_field 17)" -lt 4096 ] ||
 		fail "paused at $(status_field 17) KiB/s"
 	prefetch_wait running
+	expect_eq "$PREFETCH_CAUSE" - "cause once running again"
 	prefetch_wait paused
 	[ "$(status_field 19)" -ge 2 ] || fail "$(status_field 19) pauses"
 	dmsetup message $DEV 0 prefetch stop || fail "prefetch stop"
-	expect_eq "$(prefetch_state)" stopped "state after stop"
-	expect_eq "$(prefetch_cause)" message "cause after stop"
+	prefetch_wait stopped
+	expect_eq "$PREFETCH_CAUSE" message "cause after stop"
 	fvd_down
 	dmsetup remove fvdorigin
 }
@@ -1874,8 +1875,10 @@ test_compact_prefetch_space_and_discard() {
 	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the stop"
 	compact_grow 300
 	expect_eq "$(prefetch_state)" stopped "state after the resume"
+	expect_eq "$(prefetch_cause)" no_space "cause after the resume"
 	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
 	prefetch_wait done
+	expect_eq "$PREFETCH_CAUSE" - "cause once done"
 	expect_eq "$(status_field 10)" 44/300 "free/data chunks when done"
 	expect_eq "$(local_blocks)" 1024 "local blocks when done"
 	blkdiscard $MAPPER || fail "blkdiscard"

@@ -2023,6 +2023,7 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "unknown feature", "/dev/m /dev/d /dev/o 1 discard", "Unknown feature argument" },
 	{ "unknown feature with a value", "/dev/m /dev/d /dev/o 2 frobnicate 1", "Unknown feature argument" },
 	{ "valueless feature twice", "/dev/m /dev/d /dev/o 2 no_prefetch no_prefetch", "Repeated feature argument" },
+	{ "repeated feature without its value", "/dev/m /dev/d - 3 low_water_mark 5 low_water_mark", "Repeated feature argument" },
 	{ "trailing argument", "/dev/m /dev/d /dev/o 0 x", "Unexpected arguments" },
 	{ "trailing after feature", "/dev/m /dev/d /dev/o 1 read_only x", "Unexpected arguments" },
 };
