@@ -81,42 +81,23 @@ static const char *fvd_mode_name(enum fvd_mode mode)
 
 /* ---- table line ---- */
 
-/* Feature arguments other than the prefetch tunables: the ones with a value. */
+/*
+ * Feature arguments other than the prefetch tunables: whether they take a
+ * value, and the flag of struct fvd_table_args that says they were given.
+ */
 static const struct {
 	const char *name;
 	bool has_value;
+	size_t given;
 } fvd_features[] = {
-	{ "read_only", false },
-	{ "no_copy_on_read", false },
-	{ "max_cor_inflight", true },
-	{ "error_if_no_space", false },
-	{ "low_water_mark", true },
-	{ "no_space_timeout", true },
-	{ "no_prefetch", false },
+	{ "read_only", false, offsetof(struct fvd_table_args, read_only) },
+	{ "no_copy_on_read", false, offsetof(struct fvd_table_args, no_copy_on_read) },
+	{ "max_cor_inflight", true, offsetof(struct fvd_table_args, have_max_cor_inflight) },
+	{ "error_if_no_space", false, offsetof(struct fvd_table_args, error_if_no_space) },
+	{ "low_water_mark", true, offsetof(struct fvd_table_args, have_low_water_mark) },
+	{ "no_space_timeout", true, offsetof(struct fvd_table_args, have_no_space_timeout) },
+	{ "no_prefetch", false, offsetof(struct fvd_table_args, no_prefetch) },
 };
-
-/* Whether @name (a known feature, @tunable if a tunable) was given already. */
-static bool fvd_feature_given(const struct fvd_table_args *args, const char *name,
-			      int tunable)
-{
-	if (tunable >= 0)
-		return args->given_tunables & BIT(tunable);
-	if (!strcasecmp(name, "read_only"))
-		return args->read_only;
-	if (!strcasecmp(name, "no_copy_on_read"))
-		return args->no_copy_on_read;
-	if (!strcasecmp(name, "max_cor_inflight"))
-		return args->have_max_cor_inflight;
-	if (!strcasecmp(name, "error_if_no_space"))
-		return args->error_if_no_space;
-	if (!strcasecmp(name, "low_water_mark"))
-		return args->have_low_water_mark;
-	if (!strcasecmp(name, "no_space_timeout"))
-		return args->have_no_space_timeout;
-	if (!strcasecmp(name, "no_prefetch"))
-		return args->no_prefetch;
-	return false;
-}
 
 /*
  * @name could not be taken: say which of the three reasons it is, naming
@@ -127,18 +108,20 @@ static int fvd_feature_error(const struct fvd_table_args *args, const char *name
 			     int tunable, unsigned int nr_features, char **error)
 {
 	bool known = tunable >= 0, has_value = tunable >= 0;
+	bool given = tunable >= 0 && (args->given_tunables & BIT(tunable));
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(fvd_features); i++) {
 		if (!strcasecmp(name, fvd_features[i].name)) {
 			known = true;
 			has_value = fvd_features[i].has_value;
+			given = *(const bool *)((const char *)args + fvd_features[i].given);
 		}
 	}
 	if (!known) {
 		DMERR("feature argument '%s' is unknown", name);
 		*error = "Unknown feature argument";
-	} else if (fvd_feature_given(args, name, tunable)) {
+	} else if (given) {
 		DMERR("feature argument '%s' is given twice", name);
 		*error = "Repeated feature argument";
 	} else if (has_value && !nr_features) {
