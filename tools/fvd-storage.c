@@ -37,6 +37,29 @@ static void copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+/* @chain (of @size bytes) is @via, then " > " and @step: how an extent was reached. */
+static void chain_step(char *chain, size_t size, const char *via, const char *step)
+{
+	copy_text(chain, size, via);
+	if (*via && strlen(chain) + 3 < size)
+		strcat(chain, " > ");
+	copy_text(chain + strlen(chain), size - strlen(chain), step);
+}
+
+/* The sector after @e, UINT64_MAX for one that runs to the end. */
+static uint64_t extent_end(const struct fvd_extent *e)
+{
+	if (e->len == FVD_EXTENT_TO_END || e->start + e->len < e->start)
+		return UINT64_MAX;
+	return e->start + e->len;
+}
+
+/* /sys/dev/block/MAJ:MIN/@rel in @path. */
+static void sysfs_path(char *path, size_t size, dev_t dev, const char *rel)
+{
+	snprintf(path, size, "/sys/dev/block/%u:%u/%s", major(dev), minor(dev), rel);
+}
+
 /* One walk down from a path: where the extents go and how they are tagged. */
 struct walk {
 	struct fvd_extents *out;
@@ -79,7 +102,7 @@ static int read_sysfs(dev_t dev, const char *rel, char *buf, size_t size)
 	ssize_t got;
 	int fd;
 
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev), minor(dev), rel);
+	sysfs_path(path, sizeof(path), dev, rel);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -108,7 +131,7 @@ static bool sysfs_has(dev_t dev, const char *rel)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev), minor(dev), rel);
+	sysfs_path(path, sizeof(path), dev, rel);
 	return access(path, F_OK) == 0;
 }
 
@@ -160,7 +183,7 @@ static int resolve_opaque(struct walk *w, dev_t dev, uint64_t start, uint64_t le
 	int r;
 
 	r = add_extent(w, FVD_EXTENT_DISK, dev, 0, start, len, via);
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/slaves", major(dev), minor(dev));
+	sysfs_path(path, sizeof(path), dev, "slaves");
 	dir = opendir(path);
 	if (!dir)
 		return r;
@@ -369,10 +392,7 @@ static int resolve_loop(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
 		if (S_ISBLK(st.st_mode))
 			return resolve_dev(w, st.st_rdev, from / 512, sectors_touched(from, to),
 					   via, depth + 1);
-		copy_text(chain, sizeof(chain), via);
-		if (strlen(chain) + 3 < sizeof(chain))
-			strcat(chain, " > ");
-		copy_text(chain + strlen(chain), sizeof(chain) - strlen(chain), backing);
+		chain_step(chain, sizeof(chain), via, backing);
 		return add_extent(w, FVD_EXTENT_FILE, st.st_dev, st.st_ino, from / 512,
 				  sectors_touched(from, to), chain);
 	}
@@ -397,13 +417,11 @@ static int resolve_dev(struct walk *w, dev_t dev, uint64_t start, uint64_t len,
 	int r;
 
 	dev_name(dev, name, sizeof(name));
-	copy_text(chain, sizeof(chain), via);
 	/* "/dev/loop0", not "/dev/loop0 > loop0" */
-	if (!(depth == 0 && !strcmp(base ? base + 1 : via, name))) {
-		if (*via && strlen(chain) + 3 < sizeof(chain))
-			strcat(chain, " > ");
-		copy_text(chain + strlen(chain), sizeof(chain) - strlen(chain), name);
-	}
+	if (depth == 0 && !strcmp(base ? base + 1 : via, name))
+		copy_text(chain, sizeof(chain), via);
+	else
+		chain_step(chain, sizeof(chain), via, name);
 	if (depth > MAX_DEPTH)
 		return add_extent(w, FVD_EXTENT_DISK, dev, 0, 0, FVD_EXTENT_TO_END, chain);
 	if (sysfs_has(dev, "loop"))
@@ -446,8 +464,6 @@ int fvd_storage_extents(const char *path, const struct stat *st, bool reading,
 
 static bool extents_overlap(const struct fvd_extent *a, const struct fvd_extent *b)
 {
-	uint64_t a_end, b_end;
-
 	if (a->kind != b->kind || a->dev != b->dev)
 		return false;
 	/* Both below one md or dm device: its own sectors tell. */
@@ -457,11 +473,7 @@ static bool extents_overlap(const struct fvd_extent *a, const struct fvd_extent 
 		return false;
 	if (a->kind == FVD_EXTENT_THIN)
 		return true;
-	a_end = a->len == FVD_EXTENT_TO_END || a->start + a->len < a->start ?
-		UINT64_MAX : a->start + a->len;
-	b_end = b->len == FVD_EXTENT_TO_END || b->start + b->len < b->start ?
-		UINT64_MAX : b->start + b->len;
-	return a->start < b_end && b->start < a_end;
+	return a->start < extent_end(b) && b->start < extent_end(a);
 }
 
 const struct fvd_extent *fvd_storage_overlap(const struct fvd_extents *a,
@@ -482,9 +494,7 @@ const struct fvd_extent *fvd_storage_overlap(const struct fvd_extents *a,
 void fvd_extent_intersect(const struct fvd_extent *a, const struct fvd_extent *b,
 			  struct fvd_extent *out)
 {
-	uint64_t a_end = a->len == FVD_EXTENT_TO_END ? UINT64_MAX : a->start + a->len;
-	uint64_t b_end = b->len == FVD_EXTENT_TO_END ? UINT64_MAX : b->start + b->len;
-	uint64_t end = a_end < b_end ? a_end : b_end;
+	uint64_t end = extent_end(a) < extent_end(b) ? extent_end(a) : extent_end(b);
 
 	*out = *a;
 	out->start = a->start > b->start ? a->start : b->start;
