@@ -30,20 +30,32 @@
 static const char *prog = "fvd-create";
 
 /*
- * Files this run created, removed again unless it succeeds.  Both are
- * written with signals blocked (sigprocmask), so the handler below never
- * sees them half set.
+ * Files this run created, removed again unless it succeeds (then it
+ * forgets them).  Written with signals held, so the handler below never
+ * sees an entry half set.
  */
 static const char *created[2];
-static bool formatted;
 
 static void remove_created(void)
 {
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(created); i++)
-		if (created[i] && !formatted)
+		if (created[i])
 			unlink(created[i]);
+}
+
+static void hold_signals(sigset_t *old)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, old);
+}
+
+static void release_signals(const sigset_t *old)
+{
+	sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 /* Interrupted: the files made so far go too (unlink is async-signal-safe). */
@@ -53,14 +65,14 @@ static void remove_created_and_die(int sig)
 	raise(sig);		/* SA_RESETHAND: now the default action */
 }
 
-static void set_formatted(void)
+/* The image is written: what this run made stays. */
+static void keep_created(void)
 {
-	sigset_t all, old;
+	sigset_t old;
 
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	formatted = true;
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	hold_signals(&old);
+	memset(created, 0, sizeof(created));
+	release_signals(&old);
 }
 
 static void catch_signals(void)
@@ -349,7 +361,7 @@ static bool under_dev(const char *path)
 static int open_for_format(const char *path, const char *what, bool may_create,
 			   unsigned int slot, struct stat *st)
 {
-	sigset_t all, old;
+	sigset_t old;
 	int fd;
 
 	if (stat(path, st)) {
@@ -359,12 +371,11 @@ static int open_for_format(const char *path, const char *what, bool may_create,
 			die("%s %s does not exist (and no file is made under /dev)", what, path);
 		if (!may_create)
 			die("%s %s does not exist; --create (or --size) makes it a file", what, path);
-		sigfillset(&all);
-		sigprocmask(SIG_BLOCK, &all, &old);
+		hold_signals(&old);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd >= 0)
 			created[slot] = path;
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		release_signals(&old);
 		if (fd < 0)
 			die("cannot create %s %s: %s", what, path, strerror(errno));
 	} else if (S_ISBLK(st->st_mode)) {
@@ -703,7 +714,7 @@ int main(int argc, char **argv)
 	write_all(image_fd, image, block, sizeof(block), 0);
 	sync_or_die(image_fd, image);
 	close(image_fd);
-	set_formatted();
+	keep_created();
 	if (compact && !nr_room)
 		fprintf(stderr,
 			"%s: warning: the data device has room for no chunk: the first write will wait for it to grow (give --data-size, or grow it and reload the table)\n",
