@@ -381,6 +381,19 @@ test_fvd_create_refuses_origin_storage() {
 		--origin $SMALL --data-dev /dev/mapper/fvdlin3 /dev/mapper/fvdlin2
 	dmsetup remove fvdlin1 fvdlin2 fvdlin3
 
+	# The same two halves and middle over a dm-delay device, which the tool
+	# does not follow sector by sector (as md): compared by its own sectors.
+	modprobe dm-delay || fail "modprobe dm-delay"
+	dmsetup create fvdslow --table "0 $(sectors $SCRATCH) delay $SCRATCH 0 0"
+	dmsetup create fvdlin1 --table "0 $half linear /dev/mapper/fvdslow 0"
+	dmsetup create fvdlin2 --table "0 $half linear /dev/mapper/fvdslow $half"
+	dmsetup create fvdlin3 --table "0 $half linear /dev/mapper/fvdslow $quarter"
+	out=$($FVD_CREATE --force --compact --journal-size 1M --origin /dev/mapper/fvdlin1 \
+		/dev/mapper/fvdlin2 2>&1) || fail "the other half of the delay device refused: $out"
+	refuse "image /dev/mapper/fvdlin3 and origin /dev/mapper/fvdlin1 share storage (sectors $quarter-$((half - 1)) of dm-" \
+		--origin /dev/mapper/fvdlin1 /dev/mapper/fvdlin3
+	dmsetup remove fvdlin1 fvdlin2 fvdlin3 fvdslow
+
 	# Partitions written here: 1 of 4 MiB from sector 2048, 2 of 24 MiB after it.
 	trap 'dd if=/dev/zero of=$SCRATCH bs=512 count=1 oflag=direct status=none; blockdev --rereadpt $SCRATCH' EXIT
 	python3 -c '
