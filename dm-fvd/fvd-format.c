@@ -75,11 +75,19 @@ struct fvd_region {
 	u64 len;
 };
 
-static bool fvd_region_valid(const struct fvd_region *r)
+/* Regions start after the superblock and its backup, when it has one. */
+static u64 fvd_first_region_sector(const struct fvd_sb_info *sb)
+{
+	if (sb->ro_compat_features & FVD_RO_COMPAT_BACKUP_SB)
+		return FVD_BACKUP_SB_SECTOR + FVD_META_BLOCK_SECTORS;
+	return FVD_META_BLOCK_SECTORS;
+}
+
+static bool fvd_region_valid(const struct fvd_region *r, u64 first)
 {
 	if (!r->len)
 		return true;
-	return r->start >= FVD_META_BLOCK_SECTORS &&
+	return r->start >= first &&
 	       !(r->start % FVD_META_BLOCK_SECTORS) &&
 	       !(r->len % FVD_META_BLOCK_SECTORS) &&
 	       r->start + r->len > r->start &&
@@ -103,7 +111,7 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 {
 	struct fvd_region regions[3];
 	unsigned int i, j;
-	u64 end = FVD_META_BLOCK_SECTORS;
+	u64 first = fvd_first_region_sector(sb), end = first;
 
 	if (sb->version != FVD_FORMAT_VERSION)
 		return FVD_SB_BAD_VERSION;
@@ -149,15 +157,15 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 	regions[0] = (struct fvd_region){ sb->bitmap_offset, sb->bitmap_sectors };
 	regions[1] = (struct fvd_region){ sb->table_offset, sb->table_sectors };
 	regions[2] = (struct fvd_region){ sb->journal_offset, sb->journal_sectors };
-	if (!fvd_region_valid(&regions[0]) ||
+	if (!fvd_region_valid(&regions[0], first) ||
 	    sb->bitmap_sectors != fvd_bitmap_region_sectors(sb->nr_blocks))
 		return FVD_SB_BAD_BITMAP;
 	if (fvd_compact(sb) ?
-	    !fvd_region_valid(&regions[1]) ||
+	    !fvd_region_valid(&regions[1], first) ||
 	    sb->table_sectors != fvd_table_region_sectors(sb->nr_chunks) :
 	    sb->table_sectors || sb->table_offset)
 		return FVD_SB_BAD_TABLE;
-	if (!fvd_region_valid(&regions[2]) ||
+	if (!fvd_region_valid(&regions[2], first) ||
 	    ((sb->incompat_features & FVD_INCOMPAT_JOURNAL) &&
 	     !fvd_journal_blocks(sb)))
 		return FVD_SB_BAD_JOURNAL;
@@ -204,6 +212,9 @@ enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb)
 	sb->journal_sectors = le64_to_cpu(disk->journal_sectors);
 	sb->data_offset = le64_to_cpu(disk->data_offset);
 	sb->checkpoint_seq = le64_to_cpu(disk->checkpoint_seq);
+	sb->origin_fingerprint = le32_to_cpu(disk->origin_fingerprint);
+	memcpy(sb->origin_hint, disk->origin_hint, sizeof(sb->origin_hint));
+	sb->origin_hint[sizeof(sb->origin_hint) - 1] = '\0';
 	return fvd_sb_check(sb);
 }
 
@@ -231,6 +242,9 @@ void fvd_sb_encode(const struct fvd_sb_info *sb, void *block)
 	disk->journal_sectors = cpu_to_le64(sb->journal_sectors);
 	disk->data_offset = cpu_to_le64(sb->data_offset);
 	disk->checkpoint_seq = cpu_to_le64(sb->checkpoint_seq);
+	disk->origin_fingerprint = cpu_to_le32(sb->origin_fingerprint);
+	memcpy(disk->origin_hint, sb->origin_hint, sizeof(disk->origin_hint));
+	disk->origin_hint[sizeof(disk->origin_hint) - 1] = '\0';
 	disk->csum = cpu_to_le32(fvd_sb_csum(disk));
 }
 
@@ -284,7 +298,42 @@ static u64 fvd_round_up(u64 value, u64 align)
 }
 
 /*
- * Lay out a new image: superblock, bitmap, journal, then (when the data
+ * The origin's first and last FVD_FP_EDGE_SECTORS (all of it when it is
+ * smaller than both), then FVD_FP_NR_SAMPLES blocks at i/17 of its size for
+ * i = 1..16, 4 KiB aligned; a sample may overlap an edge.  Returns the
+ * number of ranges; none for an empty origin.
+ */
+unsigned int fvd_origin_fp_ranges(u64 origin_sectors,
+				  struct fvd_fp_range ranges[FVD_FP_MAX_RANGES])
+{
+	u64 head = origin_sectors < FVD_FP_EDGE_SECTORS ?
+		   origin_sectors : FVD_FP_EDGE_SECTORS;
+	u64 tail_start, start;
+	unsigned int n = 0, i;
+
+	if (!origin_sectors)
+		return 0;
+	ranges[n++] = (struct fvd_fp_range){ 0, head };
+	/* the last MiB, or what the first one left of it */
+	tail_start = head;
+	if (origin_sectors - head > FVD_FP_EDGE_SECTORS)
+		tail_start = origin_sectors - FVD_FP_EDGE_SECTORS;
+	if (tail_start < origin_sectors)
+		ranges[n++] = (struct fvd_fp_range){ tail_start,
+						     origin_sectors - tail_start };
+	for (i = 1; i <= FVD_FP_NR_SAMPLES; i++) {
+		start = origin_sectors * i / (FVD_FP_NR_SAMPLES + 1);
+		start -= start % FVD_FP_SAMPLE_SECTORS;
+		ranges[n].start = start;
+		ranges[n].len = origin_sectors - start < FVD_FP_SAMPLE_SECTORS ?
+				origin_sectors - start : FVD_FP_SAMPLE_SECTORS;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Lay out a new image: superblock, its backup, bitmap, journal, then (when the data
  * shares the metadata device) the data, aligned to 1 MiB or a block.
  */
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
@@ -305,7 +354,8 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 		return -EINVAL;
 
 	sb->nr_blocks = (virtual_sectors + block_sectors - 1) / block_sectors;
-	sb->bitmap_offset = FVD_META_BLOCK_SECTORS;
+	sb->ro_compat_features = FVD_RO_COMPAT_BACKUP_SB;
+	sb->bitmap_offset = fvd_first_region_sector(sb);
 	sb->bitmap_sectors = fvd_bitmap_region_sectors(sb->nr_blocks);
 	if (chunk_sectors) {
 		sb->incompat_features |= FVD_INCOMPAT_COMPACT;

@@ -9,6 +9,7 @@
  * Metadata device layout (all offsets in 512-byte sectors):
  *
  *   0                superblock, 4 KiB
+ *   8                backup superblock, 4 KiB (images with BACKUP_SB)
  *   bitmap_offset    bitmap, one bit per block, LSB first within a byte,
  *                    padded to a 4 KiB multiple
  *   table_offset     chunk table (compact images only): one __le32 per
@@ -50,7 +51,14 @@
 /* Superblock flags. */
 #define FVD_FLAG_CLEAN			(1ULL << 0)	/* last shutdown was clean */
 #define FVD_FLAG_ALL_LOCAL		(1ULL << 1)	/* origin no longer needed */
-#define FVD_FLAGS_KNOWN			(FVD_FLAG_CLEAN | FVD_FLAG_ALL_LOCAL)
+/*
+ * NEEDS_CHECK: the target met a metadata error and went read-only or to
+ * fail mode.  A read-write load is refused until fvd-check --repair clears
+ * it; code that does not know the flag refuses the image altogether.
+ */
+#define FVD_FLAG_NEEDS_CHECK		(1ULL << 2)
+#define FVD_FLAGS_KNOWN			(FVD_FLAG_CLEAN | FVD_FLAG_ALL_LOCAL | \
+					 FVD_FLAG_NEEDS_CHECK)
 
 /*
  * Feature words.  An image carrying an unknown incompatible bit must not be
@@ -83,7 +91,33 @@
 #define FVD_MAX_VIRTUAL_SECTORS		(1ULL << 44)	/* 8 PiB */
 #define FVD_MAX_BLOCKS			(1ULL << 32)
 #define FVD_MAX_CHUNKS			(1ULL << 27)
-#define FVD_RO_COMPAT_SUPPORTED		0ULL
+
+/*
+ * BACKUP_SB (read-only compatible): a copy of the superblock sits in the
+ * second 4 KiB block, written after every write of the primary has reached
+ * the disk, so a torn or damaged primary can be restored from it
+ * (fvd-check --repair).  Code that does not keep the copy up to date may
+ * only load the image read-only: a stale copy restored later would name an
+ * older checkpoint.  The metadata regions start after it.
+ */
+#define FVD_RO_COMPAT_BACKUP_SB		(1ULL << 0)
+#define FVD_RO_COMPAT_SUPPORTED		FVD_RO_COMPAT_BACKUP_SB
+#define FVD_BACKUP_SB_SECTOR		FVD_META_BLOCK_SECTORS
+
+/*
+ * ORIGIN_ID (compatible): the superblock records which origin the image was
+ * made over, beyond its size: a fingerprint, the CRC-32C of the origin's
+ * bytes in the ranges fvd_origin_fp_ranges() gives (its first and last MiB
+ * and FVD_FP_NR_SAMPLES blocks of 4 KiB spread over it, in that order), and
+ * the path it was given by, as a hint for people and tools.  Code that does
+ * not know the feature loads the image without checking its origin.
+ */
+#define FVD_COMPAT_ORIGIN_ID		(1ULL << 0)
+#define FVD_ORIGIN_HINT_SIZE		256
+#define FVD_FP_EDGE_SECTORS		2048	/* 1 MiB at each end */
+#define FVD_FP_NR_SAMPLES		16
+#define FVD_FP_SAMPLE_SECTORS		8	/* 4 KiB */
+#define FVD_FP_MAX_RANGES		(2 + FVD_FP_NR_SAMPLES)
 
 struct fvd_disk_superblock {
 	__le64 magic;
@@ -106,7 +140,10 @@ struct fvd_disk_superblock {
 	__le64 journal_sectors;
 	__le64 data_offset;	/* on the data device */
 	__le64 checkpoint_seq;	/* last journal commit in the home bitmap */
-	__u8 padding[3944];
+	__le32 origin_fingerprint;	/* ORIGIN_ID */
+	__le32 reserved;
+	__u8 origin_hint[FVD_ORIGIN_HINT_SIZE];	/* ORIGIN_ID: NUL-padded path */
+	__u8 padding[3680];
 } __packed;
 
 static_assert(sizeof(struct fvd_disk_superblock) == FVD_SB_SIZE);
@@ -131,6 +168,8 @@ struct fvd_sb_info {
 	u64 journal_sectors;
 	u64 data_offset;
 	u64 checkpoint_seq;
+	u32 origin_fingerprint;
+	char origin_hint[FVD_ORIGIN_HINT_SIZE];	/* always NUL-terminated */
 
 	/* derived by fvd_sb_decode() and fvd_layout_init() */
 	u32 block_shift;
@@ -181,6 +220,15 @@ const char *fvd_sb_layout_change(const struct fvd_sb_info *a,
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata);
+
+/* Sectors [start, start + len) of the origin that its fingerprint covers. */
+struct fvd_fp_range {
+	u64 start;
+	u64 len;
+};
+
+unsigned int fvd_origin_fp_ranges(u64 origin_sectors,
+				  struct fvd_fp_range ranges[FVD_FP_MAX_RANGES]);
 
 static inline bool fvd_compact(const struct fvd_sb_info *sb)
 {

@@ -45,13 +45,88 @@ static void fvd_test_sb_roundtrip(struct kunit *test)
 	memset(sb.uuid, 0xa5, sizeof(sb.uuid));
 	sb.flags = FVD_FLAG_CLEAN;
 	sb.compat_features = 1ULL << 40;	/* unknown compat bits are fine */
-	sb.ro_compat_features = 1;		/* decided by the target */
+	sb.ro_compat_features |= 1ULL << 40;	/* decided by the target */
 	sb.checkpoint_seq = 77;
+	sb.compat_features |= FVD_COMPAT_ORIGIN_ID;
+	sb.origin_fingerprint = 0xdeadbeef;
+	strscpy(sb.origin_hint, "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
+		sizeof(sb.origin_hint));
 	fvd_sb_encode(&sb, block);
 	KUNIT_ASSERT_EQ(test, FVD_SB_OK, fvd_sb_decode(block, &out));
 	KUNIT_EXPECT_EQ(test, 0, memcmp(&sb, &out, sizeof(sb)));
 	KUNIT_EXPECT_EQ(test, out.nr_blocks, 16384ULL);
 	KUNIT_EXPECT_EQ(test, out.block_shift, 7U);
+}
+
+/* A hint that fills its field is cut to fit, never read past its end. */
+static void fvd_test_sb_hint_terminated(struct kunit *test)
+{
+	struct fvd_disk_superblock *disk;
+	struct fvd_sb_info sb, out;
+
+	disk = kunit_kzalloc(test, sizeof(*disk), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, disk);
+	fvd_test_layout(test, &sb);
+	fvd_sb_encode(&sb, disk);
+	memset(disk->origin_hint, 'a', sizeof(disk->origin_hint));
+	disk->csum = cpu_to_le32(fvd_sb_csum(disk));
+	KUNIT_ASSERT_EQ(test, FVD_SB_OK, fvd_sb_decode(disk, &out));
+	KUNIT_EXPECT_EQ(test, strlen(out.origin_hint), FVD_ORIGIN_HINT_SIZE - 1);
+	/* and the encoder writes a terminated one */
+	memset(out.origin_hint, 'b', sizeof(out.origin_hint));
+	fvd_sb_encode(&out, disk);
+	KUNIT_EXPECT_EQ(test, disk->origin_hint[FVD_ORIGIN_HINT_SIZE - 1], 0);
+	KUNIT_EXPECT_EQ(test, disk->origin_hint[FVD_ORIGIN_HINT_SIZE - 2], 'b');
+}
+
+/*
+ * The fingerprint's ranges: inside the origin, the edges first, the samples
+ * 4 KiB aligned and where the format says, whatever the origin's size.
+ */
+static void fvd_test_fp_ranges(struct kunit *test)
+{
+	static const u64 sizes[] = { 1, 7, 8, 100, 2047, 2048, 2049, 3000,
+				     4096, 4097, 1ULL << 21, (1ULL << 44) - 1 };
+	struct fvd_fp_range r[FVD_FP_MAX_RANGES];
+	unsigned int n, i, j;
+	u64 size, covered;
+
+	KUNIT_EXPECT_EQ(test, 0U, fvd_origin_fp_ranges(0, r));
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		size = sizes[i];
+		n = fvd_origin_fp_ranges(size, r);
+		KUNIT_EXPECT_EQ_MSG(test, n, size > FVD_FP_EDGE_SECTORS ?
+				    FVD_FP_MAX_RANGES : FVD_FP_MAX_RANGES - 1,
+				    "origin of %llu sectors", size);
+		KUNIT_EXPECT_EQ(test, r[0].start, 0ULL);
+		KUNIT_EXPECT_EQ(test, r[0].len, min_t(u64, size, FVD_FP_EDGE_SECTORS));
+		covered = r[0].len;
+		if (size > FVD_FP_EDGE_SECTORS) {
+			/* the tail ends the origin and follows the head */
+			KUNIT_EXPECT_EQ(test, r[1].start + r[1].len, size);
+			KUNIT_EXPECT_EQ(test, r[1].start,
+					max_t(u64, FVD_FP_EDGE_SECTORS,
+					      size - FVD_FP_EDGE_SECTORS));
+			covered += r[1].len;
+		}
+		/* every edge byte once: the first and last MiB, or all of it */
+		KUNIT_EXPECT_EQ(test, covered, min_t(u64, size, 2 * FVD_FP_EDGE_SECTORS));
+		for (j = n - FVD_FP_NR_SAMPLES; j < n; j++) {
+			u64 at = size * (j - (n - FVD_FP_NR_SAMPLES) + 1) /
+				 (FVD_FP_NR_SAMPLES + 1);
+
+			KUNIT_EXPECT_EQ(test, r[j].start % FVD_FP_SAMPLE_SECTORS, 0ULL);
+			KUNIT_EXPECT_EQ(test, r[j].start, at - at % FVD_FP_SAMPLE_SECTORS);
+			KUNIT_EXPECT_GT(test, r[j].len, 0ULL);
+			KUNIT_EXPECT_LE(test, r[j].len, (u64)FVD_FP_SAMPLE_SECTORS);
+			KUNIT_EXPECT_LE(test, r[j].start + r[j].len, size);
+		}
+	}
+	/* a 1 GiB origin: samples spread over it, a full 4 KiB each */
+	n = fvd_origin_fp_ranges(1ULL << 21, r);
+	KUNIT_EXPECT_EQ(test, r[2].start, 123360ULL);
+	KUNIT_EXPECT_EQ(test, r[17].start, 1973784ULL);
+	KUNIT_EXPECT_EQ(test, r[17].len, 8ULL);
 }
 
 static void fvd_test_sb_little_endian(struct kunit *test)
@@ -188,6 +263,28 @@ static void mut_overlap(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
 	sb->journal_offset = sb->bitmap_offset;
 }
 
+static void mut_bitmap_on_backup(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->bitmap_offset = FVD_BACKUP_SB_SECTOR;
+}
+
+static void mut_journal_on_backup(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->journal_offset = FVD_BACKUP_SB_SECTOR;
+}
+
+/* An image made before the backup: its bitmap starts in the second block. */
+static void mut_no_backup(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->ro_compat_features &= ~FVD_RO_COMPAT_BACKUP_SB;
+	sb->bitmap_offset = FVD_META_BLOCK_SECTORS;
+}
+
+static void mut_needs_check(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
+{
+	sb->flags |= FVD_FLAG_NEEDS_CHECK;
+}
+
 static void mut_data_offset(struct fvd_sb_info *sb, struct fvd_disk_superblock *d)
 {
 	sb->data_offset = sb->bitmap_offset;	/* data over the bitmap */
@@ -217,6 +314,10 @@ static const struct fvd_sb_case fvd_sb_cases[] = {
 	{ "journal wraps", mut_journal_wrap, false, FVD_SB_BAD_JOURNAL },
 	{ "journal over bitmap", mut_overlap, false, FVD_SB_REGIONS_OVERLAP },
 	{ "data over metadata", mut_data_offset, false, FVD_SB_BAD_DATA_OFFSET },
+	{ "bitmap over the backup superblock", mut_bitmap_on_backup, false, FVD_SB_BAD_BITMAP },
+	{ "journal over the backup superblock", mut_journal_on_backup, false, FVD_SB_BAD_JOURNAL },
+	{ "no backup, bitmap in block 1", mut_no_backup, false, FVD_SB_OK },
+	{ "needs_check set", mut_needs_check, false, FVD_SB_OK },
 };
 
 static void fvd_sb_case_desc(const struct fvd_sb_case *c, char *desc)
@@ -291,8 +392,15 @@ static void fvd_test_sb_layout_change(struct kunit *test)
 	other.bitmap_sectors += 8;
 	fvd_test_expect_change(test, &sb, &other, "bitmap_sectors");
 	other = sb;
-	other.ro_compat_features = 1;
+	other.ro_compat_features ^= FVD_RO_COMPAT_BACKUP_SB;
 	fvd_test_expect_change(test, &sb, &other, "ro_compat_features");
+	/* the origin's identity is not layout */
+	other = sb;
+	other.origin_fingerprint ^= 1;
+	other.origin_hint[0] = '/';
+	other.flags |= FVD_FLAG_NEEDS_CHECK;
+	KUNIT_EXPECT_PTR_EQ(test, fvd_sb_layout_change(&sb, &other, &was, &now),
+			    (const char *)NULL);
 	other = sb;
 	other.uuid[15] ^= 1;
 	fvd_test_expect_change(test, &sb, &other, "uuid");
@@ -314,6 +422,8 @@ static struct kunit_case fvd_format_cases[] = {
 	KUNIT_CASE(fvd_test_crc32c_check_value),
 	KUNIT_CASE(fvd_test_sb_roundtrip),
 	KUNIT_CASE(fvd_test_sb_little_endian),
+	KUNIT_CASE(fvd_test_sb_hint_terminated),
+	KUNIT_CASE(fvd_test_fp_ranges),
 	KUNIT_CASE_PARAM(fvd_test_sb_rejects, fvd_sb_gen_params),
 	KUNIT_CASE(fvd_test_sb_layout_change),
 	KUNIT_CASE(fvd_test_sb_status_strings),
@@ -332,11 +442,13 @@ static void fvd_test_layout_shared(struct kunit *test)
 	struct fvd_sb_info sb;
 
 	fvd_test_layout(test, &sb);
-	KUNIT_EXPECT_EQ(test, sb.bitmap_offset, 8ULL);
+	/* after the superblock and its backup */
+	KUNIT_EXPECT_EQ(test, sb.ro_compat_features, FVD_RO_COMPAT_BACKUP_SB);
+	KUNIT_EXPECT_EQ(test, sb.bitmap_offset, 16ULL);
 	/* 16384 blocks = 2 KiB of bits, padded to one 4 KiB block */
 	KUNIT_EXPECT_EQ(test, sb.bitmap_sectors, 8ULL);
-	KUNIT_EXPECT_EQ(test, sb.journal_offset, 16ULL);
-	KUNIT_EXPECT_EQ(test, sb.metadata_sectors, 16 + 16 * MiB_SECTORS);
+	KUNIT_EXPECT_EQ(test, sb.journal_offset, 24ULL);
+	KUNIT_EXPECT_EQ(test, sb.metadata_sectors, 24 + 16 * MiB_SECTORS);
 	/* data starts on the next 1 MiB boundary */
 	KUNIT_EXPECT_EQ(test, sb.data_offset, 17 * MiB_SECTORS);
 }
@@ -1996,7 +2108,7 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "two arguments", "/dev/m /dev/d", "Not enough arguments" },
 	{ "count not a number", "/dev/m /dev/d /dev/o one", "Invalid number of feature" },
 	{ "count negative", "/dev/m /dev/d /dev/o -1", "Invalid number of feature" },
-	{ "count too large", "/dev/m /dev/d /dev/o 25 a", "Invalid number of feature" },
+	{ "count too large", "/dev/m /dev/d /dev/o 26 a", "Invalid number of feature" },
 	{ "copy-on-read features", "/dev/m /dev/d /dev/o 3 no_copy_on_read max_cor_inflight 64", NULL },
 	{ "max_cor_inflight zero", "/dev/m /dev/d /dev/o 2 max_cor_inflight 0", "Invalid max_cor_inflight" },
 	{ "max_cor_inflight too large", "/dev/m /dev/d /dev/o 2 max_cor_inflight 1048577", "Invalid max_cor_inflight" },
@@ -2009,7 +2121,9 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "no_space_timeout negative", "/dev/m /dev/d - 2 no_space_timeout -1", "Invalid no_space_timeout" },
 	{ "prefetch features", "/dev/m /dev/d /dev/o 5 no_prefetch prefetch_delay 0 PREFETCH_BATCH 4", NULL },
 	{ "every tunable at its maximum", "/dev/m /dev/d /dev/o 14 prefetch_delay 86400 prefetch_batch 65536 prefetch_writes 64 prefetch_window 60000 prefetch_min_read 16777216 prefetch_min_write 16777216 prefetch_max_pause 600000", NULL },
-	{ "every feature", "/dev/m /dev/d /dev/o 24 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1", NULL },
+	{ "skip_origin_check", "/dev/m /dev/d /dev/o 1 skip_origin_check", NULL },
+	{ "skip_origin_check twice", "/dev/m /dev/d /dev/o 2 skip_origin_check skip_origin_check", "Repeated feature argument" },
+	{ "every feature", "/dev/m /dev/d /dev/o 25 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1", NULL },
 	{ "prefetch_batch below 4 KiB", "/dev/m /dev/d /dev/o 2 prefetch_batch 3", "Invalid prefetch_batch" },
 	{ "prefetch_writes too many", "/dev/m /dev/d /dev/o 2 prefetch_writes 65", "Invalid prefetch_writes" },
 	{ "prefetch_window too short", "/dev/m /dev/d /dev/o 2 prefetch_window 9", "Invalid prefetch_window" },
@@ -2064,7 +2178,7 @@ static void fvd_test_table_parse(struct kunit *test)
 static void fvd_test_table_values(struct kunit *test)
 {
 	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "-", d[] = "1";
-	char e[] = "read_only";
+	char e[sizeof("skip_origin_check")] = "read_only";
 	struct fvd_table_args args;
 	char *error = NULL;
 	char *argv[5];
@@ -2080,8 +2194,14 @@ static void fvd_test_table_values(struct kunit *test)
 	KUNIT_EXPECT_STREQ(test, args.data_path, "/dev/data");
 	KUNIT_EXPECT_NULL(test, args.origin_path);
 	KUNIT_EXPECT_TRUE(test, args.read_only);
+	KUNIT_EXPECT_FALSE(test, args.skip_origin_check);
+	strscpy(e, "skip_origin_check", sizeof(e));
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(5, argv, &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.skip_origin_check);
+	KUNIT_EXPECT_FALSE(test, args.read_only);
 	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(3, argv, &args, &error));
 	KUNIT_EXPECT_FALSE(test, args.read_only);
+	KUNIT_EXPECT_FALSE(test, args.skip_origin_check);
 	KUNIT_EXPECT_EQ(test, args.no_space_timeout, 60U);
 	KUNIT_EXPECT_FALSE(test, args.error_if_no_space);
 	KUNIT_EXPECT_FALSE(test, args.no_prefetch);
