@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fvd-format.h"
+#include "fvd-origin.h"
 #include "fvd-storage.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
@@ -40,6 +41,9 @@ struct image {
 	int fd;
 	uint64_t size;
 	struct fvd_sb_info sb;
+	struct fvd_sb_info backup;	/* the backup superblock, when valid */
+	enum fvd_sb_status backup_status;	/* FVD_SB_NR_STATUS: none read */
+	bool restore_primary;	/* the check runs on the backup */
 	uint8_t *home;		/* bitmap region as on disk */
 	uint8_t *bitmap;	/* home + journal: the image's state */
 	size_t bitmap_bytes;
@@ -119,16 +123,22 @@ static void fatal(struct image *img, const char *fmt, ...)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: %s [--repair] [--dump] [--data-dev PATH] [--quiet] IMAGE\n"
+		"Usage: %s [--repair] [--dump] [--data-dev PATH] [--origin PATH]\n"
+		"       [--backup-superblock] [--quiet] IMAGE\n"
 		"\n"
-		"Checks a dm-fvd image: superblock, device sizes, bitmap, journal.\n"
+		"Checks a dm-fvd image: superblocks, device sizes, bitmap, journal.\n"
 		"The journal is replayed in memory; nothing is written unless\n"
 		"--repair is given.\n"
 		"  --repair          write the replayed state home, fix what can be\n"
-		"                    fixed, mark the image clean\n"
+		"                    fixed (a damaged superblock from its backup),\n"
+		"                    clear needs_check, mark the image clean\n"
 		"  --dump            print the superblock, the journal and the\n"
 		"                    allocation map\n"
 		"  --data-dev PATH   also check the size of a separate data device\n"
+		"  --origin PATH     also check that PATH is the image's origin\n"
+		"  --backup-superblock\n"
+		"                    use the backup superblock whatever sector 0 holds\n"
+		"                    (with --repair: write it over sector 0)\n"
 		"  --quiet           print only problems and repairs\n"
 		"  --version         print the version of dm-fvd and exit\n"
 		"Exit status: 0 clean, 1 errors corrected, 4 errors left,\n"
@@ -228,10 +238,92 @@ static uint64_t count_bits(const uint8_t *map, size_t bytes)
 	return n;
 }
 
-static void check_superblock(struct image *img)
+/* @uuid as text in @buf of at least 37 bytes. */
+static const char *uuid_text(const uint8_t *uuid, char *buf)
+{
+	unsigned int i;
+	char *p = buf;
+
+	for (i = 0; i < 16; i++)
+		p += sprintf(p, "%02x%s", uuid[i], i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
+	return buf;
+}
+
+static void print_uuid(const uint8_t *uuid)
+{
+	char buf[40];
+
+	fputs(uuid_text(uuid, buf), stdout);
+}
+
+/* The backup superblock, if the device is large enough for one. */
+static void read_backup(struct image *img)
+{
+	static uint8_t block[FVD_SB_SIZE];
+
+	img->backup_status = FVD_SB_NR_STATUS;
+	if (img->size < (FVD_BACKUP_SB_SECTOR + FVD_META_BLOCK_SECTORS) * SECTOR)
+		return;
+	read_at(img, block, sizeof(block), FVD_BACKUP_SB_SECTOR * SECTOR);
+	img->backup_status = fvd_sb_decode(block, &img->backup);
+	/* An old image's bitmap starts there: only a backup that says so is one. */
+	if (img->backup_status == FVD_SB_OK &&
+	    !(img->backup.ro_compat_features & FVD_RO_COMPAT_BACKUP_SB))
+		img->backup_status = FVD_SB_BAD_MAGIC;
+}
+
+static bool backup_valid(const struct image *img)
+{
+	return img->backup_status == FVD_SB_OK;
+}
+
+/* Check the backup against a valid primary. */
+static void compare_backup(struct image *img)
+{
+	const struct fvd_sb_info *sb = &img->sb, *b = &img->backup;
+	const char *field;
+	u64 was, now;
+
+	if (!(sb->ro_compat_features & FVD_RO_COMPAT_BACKUP_SB))
+		return;
+	if (!backup_valid(img)) {
+		problem(img, "backup superblock at sector %d: %s", FVD_BACKUP_SB_SECTOR,
+			img->backup_status == FVD_SB_NR_STATUS ? "past the end of the device" :
+			fvd_sb_status_str(img->backup_status));
+		return;
+	}
+	field = fvd_sb_layout_change(sb, b, &now, &was);
+	if (field) {
+		problem(img, "backup superblock differs from the primary: %s %" PRIu64
+			", primary %" PRIu64, field, was, now);
+		return;
+	}
+	/* A crash between the writes of the two leaves the backup one step behind. */
+	if (b->flags != sb->flags || b->checkpoint_seq != sb->checkpoint_seq ||
+	    b->compat_features != sb->compat_features ||
+	    b->origin_fingerprint != sb->origin_fingerprint ||
+	    strcmp(b->origin_hint, sb->origin_hint))
+		info("%s: backup superblock lags the primary (checkpoint %" PRIu64
+		     ", flags 0x%" PRIx64 "; primary %" PRIu64 ", 0x%" PRIx64
+		     "): the next superblock write updates it\n", img->path,
+		     b->checkpoint_seq, b->flags, sb->checkpoint_seq, sb->flags);
+}
+
+static void use_backup(struct image *img, const char *why)
+{
+	char uuid[40];
+
+	img->sb = img->backup;
+	img->restore_primary = true;
+	problem(img, "%s; checked with the backup superblock at sector %d (uuid %s), which --repair writes over the primary",
+		why, FVD_BACKUP_SB_SECTOR, uuid_text(img->backup.uuid, uuid));
+}
+
+static void check_superblock(struct image *img, bool force_backup)
 {
 	static uint8_t block[FVD_SB_SIZE];
 	enum fvd_sb_status status;
+	char why[128];
 
 	/* Not an FVD image at all: nothing to check, as e2fsck says of a non-ext2. */
 	if (img->size < FVD_SB_SIZE)
@@ -239,18 +331,81 @@ static void check_superblock(struct image *img)
 			img->path, img->size);
 	read_at(img, block, sizeof(block), 0);
 	status = fvd_sb_decode(block, &img->sb);
-	if (status == FVD_SB_BAD_MAGIC)
+	read_backup(img);
+	if (force_backup) {
+		if (!backup_valid(img))
+			fail_op("%s: no valid backup superblock at sector %d: %s", img->path,
+				FVD_BACKUP_SB_SECTOR,
+				img->backup_status == FVD_SB_NR_STATUS ?
+				"past the end of the device" :
+				fvd_sb_status_str(img->backup_status));
+		snprintf(why, sizeof(why), "primary superblock set aside (--backup-superblock; it is %s)",
+			 status == FVD_SB_OK ? "valid" : fvd_sb_status_str(status));
+		use_backup(img, why);
+	} else if (status == FVD_SB_BAD_MAGIC) {
+		/*
+		 * Sector 0 holds something else: maybe a file system made over
+		 * the image.  Overwriting it takes an explicit request.
+		 */
+		if (backup_valid(img)) {
+			printf("%s: error: no FVD superblock at sector 0 (bad magic), but a valid backup at sector %d (uuid ",
+			       img->path, FVD_BACKUP_SB_SECTOR);
+			print_uuid(img->backup.uuid);
+			printf("): if this is an FVD image whose start was overwritten, restore it with --repair --backup-superblock\n");
+			exit(EXIT_UNCORRECTED);
+		}
 		fail_op("%s: no FVD superblock (bad magic): not an FVD image", img->path);
-	if (status != FVD_SB_OK) {
-		printf("%s: error: invalid superblock: %s\n", img->path,
-		       fvd_sb_status_str(status));
+	} else if (status == FVD_SB_BAD_CSUM && backup_valid(img)) {
+		/* A torn or damaged write of the primary: the backup is the state before it. */
+		use_backup(img, "primary superblock checksum mismatch");
+	} else if (status != FVD_SB_OK) {
+		printf("%s: error: invalid superblock: %s%s\n", img->path,
+		       fvd_sb_status_str(status),
+		       backup_valid(img) ? " (a valid backup superblock exists: --backup-superblock checks with it)" : "");
 		exit(EXIT_UNCORRECTED);
+	} else {
+		compare_backup(img);
 	}
 	if (img->size < img->sb.metadata_sectors * SECTOR) {
 		printf("%s: error: the metadata needs %" PRIu64 " bytes, the device has %" PRIu64 " (truncated?)\n",
 		       img->path, img->sb.metadata_sectors * SECTOR, img->size);
 		exit(EXIT_UNCORRECTED);
 	}
+}
+
+/* Is @path the origin the image was made over? */
+static void check_origin(struct image *img, const char *path)
+{
+	const struct fvd_sb_info *sb = &img->sb;
+	uint64_t size;
+	uint32_t fingerprint;
+	int fd;
+
+	if (!sb->origin_sectors) {
+		fatal(img, "the image has no origin, but --origin %s was given", path);
+		return;
+	}
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		fail_op("cannot open origin %s: %s", path, strerror(errno));
+	size = fd_size(fd, path);
+	if (size != sb->origin_sectors * SECTOR) {
+		fatal(img, "origin %s has %" PRIu64 " bytes, the image was made over one of %" PRIu64,
+		      path, size, sb->origin_sectors * SECTOR);
+	} else if (!(sb->compat_features & FVD_COMPAT_ORIGIN_ID)) {
+		info("%s: origin %s has the size the image was made over (the image records no fingerprint)\n",
+		     img->path, path);
+	} else if (fvd_origin_fingerprint(fd, sb->origin_sectors, &fingerprint)) {
+		fail_op("cannot read origin %s: %s", path, strerror(errno));
+	} else if (fingerprint != sb->origin_fingerprint) {
+		fatal(img, "origin %s is not the image's origin: fingerprint %08x, the image was made over one with fingerprint %08x (%s)",
+		      path, fingerprint, sb->origin_fingerprint,
+		      sb->origin_hint[0] ? sb->origin_hint : "no path recorded");
+	} else {
+		info("%s: origin %s is the image's origin (%" PRIu64 " bytes, fingerprint %08x)\n",
+		     img->path, path, size, fingerprint);
+	}
+	close(fd);
 }
 
 static void check_data_device(struct image *img, const char *data_path)
@@ -442,6 +597,8 @@ static void check_flags(struct image *img)
 				" blocks holding origin data are not local",
 				absent, origin_blocks);
 	}
+	if (img->sb.flags & FVD_FLAG_NEEDS_CHECK)
+		problem(img, "needs_check is set: the target met a metadata error and stopped writing");
 	info("%s: %" PRIu64 "/%" PRIu64 " blocks local, %s\n", img->path, local,
 	       img->sb.nr_blocks,
 	       img->sb.flags & FVD_FLAG_CLEAN ? "clean" : "not cleanly shut down");
@@ -452,20 +609,34 @@ static void dump(struct image *img)
 	const struct fvd_sb_info *sb = &img->sb;
 	uint64_t block, start = 0;
 	bool in_run = false;
-	unsigned int i;
 
 	printf("superblock:\n");
 	printf("  version             %u\n", sb->version);
 	printf("  features            incompat 0x%" PRIx64 " ro_compat 0x%" PRIx64
 	       " compat 0x%" PRIx64 "\n", sb->incompat_features,
 	       sb->ro_compat_features, sb->compat_features);
-	printf("  flags               0x%" PRIx64 "%s%s\n", sb->flags,
+	printf("  flags               0x%" PRIx64 "%s%s%s\n", sb->flags,
 	       sb->flags & FVD_FLAG_CLEAN ? " clean" : "",
-	       sb->flags & FVD_FLAG_ALL_LOCAL ? " all-local" : "");
+	       sb->flags & FVD_FLAG_ALL_LOCAL ? " all-local" : "",
+	       sb->flags & FVD_FLAG_NEEDS_CHECK ? " needs-check" : "");
 	printf("  uuid                ");
-	for (i = 0; i < sizeof(sb->uuid); i++)
-		printf("%02x%s", sb->uuid[i], i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
+	print_uuid(sb->uuid);
 	printf("\n");
+	if (img->restore_primary)
+		printf("  backup superblock   in use: the primary is not valid\n");
+	else if (!(sb->ro_compat_features & FVD_RO_COMPAT_BACKUP_SB))
+		printf("  backup superblock   none (made before dm-fvd 1.5)\n");
+	else if (!backup_valid(img))
+		printf("  backup superblock   sector %d: %s\n", FVD_BACKUP_SB_SECTOR,
+		       img->backup_status == FVD_SB_NR_STATUS ? "past the end of the device" :
+		       fvd_sb_status_str(img->backup_status));
+	else
+		printf("  backup superblock   sector %d: valid, checkpoint %" PRIu64 ", flags 0x%" PRIx64 "\n",
+		       FVD_BACKUP_SB_SECTOR, img->backup.checkpoint_seq, img->backup.flags);
+	if (sb->compat_features & FVD_COMPAT_ORIGIN_ID)
+		printf("  origin identity     %" PRIu64 " sectors, fingerprint %08x, hint %s\n",
+		       sb->origin_sectors, sb->origin_fingerprint,
+		       sb->origin_hint[0] ? sb->origin_hint : "none");
 	printf("  virtual sectors     %" PRIu64 "\n", sb->virtual_sectors);
 	printf("  origin sectors      %" PRIu64 "\n", sb->origin_sectors);
 	printf("  block sectors       %u (%" PRIu64 " blocks)\n", sb->block_sectors,
@@ -539,15 +710,22 @@ static void repair(struct image *img)
 	    !fvd_bits_all_set(img->bitmap, fvd_origin_blocks(&img->sb)))
 		img->sb.flags &= ~FVD_FLAG_ALL_LOCAL;
 	img->sb.flags |= FVD_FLAG_CLEAN;
+	img->sb.flags &= ~FVD_FLAG_NEEDS_CHECK;
 	fvd_sb_encode(&img->sb, block);
 	write_at(img, block, sizeof(block), 0);
 	sync_image(img);
-	printf("%s: repaired: journal written home, checkpoint %" PRIu64 ", marked clean\n",
-	       img->path, img->sb.checkpoint_seq);
+	/* As the target does: the backup only after the primary is on disk. */
+	if (img->sb.ro_compat_features & FVD_RO_COMPAT_BACKUP_SB) {
+		write_at(img, block, sizeof(block), FVD_BACKUP_SB_SECTOR * SECTOR);
+		sync_image(img);
+	}
+	printf("%s: repaired: %sjournal written home, checkpoint %" PRIu64 ", marked clean\n",
+	       img->path, img->restore_primary ? "superblock restored from the backup, " : "",
+	       img->sb.checkpoint_seq);
 }
 
 /* Options with no short form (-d is --data-dev, as in fvd-create). */
-enum { OPT_DUMP = 256 };
+enum { OPT_DUMP = 256, OPT_ORIGIN, OPT_BACKUP_SB };
 
 int main(int argc, char **argv)
 {
@@ -555,14 +733,16 @@ int main(int argc, char **argv)
 		{ "repair", no_argument, NULL, 'r' },
 		{ "dump", no_argument, NULL, OPT_DUMP },
 		{ "data-dev", required_argument, NULL, 'd' },
+		{ "origin", required_argument, NULL, OPT_ORIGIN },
+		{ "backup-superblock", no_argument, NULL, OPT_BACKUP_SB },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct image img = { 0 };
-	const char *data_path = NULL;
-	bool do_repair = false, do_dump = false;
+	const char *data_path = NULL, *origin_path = NULL;
+	bool do_repair = false, do_dump = false, force_backup = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "rd:qhV", options, NULL)) != -1) {
@@ -575,6 +755,12 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			data_path = optarg;
+			break;
+		case OPT_ORIGIN:
+			origin_path = optarg;
+			break;
+		case OPT_BACKUP_SB:
+			force_backup = true;
 			break;
 		case 'q':
 			quiet = true;
@@ -612,8 +798,10 @@ int main(int argc, char **argv)
 	}
 	img.size = fd_size(img.fd, img.path);
 
-	check_superblock(&img);
+	check_superblock(&img, force_backup);
 	check_data_device(&img, data_path);
+	if (origin_path)
+		check_origin(&img, origin_path);
 	check_bitmap(&img);
 	read_table(&img);
 	check_journal(&img);

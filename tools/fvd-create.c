@@ -20,6 +20,7 @@
 #include <linux/fs.h>
 
 #include "fvd-format.h"
+#include "fvd-origin.h"
 #include "fvd-storage.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
@@ -497,6 +498,8 @@ int main(int argc, char **argv)
 	uint64_t image_size, data_size = 0, data_bytes, meta_bytes;
 	bool have_size = false, force = false, quiet = false, image_blk, data_blk = false;
 	bool shared;
+	uint32_t origin_fingerprint = 0;
+	char origin_hint[FVD_ORIGIN_HINT_SIZE] = "";
 	int opt, image_fd, data_fd = -1, origin_fd;
 	struct fvd_sb_info sb;
 	static uint8_t block[FVD_SB_SIZE];
@@ -614,6 +617,15 @@ int main(int argc, char **argv)
 			die("cannot stat origin %s: %s", origin, strerror(errno));
 		/* What the origin reads, as well as what it holds. */
 		storage_of(origin, "origin", &st_origin, true, &origin_extents);
+		/* Read as the target reads it at every load, to tell origins apart. */
+		if (fvd_origin_fingerprint(origin_fd, origin_size / SECTOR, &origin_fingerprint))
+			die("cannot read origin %s for its fingerprint: %s", origin,
+			    strerror(errno));
+		if (fvd_origin_hint(origin, origin_hint, sizeof(origin_hint))) {
+			fprintf(stderr, "%s: warning: no path hint recorded for origin %s: %s\n",
+				prog, origin, strerror(errno));
+			origin_hint[0] = '\0';
+		}
 		close(origin_fd);
 		if (!have_size)
 			size = origin_size;
@@ -678,6 +690,11 @@ int main(int argc, char **argv)
 	sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
 	/* Nothing to replay or check on a new image. */
 	sb.flags = FVD_FLAG_CLEAN;
+	if (origin) {
+		sb.compat_features |= FVD_COMPAT_ORIGIN_ID;
+		sb.origin_fingerprint = origin_fingerprint;
+		memcpy(sb.origin_hint, origin_hint, sizeof(sb.origin_hint));
+	}
 
 	meta_bytes = sb.metadata_sectors * SECTOR;
 	/*
@@ -710,7 +727,10 @@ int main(int argc, char **argv)
 	sync_or_die(image_fd, image);
 	zero_range(image_fd, image, FVD_SB_SIZE, meta_bytes - FVD_SB_SIZE);
 	sync_or_die(image_fd, image);
+	/* The backup first: the image is valid once the primary is written. */
 	fvd_sb_encode(&sb, block);
+	write_all(image_fd, image, block, sizeof(block), FVD_BACKUP_SB_SECTOR * SECTOR);
+	sync_or_die(image_fd, image);
 	write_all(image_fd, image, block, sizeof(block), 0);
 	sync_or_die(image_fd, image);
 	close(image_fd);
@@ -734,10 +754,14 @@ int main(int argc, char **argv)
 	printf("  block size    %" PRIu64 " bytes, %" PRIu64 " blocks\n",
 	       block_size, sb.nr_blocks);
 	if (origin)
-		printf("  origin        %s, %" PRIu64 " bytes\n", origin, origin_size);
+		printf("  origin        %s, %" PRIu64 " bytes, fingerprint %08x\n", origin,
+		       origin_size, origin_fingerprint);
+	if (origin && origin_hint[0] && strcmp(origin_hint, origin))
+		printf("  origin hint   %s\n", origin_hint);
 	else
 		printf("  origin        none (unwritten blocks read as zeroes)\n");
-	printf("  superblock    sectors 0-%d\n", FVD_META_BLOCK_SECTORS - 1);
+	printf("  superblock    sectors 0-%d, backup %d-%d\n", FVD_META_BLOCK_SECTORS - 1,
+	       FVD_BACKUP_SB_SECTOR, FVD_BACKUP_SB_SECTOR + FVD_META_BLOCK_SECTORS - 1);
 	printf("  bitmap        sectors %" PRIu64 "-%" PRIu64 "\n", sb.bitmap_offset,
 	       sb.bitmap_offset + sb.bitmap_sectors - 1);
 	if (compact)

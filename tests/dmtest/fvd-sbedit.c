@@ -2,9 +2,11 @@
 /*
  * fvd-sbedit: test helper that rewrites superblock fields of an FVD image.
  *
- *   fvd-sbedit IMAGE                       print the fields
- *   fvd-sbedit [--keep-csum] IMAGE f=v...  set fields, then fix the checksum
- *                                          (unless --keep-csum)
+ *   fvd-sbedit [--backup] IMAGE            print the fields
+ *   fvd-sbedit [--backup] [--keep-csum] IMAGE f=v...
+ *                                          set fields, then fix the checksum
+ *                                          (unless --keep-csum); --backup:
+ *                                          of the backup superblock
  *   fvd-sbedit --jcommit IMAGE INDEX SEQ RECORD...
  *                                          write a journal commit at journal
  *                                          block INDEX; RECORD is START+COUNT
@@ -40,6 +42,7 @@ static const struct field {
 	FIELD(table_offset, 8), FIELD(table_sectors, 8),
 	FIELD(journal_offset, 8), FIELD(journal_sectors, 8),
 	FIELD(data_offset, 8), FIELD(checkpoint_seq, 8),
+	FIELD(origin_fingerprint, 4),
 };
 
 static uint64_t get_field(const uint8_t *sb, const struct field *f)
@@ -128,22 +131,27 @@ int main(int argc, char **argv)
 {
 	static uint8_t sb[FVD_SB_SIZE];
 	bool keep_csum = false, csum_set = false;
+	off_t where = 0;
 	const struct field *f;
 	size_t i;
 	int fd, arg = 1;
 
 	if (arg < argc && !strcmp(argv[arg], "--jcommit"))
 		return write_commit(argc - 2, argv + 2);
+	if (arg < argc && !strcmp(argv[arg], "--backup")) {
+		where = FVD_BACKUP_SB_SECTOR * 512;
+		arg++;
+	}
 	if (arg < argc && !strcmp(argv[arg], "--keep-csum")) {
 		keep_csum = true;
 		arg++;
 	}
 	if (arg >= argc) {
-		fprintf(stderr, "usage: fvd-sbedit [--keep-csum] IMAGE [field=value]...\n");
+		fprintf(stderr, "usage: fvd-sbedit [--backup] [--keep-csum] IMAGE [field=value]...\n");
 		return 2;
 	}
 	fd = open(argv[arg], argc - arg > 1 ? O_RDWR : O_RDONLY);
-	if (fd < 0 || pread(fd, sb, sizeof(sb), 0) != sizeof(sb)) {
+	if (fd < 0 || pread(fd, sb, sizeof(sb), where) != sizeof(sb)) {
 		perror(argv[arg]);
 		return 1;
 	}
@@ -173,7 +181,7 @@ int main(int argc, char **argv)
 
 		memcpy(sb + offsetof(struct fvd_disk_superblock, csum), &csum, 4);
 	}
-	if (pwrite(fd, sb, sizeof(sb), 0) != sizeof(sb) || fsync(fd)) {
+	if (pwrite(fd, sb, sizeof(sb), where) != sizeof(sb) || fsync(fd)) {
 		perror("write");
 		return 1;
 	}
