@@ -56,7 +56,7 @@
 #define FVD_COMMIT_PERIOD	HZ
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
-#define FVD_MAX_FEATURE_ARGS	(4 + 2 * 3 + 2 * FVD_NR_TUNABLES)
+#define FVD_MAX_FEATURE_ARGS	(5 + 2 * 3 + 2 * FVD_NR_TUNABLES)
 #define FVD_DISCARD_BLOCKS_PER_HOLD	16384ULL	/* bits a discard clears per lock hold */
 #define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
 
@@ -97,6 +97,7 @@ static const struct {
 	{ "low_water_mark", true, offsetof(struct fvd_table_args, have_low_water_mark) },
 	{ "no_space_timeout", true, offsetof(struct fvd_table_args, have_no_space_timeout) },
 	{ "no_prefetch", false, offsetof(struct fvd_table_args, no_prefetch) },
+	{ "skip_origin_check", false, offsetof(struct fvd_table_args, skip_origin_check) },
 };
 
 /*
@@ -207,6 +208,9 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 			args->have_no_space_timeout = true;
 		} else if (!strcasecmp(name, "no_prefetch") && !args->no_prefetch) {
 			args->no_prefetch = true;
+		} else if (!strcasecmp(name, "skip_origin_check") &&
+			   !args->skip_origin_check) {
+			args->skip_origin_check = true;
 		} else if (tunable >= 0 &&
 			   !(args->given_tunables & BIT(tunable)) && nr_features) {
 			nr_features--;
@@ -361,6 +365,27 @@ static void fvd_enter_mode(struct fvd_target *fvd, enum fvd_mode mode,
 }
 
 /*
+ * Persist that the image needs fvd-check before it is written again, as
+ * far as the metadata device still takes writes: a later read-write load
+ * is refused while the flag is set.  The superblock in memory is what the
+ * disk holds, or (a failed checkpoint) what the home copies already on disk
+ * make true, so writing it loses nothing.
+ */
+static void fvd_record_needs_check(struct fvd_target *fvd)
+{
+	int r;
+
+	if (!fvd->writable || (fvd->meta.sb.flags & FVD_FLAG_NEEDS_CHECK))
+		return;
+	fvd->meta.sb.flags |= FVD_FLAG_NEEDS_CHECK;
+	fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
+	r = fvd_meta_write_sb(&fvd->meta);
+	if (r)
+		DMERR("%s: cannot record needs_check in the superblock (%d)",
+		      dm_table_device_name(fvd->ti->table), r);
+}
+
+/*
  * A metadata update failed.  If the metadata can still be read, go
  * read-only, else to fail mode; either way userspace hears of it through a
  * dm event.  Nothing is rolled back: reads keep seeing every write that was
@@ -382,6 +407,7 @@ void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 		fvd_enter_mode(fvd, FVD_MODE_FAIL, what, r);
 	else if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
 		fvd_enter_mode(fvd, FVD_MODE_READ_ONLY, what, r);
+	fvd_record_needs_check(fvd);
 }
 
 /* ---- commits ---- */
@@ -1433,6 +1459,12 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 		*error = "Image has unknown read-only-compatible features: load it read_only";
 		return -EINVAL;
 	}
+	if ((sb->flags & FVD_FLAG_NEEDS_CHECK) && fvd->writable) {
+		DMERR("%s: image %s has needs_check set: a metadata error stopped its last use; run fvd-check --repair on it, or load it read_only",
+		      name, fvd->args.meta_path);
+		*error = "Image needs checking: run fvd-check --repair, or load it read_only";
+		return -EINVAL;
+	}
 	if (fvd->ti->len != sb->virtual_sectors) {
 		DMERR("%s: the table's length is %llu sectors, the image's virtual size %llu: give %llu",
 		      name, (unsigned long long)fvd->ti->len, sb->virtual_sectors,
@@ -1489,6 +1521,88 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 		      (unsigned long long)bdev_nr_sectors(fvd->origin_dev->bdev),
 		      sb->origin_sectors);
 		*error = "Origin device size does not match the image";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Read @count sectors at @sector of @bdev into @buffer and wait. */
+static int fvd_read_sync(struct fvd_target *fvd, struct block_device *bdev,
+			 sector_t sector, sector_t count, void *buffer)
+{
+	struct dm_io_region region = {
+		.bdev = bdev, .sector = sector, .count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_READ,
+		.client = fvd->io_client,
+	};
+
+	fvd_dm_io_buffer(&req, buffer);
+	/* No notify function: dm_io() waits. */
+	return fvd_dm_io(&req, 1, &region);
+}
+
+#define FVD_FP_READ_SECTORS	128	/* 64 KiB at a time */
+
+/* The origin's fingerprint, read as fvd_origin_fp_ranges() says. */
+static int fvd_origin_fingerprint(struct fvd_target *fvd, u32 *fingerprint)
+{
+	struct fvd_fp_range ranges[FVD_FP_MAX_RANGES];
+	unsigned int n = fvd_origin_fp_ranges(fvd->meta.sb.origin_sectors, ranges);
+	unsigned int i;
+	sector_t sector, count, end;
+	u32 crc = ~0U;
+	void *buffer;
+	int r = 0;
+
+	buffer = kvmalloc(FVD_FP_READ_SECTORS << SECTOR_SHIFT, GFP_KERNEL);
+	if (!buffer)
+		return -ENOMEM;
+	for (i = 0; i < n && !r; i++) {
+		end = ranges[i].start + ranges[i].len;
+		for (sector = ranges[i].start; sector < end && !r; sector += count) {
+			count = min_t(sector_t, end - sector, FVD_FP_READ_SECTORS);
+			r = fvd_read_sync(fvd, fvd->origin_dev->bdev, sector, count,
+					  buffer);
+			if (!r)
+				crc = fvd_crc32c_update(crc, buffer,
+							count << SECTOR_SHIFT);
+		}
+	}
+	kvfree(buffer);
+	*fingerprint = ~crc;
+	return r;
+}
+
+/*
+ * An image that records its origin's identity loads only over that origin:
+ * the size is checked with the devices, the fingerprint here (about 2 MiB
+ * read).  skip_origin_check trusts the table instead.
+ */
+static int fvd_check_origin_identity(struct fvd_target *fvd, char **error)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	const char *name = dm_table_device_name(fvd->ti->table);
+	u32 fingerprint;
+	int r;
+
+	if (!fvd->origin_dev || !(sb->compat_features & FVD_COMPAT_ORIGIN_ID) ||
+	    fvd->args.skip_origin_check)
+		return 0;
+	r = fvd_origin_fingerprint(fvd, &fingerprint);
+	if (r) {
+		DMERR("%s: cannot read origin device %s for its fingerprint (%d)",
+		      name, fvd->args.origin_path, r);
+		*error = "Error reading the origin device";
+		return r;
+	}
+	if (fingerprint != sb->origin_fingerprint) {
+		DMERR("%s: origin device %s is not the image's origin: %llu sectors with fingerprint %08x, the image was made over %llu sectors with fingerprint %08x (%s); name that origin, or add skip_origin_check if this one holds the same data",
+		      name, fvd->args.origin_path, sb->origin_sectors, fingerprint,
+		      sb->origin_sectors, sb->origin_fingerprint,
+		      sb->origin_hint[0] ? sb->origin_hint : "no path recorded");
+		*error = "Origin device is not the image's origin (fingerprint mismatch)";
 		return -EINVAL;
 	}
 	return 0;
@@ -1620,8 +1734,14 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	r = fvd_meta_open(&fvd->meta, fvd->meta_dev->bdev, &status);
 	if (r == -EINVAL) {
-		DMERR("%s: invalid superblock: %s", fvd->meta_dev->name,
-		      fvd_sb_status_str(status));
+		/* Never used behind the user's back: fvd-check tells which is right. */
+		if (status != FVD_SB_BAD_MAGIC && fvd_meta_backup_sb_valid(&fvd->meta))
+			DMERR("%s: invalid superblock: %s; the backup superblock at sector %u is valid: fvd-check --repair restores the primary from it",
+			      fvd->meta_dev->name, fvd_sb_status_str(status),
+			      FVD_BACKUP_SB_SECTOR);
+		else
+			DMERR("%s: invalid superblock: %s", fvd->meta_dev->name,
+			      fvd_sb_status_str(status));
 		/* dm declares ti->error non-const but never writes it */
 		ti->error = (char *)fvd_sb_status_str(status);
 		goto bad;
@@ -1642,6 +1762,9 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	fvd->compact = fvd_compact(&fvd->meta.sb);
 	fvd->all_local = fvd->meta.sb.flags & FVD_FLAG_ALL_LOCAL;
 	r = fvd_alloc_resources(fvd, &ti->error);
+	if (r)
+		goto bad;
+	r = fvd_check_origin_identity(fvd, &ti->error);
 	if (r)
 		goto bad;
 	fvd_prefetch_init(fvd);
@@ -1834,6 +1957,11 @@ static int fvd_preresume(struct dm_target *ti)
 		      dm_table_device_name(ti->table));
 		return -EINVAL;
 	}
+	if ((sb.flags & FVD_FLAG_NEEDS_CHECK) && fvd->writable) {
+		DMERR("%s: needs_check was set after the table was loaded: run fvd-check --repair, or load it read_only",
+		      dm_table_device_name(ti->table));
+		return -EINVAL;
+	}
 	fvd->meta.sb = sb;
 	/* A table loaded while the live one finished the prefetch. */
 	fvd->all_local = sb.flags & FVD_FLAG_ALL_LOCAL;
@@ -1954,6 +2082,8 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       read_rate >> 10, write_rate >> 10, pauses);
 		/* Fields are only ever appended from here on. */
 		DMEMIT(" %s", fvd_prefetch_cause_name(cause));
+		DMEMIT(" %s", READ_ONCE(fvd->meta.sb.flags) & FVD_FLAG_NEEDS_CHECK ?
+		       "needs_check" : "-");
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
@@ -1963,7 +2093,7 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			      fvd->args.error_if_no_space +
 			      2 * fvd->args.have_low_water_mark +
 			      2 * fvd->args.have_no_space_timeout +
-			      fvd->args.no_prefetch +
+			      fvd->args.no_prefetch + fvd->args.skip_origin_check +
 			      2 * hweight_long(READ_ONCE(pf->given));
 		if (nr_features)
 			DMEMIT(" %u", nr_features);
@@ -1981,6 +2111,8 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" no_space_timeout %u", fvd->args.no_space_timeout);
 		if (fvd->args.no_prefetch)
 			DMEMIT(" no_prefetch");
+		if (fvd->args.skip_origin_check)
+			DMEMIT(" skip_origin_check");
 		/* Including those changed by "set" messages since. */
 		for (id = 0; id < FVD_NR_TUNABLES; id++)
 			if (READ_ONCE(pf->given) & BIT(id))

@@ -33,6 +33,7 @@
 #include "fvd-meta.h"
 
 #define FVD_SB_BLOCK 0
+#define FVD_BACKUP_SB_BLOCK (FVD_BACKUP_SB_SECTOR / FVD_META_BLOCK_SECTORS)
 
 /* Read and validate the superblock into @sb; @sb is untouched on failure. */
 int fvd_meta_read_sb(struct fvd_meta *meta, struct fvd_sb_info *sb,
@@ -339,19 +340,50 @@ static int fvd_meta_write_out(struct fvd_meta *meta)
 	return dm_bufio_write_dirty_buffers(meta->bufio);
 }
 
-/* Write the superblock and make it durable before returning. */
-int fvd_meta_write_sb(struct fvd_meta *meta)
+static int fvd_meta_put_sb(struct fvd_meta *meta, sector_t mblock)
 {
 	struct dm_buffer *buf;
 	void *data;
 
-	data = dm_bufio_new(meta->bufio, FVD_SB_BLOCK, &buf);
+	data = dm_bufio_new(meta->bufio, mblock, &buf);
 	if (IS_ERR(data))
 		return PTR_ERR(data);
 	fvd_sb_encode(&meta->sb, data);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
 	return fvd_meta_write_out(meta);
+}
+
+/*
+ * Write the superblock and make it durable before returning, then its
+ * backup: only once the primary is on disk, so a torn write leaves one of
+ * the two whole, the primary new or the backup as it was before.
+ */
+int fvd_meta_write_sb(struct fvd_meta *meta)
+{
+	int r = fvd_meta_put_sb(meta, FVD_SB_BLOCK);
+
+	if (r || !(meta->sb.ro_compat_features & FVD_RO_COMPAT_BACKUP_SB))
+		return r;
+	return fvd_meta_put_sb(meta, FVD_BACKUP_SB_BLOCK);
+}
+
+/* Is there a valid backup superblock?  To say so when the primary is not. */
+bool fvd_meta_backup_sb_valid(struct fvd_meta *meta)
+{
+	struct fvd_sb_info backup;
+	struct dm_buffer *buf;
+	enum fvd_sb_status status;
+	void *data;
+
+	data = dm_bufio_read(meta->bufio, FVD_BACKUP_SB_BLOCK, &buf);
+	if (IS_ERR(data))
+		return false;
+	status = fvd_sb_decode(data, &backup);
+	dm_bufio_release(buf);
+	dm_bufio_forget(meta->bufio, FVD_BACKUP_SB_BLOCK);
+	return status == FVD_SB_OK &&
+	       (backup.ro_compat_features & FVD_RO_COMPAT_BACKUP_SB);
 }
 
 static void fvd_mregion_mark_dirty(struct fvd_mregion *r, unsigned long mblock)

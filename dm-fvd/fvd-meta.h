@@ -146,6 +146,7 @@ int fvd_meta_read_sb(struct fvd_meta *meta, struct fvd_sb_info *sb,
 int fvd_meta_alloc(struct fvd_meta *meta);
 int fvd_meta_load(struct fvd_meta *meta, struct fvd_replay *replay);
 int fvd_meta_write_sb(struct fvd_meta *meta);
+bool fvd_meta_backup_sb_valid(struct fvd_meta *meta);
 int fvd_meta_set_capacity(struct fvd_meta *meta, u64 nr_phys,
 			  spinlock_t *lock);
 int fvd_meta_rebuild_chunks(struct fvd_meta *meta);

@@ -21,6 +21,8 @@ struct fvd_table_args {
 	bool have_no_space_timeout;
 	u64 low_water_mark;		/* chunks */
 	unsigned int no_space_timeout;	/* seconds, 0: hold forever */
+	/* the origin */
+	bool skip_origin_check;
 	/* prefetch */
 	bool no_prefetch;
 	unsigned long given_tunables;	/* bit per enum fvd_tunable_id */

@@ -514,8 +514,9 @@ test_malformed_tables_rejected() {
 	sb_rejected "future format version" "unsupported format version" version=2
 	sb_rejected "block size not a power of two" "invalid block size" block_sectors=100
 	sb_rejected "bitmap over the superblock" "invalid bitmap region" bitmap_offset=0
-	sb_rejected "journal over the bitmap" "metadata regions overlap" journal_offset=8
-	sb_rejected "unknown ro-compat feature, writable" "load it read_only" ro_compat_features=1
+	sb_rejected "journal over the bitmap" "metadata regions overlap" journal_offset=16
+	sb_rejected "journal over the backup superblock" "invalid journal region" journal_offset=8
+	sb_rejected "unknown ro-compat feature, writable" "load it read_only" ro_compat_features=0x101
 	dmsetup create fvdbad --table "$v $IMG $IMG $ORIGIN 1 read_only" ||
 		fail "unknown ro-compat feature refused read_only"
 	dmsetup remove fvdbad
@@ -527,6 +528,153 @@ test_malformed_tables_rejected() {
 
 	say "$REJECTED malformed tables rejected"
 	[ "$REJECTED" -ge 15 ] || fail "only $REJECTED cases"
+}
+
+# The metadata device of $SCRATCH as fvdmeta: its superblocks (and bitmap)
+# on a linear segment, from the journal on one given by the arguments.
+meta_split_up() {	# meta_split_up TARGET [ARGS...] (ARGS may use $j, the journal's start)
+	local j n
+	j=$(sb_field $SCRATCH journal_offset)
+	n=$(sectors $SCRATCH)
+	printf '0 %s linear %s 0\n%s %s %s\n' "$j" $SCRATCH "$j" $((n - j)) \
+		"$(eval echo "$*")" >/tmp/meta-table
+	if dmsetup info fvdmeta >/dev/null 2>&1; then
+		dmsetup suspend --nolockfs --noflush fvdmeta &&
+			dmsetup reload fvdmeta /tmp/meta-table &&
+			dmsetup resume fvdmeta || fail "cannot switch fvdmeta to $1"
+	else
+		dmsetup create fvdmeta /tmp/meta-table || fail "cannot create fvdmeta"
+	fi
+}
+
+# A journal write fails, the superblock still takes writes: the target
+# goes read-only and records needs_check, which refuses a read-write load
+# (a read-only one works) until fvd-check --repair clears it.  Before,
+# nothing was recorded: the next load went on as after a crash.
+test_needs_check_persisted() {
+	local ev rc REJECTED=0
+	modprobe dm-flakey || fail "modprobe dm-flakey"
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null
+	meta_split_up 'linear $SCRATCH $j'
+	fvd_up /dev/mapper/fvdmeta $DATA $ORIGIN
+	expect_eq "$(status_field 21)" - "needs_check field of a healthy image"
+	cp $ORIGIN /tmp/ref
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=65536 seek=1 count=1 oflag=direct conv=fsync status=none ||
+		fail "write block 1"
+	dd if=/tmp/blk of=/tmp/ref bs=65536 seek=1 count=1 conv=notrunc status=none
+	ev=$(event_nr)
+	meta_split_up 'flakey $SCRATCH $j 0 3600 1 error_writes'
+	if dd if=/tmp/blk of=$MAPPER bs=65536 seek=7 count=1 oflag=direct conv=fsync status=none 2>/dev/null; then
+		fail "a write needing a journal commit succeeded"
+	fi
+	expect_eq "$(status_field 1)" ro "metadata mode after a failed journal write"
+	expect_eq "$(status_field 21)" needs_check "status after the failure"
+	[ "$(event_nr)" -gt "$ev" ] || fail "no dm event raised"
+	fvd_down
+	dmsetup remove fvdmeta
+	[ $(( $(sb_field $SCRATCH flags) & 4 )) -eq 4 ] || fail "needs_check not on disk: flags $(sb_field $SCRATCH flags)"
+	expect_rejected "read-write load of a needs_check image" \
+		"has needs_check set: a metadata error stopped its last use; run fvd-check --repair on it, or load it read_only" \
+		"$(fvd_table $SCRATCH $DATA $ORIGIN)"
+	# read-only, it shows what was committed: block 1, not block 7
+	fvd_up $SCRATCH $DATA $ORIGIN read_only
+	expect_eq "$(status_field 21)" needs_check "status of the read-only load"
+	$FVDIO compare $MAPPER /tmp/ref || fail "read-only load differs from the committed image"
+	fvd_down
+	$FVD_CHECK $SCRATCH >/tmp/check.out && rc=0 || rc=$?
+	[ $rc -eq 4 ] && grep -q "needs_check is set" /tmp/check.out || { cat /tmp/check.out; fail "fvd-check verdict"; }
+	$FVD_CHECK --repair $SCRATCH >/tmp/check.out && rc=0 || rc=$?
+	[ $rc -eq 1 ] || { cat /tmp/check.out; fail "fvd-check --repair"; }
+	fvd_up $SCRATCH $DATA $ORIGIN
+	expect_eq "$(status_field 21)" - "needs_check after the repair"
+	$FVDIO compare $MAPPER /tmp/ref || fail "repaired image differs"
+	fvd_down
+	rm -f /tmp/ref /tmp/blk /tmp/check.out /tmp/meta-table
+}
+
+# Every superblock write reaches the backup at sector 8 too: after a run
+# with checkpoints the two match; a damaged primary is refused with a word
+# on the backup, fvd-check --repair restores it and the data is all there.
+# An image made before the backup keeps its bitmap in that block: the
+# target must never write a superblock over it.
+test_backup_superblock() {
+	local f i rc REJECTED=0
+	$FVD_CREATE --force --origin $ORIGIN --journal-size 8K $IMG >/dev/null
+	fvd_up $IMG $IMG $ORIGIN
+	cp $ORIGIN /tmp/ref
+	for i in 1 2 3 4; do
+		$FVDIO randwrite $MAPPER /tmp/ref --seed $((50 + i)) --count 40 || fail "writes $i"
+	done
+	[ "$(status_field 9)" -ge 3 ] || fail "no checkpoints (status: $(dmsetup status $DEV))"
+	fvd_down
+	for f in flags checkpoint_seq virtual_sectors journal_offset; do
+		expect_eq "$($SBEDIT --backup $IMG | sed -n "s/^$f=//p")" "$(sb_field $IMG $f)" \
+			"backup superblock's $f after a clean shutdown"
+	done
+	[ "$(sb_field $IMG checkpoint_seq)" -gt 0 ] || fail "no checkpoint on disk"
+	$SBEDIT --keep-csum $IMG flags=0
+	expect_rejected "damaged primary superblock" \
+		"superblock checksum mismatch; the backup superblock at sector 8 is valid: fvd-check --repair restores the primary from it" \
+		"$(fvd_table $IMG $IMG $ORIGIN)"
+	$FVD_CHECK --repair $IMG >/tmp/check.out && rc=0 || rc=$?
+	[ $rc -eq 1 ] && grep -q "superblock restored from the backup" /tmp/check.out ||
+		{ cat /tmp/check.out; fail "repair from the backup"; }
+	fvd_up $IMG $IMG $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "data differs after the restore"
+	fvd_down
+
+	# the 1.4 layout: bitmap in block 1, no backup
+	$FVD_CREATE --force --origin $ORIGIN --journal-size 8K $IMG >/dev/null
+	dd if=/dev/zero of=$IMG bs=4K seek=1 count=1 conv=notrunc status=none
+	$SBEDIT $IMG ro_compat_features=0 bitmap_offset=8 || fail "sbedit"
+	fvd_up $IMG $IMG $ORIGIN
+	cp $ORIGIN /tmp/ref
+	$FVDIO randwrite $MAPPER /tmp/ref --seed 60 --count 40 || fail "writes"
+	fvd_down
+	if $SBEDIT --backup $IMG 2>/dev/null | grep -q "^magic=$(sb_field $IMG magic)$"; then
+		fail "a superblock was written over the bitmap of an image without a backup"
+	fi
+	$FVD_CHECK $IMG >/tmp/check.out || { cat /tmp/check.out; fail "old-layout image not clean"; }
+	fvd_up $IMG $IMG $ORIGIN
+	$FVDIO compare $MAPPER /tmp/ref || fail "old-layout image differs after a reload"
+	fvd_down
+	rm -f /tmp/ref /tmp/check.out
+}
+
+# The image knows its origin: a same-size device with other data (one byte
+# in its last MiB) is refused with both fingerprints, loads with
+# skip_origin_check; the same data by another path loads; an image without
+# the identity (made before it) is checked by size alone.
+test_origin_identity_checked() {
+	local n msg rc REJECTED=0
+	n=$(sectors $ORIGIN)
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/tmp/create.out || fail "fvd-create"
+	grep -q "fingerprint [0-9a-f]\{8\}" /tmp/create.out || { cat /tmp/create.out; fail "no fingerprint printed"; }
+	dd if=$ORIGIN of=$REPLAY bs=1M count=$((n / 2048)) conv=fsync status=none
+	printf 'Z' | dd of=$REPLAY bs=1 seek=$((n * 512 - 4000)) conv=notrunc,fsync status=none
+	cmp -s -n $((n * 512)) $ORIGIN $REPLAY && fail "the other origin holds the same data"
+	dmsetup create fvdother --table "0 $n linear $REPLAY 0" || fail "fvdother"
+	dmsetup create fvdsame --table "0 $n linear $ORIGIN 0" || fail "fvdsame"
+	msg="origin device /dev/mapper/fvdother is not the image's origin: $n sectors with fingerprint"
+	expect_rejected "an origin with other data" "$msg" "$(fvd_table $IMG $IMG /dev/mapper/fvdother)"
+	dmesg | grep -F "$msg" | grep -q "the image was made over $n sectors with fingerprint $(sb_field $IMG origin_fingerprint | xargs printf '%08x') ($ORIGIN)" ||
+		{ dmesg | tail -3; fail "the message lacks the image's identity"; }
+	fvd_up $IMG $IMG /dev/mapper/fvdother skip_origin_check
+	dmsetup table $DEV | grep -qw skip_origin_check || fail "table line lacks skip_origin_check"
+	fvd_down
+	fvd_up $IMG $IMG /dev/mapper/fvdsame
+	$FVDIO compare $MAPPER $ORIGIN || fail "data through the origin's other path"
+	fvd_down
+	$FVD_CHECK --origin /dev/mapper/fvdother $IMG >/tmp/check.out && rc=0 || rc=$?
+	[ $rc -eq 4 ] && grep -q "is not the image's origin" /tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check --origin accepted the other origin"; }
+	$SBEDIT $IMG compat_features=0 || fail "sbedit"
+	fvd_up $IMG $IMG /dev/mapper/fvdother
+	fvd_down
+	dmsetup remove fvdother
+	dmsetup remove fvdsame
+	rm -f /tmp/create.out /tmp/check.out
 }
 
 # Metadata behind a device whose writes fail: the target must go read-only,
@@ -823,7 +971,7 @@ test_superblock_changed_before_resume() {
 	local field value msg
 	$FVD_CREATE --force --compact --chunk-size 256K --origin $ORIGIN --data-dev $DATA \
 		$SCRATCH >/dev/null || fail "fvd-create"
-	for field in chunk_sectors=1024 ro_compat_features=1; do
+	for field in chunk_sectors=1024 ro_compat_features=257; do
 		value=$(sb_field $SCRATCH "${field%=*}")
 		dmsetup create $DEV --notable || fail "create"
 		dmsetup load $DEV --table "$(fvd_table $SCRATCH $DATA $ORIGIN)" || fail "load"
