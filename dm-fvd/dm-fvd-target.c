@@ -367,22 +367,36 @@ static void fvd_enter_mode(struct fvd_target *fvd, enum fvd_mode mode,
 /*
  * Persist that the image needs fvd-check before it is written again, as
  * far as the metadata device still takes writes: a later read-write load
- * is refused while the flag is set.  The superblock in memory is what the
- * disk holds, or (a failed checkpoint) what the home copies already on disk
- * make true, so writing it loses nothing.
+ * is refused while the flag is set.  Only over the image this table
+ * loaded (@on_disk, just read back, has its uuid and layout): then the
+ * superblock in memory is what the disk holds, or (a failed checkpoint)
+ * what the home copies already on disk make true, so writing it loses
+ * nothing.
  */
-static void fvd_record_needs_check(struct fvd_target *fvd)
+static void fvd_record_needs_check(struct fvd_target *fvd,
+				   const struct fvd_sb_info *on_disk)
 {
+	const char *name = dm_table_device_name(fvd->ti->table);
+	u64 was, now;
 	int r;
 
-	if (!fvd->writable || (fvd->meta.sb.flags & FVD_FLAG_NEEDS_CHECK))
+	if (!fvd->writable || fvd->needs_check)
 		return;
+	if (!on_disk || fvd_sb_layout_change(&fvd->meta.sb, on_disk, &was, &now)) {
+		DMERR("%s: needs_check not recorded: the superblock on disk is unreadable or another image's",
+		      name);
+		return;
+	}
 	fvd->meta.sb.flags |= FVD_FLAG_NEEDS_CHECK;
 	fvd->meta.sb.flags &= ~FVD_FLAG_CLEAN;
 	r = fvd_meta_write_sb(&fvd->meta);
-	if (r)
-		DMERR("%s: cannot record needs_check in the superblock (%d)",
-		      dm_table_device_name(fvd->ti->table), r);
+	if (r) {
+		/* as in memory as on disk: the status says what a load will find */
+		fvd->meta.sb.flags &= ~FVD_FLAG_NEEDS_CHECK;
+		DMERR("%s: cannot record needs_check in the superblock (%d)", name, r);
+		return;
+	}
+	WRITE_ONCE(fvd->needs_check, true);
 }
 
 /*
@@ -403,11 +417,14 @@ void fvd_metadata_error(struct fvd_target *fvd, const char *what, int r)
 
 	if (READ_ONCE(fvd->mode) == FVD_MODE_FAIL)
 		return;
-	if (fvd_meta_read_sb(&fvd->meta, &sb, &status))
+	if (fvd_meta_read_sb(&fvd->meta, &sb, &status)) {
 		fvd_enter_mode(fvd, FVD_MODE_FAIL, what, r);
-	else if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
+		fvd_record_needs_check(fvd, NULL);
+		return;
+	}
+	if (READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
 		fvd_enter_mode(fvd, FVD_MODE_READ_ONLY, what, r);
-	fvd_record_needs_check(fvd);
+	fvd_record_needs_check(fvd, &sb);
 }
 
 /* ---- commits ---- */
@@ -1516,10 +1533,11 @@ static int fvd_check_devices(struct fvd_target *fvd, char **error)
 	}
 	if (fvd->origin_dev &&
 	    bdev_nr_sectors(fvd->origin_dev->bdev) != sb->origin_sectors) {
-		DMERR("%s: origin device %s has %llu sectors, the image was made over an origin of %llu",
+		DMERR("%s: origin device %s has %llu sectors, the image was made over an origin of %llu%s%s",
 		      name, fvd->args.origin_path,
 		      (unsigned long long)bdev_nr_sectors(fvd->origin_dev->bdev),
-		      sb->origin_sectors);
+		      sb->origin_sectors,
+		      sb->origin_hint[0] ? ", recorded as " : "", sb->origin_hint);
 		*error = "Origin device size does not match the image";
 		return -EINVAL;
 	}
@@ -1543,7 +1561,8 @@ static int fvd_read_sync(struct fvd_target *fvd, struct block_device *bdev,
 	return fvd_dm_io(&req, 1, &region);
 }
 
-#define FVD_FP_READ_SECTORS	128	/* 64 KiB at a time */
+/* Each edge in one read: few round trips to an origin far away. */
+#define FVD_FP_READ_SECTORS	FVD_FP_EDGE_SECTORS
 
 /* The origin's fingerprint, read as fvd_origin_fp_ranges() says. */
 static int fvd_origin_fingerprint(struct fvd_target *fvd, u32 *fingerprint)
@@ -1592,14 +1611,15 @@ static int fvd_check_origin_identity(struct fvd_target *fvd, char **error)
 		return 0;
 	r = fvd_origin_fingerprint(fvd, &fingerprint);
 	if (r) {
-		DMERR("%s: cannot read origin device %s for its fingerprint (%d)",
+		DMERR("%s: cannot read origin device %s for its fingerprint (%d): check it, or add skip_origin_check to load the table without checking which origin it is",
 		      name, fvd->args.origin_path, r);
 		*error = "Error reading the origin device";
 		return r;
 	}
 	if (fingerprint != sb->origin_fingerprint) {
 		DMERR("%s: origin device %s is not the image's origin: %llu sectors with fingerprint %08x, the image was made over %llu sectors with fingerprint %08x (%s); name that origin, or add skip_origin_check if this one holds the same data",
-		      name, fvd->args.origin_path, sb->origin_sectors, fingerprint,
+		      name, fvd->args.origin_path,
+		      (unsigned long long)bdev_nr_sectors(fvd->origin_dev->bdev), fingerprint,
 		      sb->origin_sectors, sb->origin_fingerprint,
 		      sb->origin_hint[0] ? sb->origin_hint : "no path recorded");
 		*error = "Origin device is not the image's origin (fingerprint mismatch)";
@@ -1735,8 +1755,12 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = fvd_meta_open(&fvd->meta, fvd->meta_dev->bdev, &status);
 	if (r == -EINVAL) {
 		/* Never used behind the user's back: fvd-check tells which is right. */
-		if (status != FVD_SB_BAD_MAGIC && fvd_meta_backup_sb_valid(&fvd->meta))
+		if (status == FVD_SB_BAD_CSUM && fvd_meta_backup_sb_valid(&fvd->meta))
 			DMERR("%s: invalid superblock: %s; the backup superblock at sector %u is valid: fvd-check --repair restores the primary from it",
+			      fvd->meta_dev->name, fvd_sb_status_str(status),
+			      FVD_BACKUP_SB_SECTOR);
+		else if (fvd_meta_backup_sb_valid(&fvd->meta))
+			DMERR("%s: invalid superblock: %s; the backup superblock at sector %u is valid: if the image's start was overwritten, fvd-check --repair --backup-superblock restores it",
 			      fvd->meta_dev->name, fvd_sb_status_str(status),
 			      FVD_BACKUP_SB_SECTOR);
 		else
@@ -1761,6 +1785,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	fvd->max_cor_inflight = (u64)fvd->args.max_cor_inflight << 10;
 	fvd->compact = fvd_compact(&fvd->meta.sb);
 	fvd->all_local = fvd->meta.sb.flags & FVD_FLAG_ALL_LOCAL;
+	fvd->needs_check = fvd->meta.sb.flags & FVD_FLAG_NEEDS_CHECK;
 	r = fvd_alloc_resources(fvd, &ti->error);
 	if (r)
 		goto bad;
@@ -1963,6 +1988,7 @@ static int fvd_preresume(struct dm_target *ti)
 		return -EINVAL;
 	}
 	fvd->meta.sb = sb;
+	WRITE_ONCE(fvd->needs_check, sb.flags & FVD_FLAG_NEEDS_CHECK);
 	/* A table loaded while the live one finished the prefetch. */
 	fvd->all_local = sb.flags & FVD_FLAG_ALL_LOCAL;
 	r = fvd_meta_load(&fvd->meta, &replay);
@@ -2080,10 +2106,9 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		       fvd_prefetch_state_name(prefetch),
 		       (long long)atomic64_read(&pf->nr_bytes),
 		       read_rate >> 10, write_rate >> 10, pauses);
-		/* Fields are only ever appended from here on. */
+		/* Fields are only ever appended from here on: fvd-status.h. */
 		DMEMIT(" %s", fvd_prefetch_cause_name(cause));
-		DMEMIT(" %s", READ_ONCE(fvd->meta.sb.flags) & FVD_FLAG_NEEDS_CHECK ?
-		       "needs_check" : "-");
+		DMEMIT(" %s", READ_ONCE(fvd->needs_check) ? "needs_check" : "-");
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,

@@ -39,6 +39,7 @@ struct fvd_target {
 	bool journaled;		/* image has FVD_INCOMPAT_JOURNAL */
 	bool compact;		/* image has FVD_INCOMPAT_COMPACT */
 	bool writable;		/* opened read-write and not read_only */
+	bool needs_check;	/* the superblock on disk has FVD_FLAG_NEEDS_CHECK */
 	bool copy_on_read;	/* writable, has an origin, no no_copy_on_read */
 	bool all_local;		/* every block local: the origin is not used */
 	bool loaded;		/* bitmap read since the table was loaded */

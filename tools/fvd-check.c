@@ -63,16 +63,12 @@ static const char *plural(uint64_t n)
 	return n == 1 ? "" : "s";
 }
 
-static void fail_op(const char *fmt, ...)
+static void __noreturn __printf(1, 2) fail_op(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(EXIT_OPERATIONAL);
+	fvd_vdie(prog, EXIT_OPERATIONAL, fmt, ap);
 }
 
 /* --quiet: only problems, repairs and what was asked for (--dump). */
@@ -298,11 +294,21 @@ static void compare_backup(struct image *img)
 			", primary %" PRIu64, field, was, now);
 		return;
 	}
-	/* A crash between the writes of the two leaves the backup one step behind. */
-	if (b->flags != sb->flags || b->checkpoint_seq != sb->checkpoint_seq ||
-	    b->compat_features != sb->compat_features ||
+	/* Set at format, never changed: a difference is damage, not a lag. */
+	if (b->compat_features != sb->compat_features ||
 	    b->origin_fingerprint != sb->origin_fingerprint ||
-	    strcmp(b->origin_hint, sb->origin_hint))
+	    strcmp(b->origin_hint, sb->origin_hint)) {
+		problem(img, "backup superblock differs from the primary in the origin's identity");
+		return;
+	}
+	/* The backup is written after the primary: it is never ahead. */
+	if (b->checkpoint_seq > sb->checkpoint_seq) {
+		problem(img, "backup superblock is ahead of the primary: checkpoint %" PRIu64
+			", primary %" PRIu64, b->checkpoint_seq, sb->checkpoint_seq);
+		return;
+	}
+	/* A crash between the writes of the two leaves the backup one step behind. */
+	if (b->flags != sb->flags || b->checkpoint_seq != sb->checkpoint_seq)
 		info("%s: backup superblock lags the primary (checkpoint %" PRIu64
 		     ", flags 0x%" PRIx64 "; primary %" PRIu64 ", 0x%" PRIx64
 		     "): the next superblock write updates it\n", img->path,
@@ -355,9 +361,15 @@ static void check_superblock(struct image *img, bool force_backup)
 			exit(EXIT_UNCORRECTED);
 		}
 		fail_op("%s: no FVD superblock (bad magic): not an FVD image", img->path);
-	} else if (status == FVD_SB_BAD_CSUM && backup_valid(img)) {
+	} else if (status == FVD_SB_BAD_CSUM && backup_valid(img) &&
+		   !memcmp(((const struct fvd_disk_superblock *)block)->uuid,
+			   img->backup.uuid, sizeof(img->backup.uuid))) {
 		/* A torn or damaged write of the primary: the backup is the state before it. */
 		use_backup(img, "primary superblock checksum mismatch");
+	} else if (status == FVD_SB_BAD_CSUM && backup_valid(img)) {
+		printf("%s: error: invalid superblock: %s, and its uuid is not the backup's: --backup-superblock checks with the backup\n",
+		       img->path, fvd_sb_status_str(status));
+		exit(EXIT_UNCORRECTED);
 	} else if (status != FVD_SB_OK) {
 		printf("%s: error: invalid superblock: %s%s\n", img->path,
 		       fvd_sb_status_str(status),

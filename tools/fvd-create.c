@@ -95,16 +95,12 @@ static void catch_signals(void)
 	signal(SIGXFSZ, SIG_IGN);
 }
 
-static void die(const char *fmt, ...)
+static void __noreturn __printf(1, 2) die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	fvd_vdie(prog, 1, fmt, ap);
 }
 
 /* The smallest block or chunk size, 4K or more, at most @count of which cover @size. */
@@ -753,13 +749,14 @@ int main(int argc, char **argv)
 	       size, sb.virtual_sectors);
 	printf("  block size    %" PRIu64 " bytes, %" PRIu64 " blocks\n",
 	       block_size, sb.nr_blocks);
-	if (origin)
+	if (origin) {
 		printf("  origin        %s, %" PRIu64 " bytes, fingerprint %08x\n", origin,
 		       origin_size, origin_fingerprint);
-	if (origin && origin_hint[0] && strcmp(origin_hint, origin))
-		printf("  origin hint   %s\n", origin_hint);
-	else
+		if (origin_hint[0] && strcmp(origin_hint, origin))
+			printf("  origin hint   %s\n", origin_hint);
+	} else {
 		printf("  origin        none (unwritten blocks read as zeroes)\n");
+	}
 	printf("  superblock    sectors 0-%d, backup %d-%d\n", FVD_META_BLOCK_SECTORS - 1,
 	       FVD_BACKUP_SB_SECTOR, FVD_BACKUP_SB_SECTOR + FVD_META_BLOCK_SECTORS - 1);
 	printf("  bitmap        sectors %" PRIu64 "-%" PRIu64 "\n", sb.bitmap_offset,

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,14 +14,32 @@
 #include "fvd-format.h"
 #include "fvd-origin.h"
 
-#define READ_CHUNK	(64 * 1024)
+#define READ_CHUNK	(1024 * 1024)	/* an edge in one read */
+
+/*
+ * The target reads the origin past the page cache, so these reads must not
+ * see what it does not: O_DIRECT, or where that is refused (tmpfs) a
+ * cache dropped first.
+ */
+static void read_past_cache(int fd, int *saved_flags)
+{
+	*saved_flags = fcntl(fd, F_GETFL);
+	if (*saved_flags >= 0 && fcntl(fd, F_SETFL, *saved_flags | O_DIRECT) == 0)
+		return;
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
 
 int fvd_origin_fingerprint(int fd, uint64_t sectors, uint32_t *fingerprint)
 {
 	struct fvd_fp_range ranges[FVD_FP_MAX_RANGES];
-	static uint8_t buf[READ_CHUNK];
+	static uint8_t buf[READ_CHUNK] __aligned(4096);
 	unsigned int n = fvd_origin_fp_ranges(sectors, ranges), i;
 	uint32_t crc = ~0U;
+	int flags, r = 0;
+	bool retried = false;
+
+	read_past_cache(fd, &flags);
+again:
 
 	for (i = 0; i < n; i++) {
 		uint64_t off = ranges[i].start * 512, end = off + ranges[i].len * 512;
@@ -31,17 +50,29 @@ int fvd_origin_fingerprint(int fd, uint64_t sectors, uint32_t *fingerprint)
 
 			if (got < 0 && errno == EINTR)
 				continue;
+			/* a file system that takes O_DIRECT opens but not reads */
+			if (got < 0 && errno == EINVAL && !retried && flags >= 0) {
+				fcntl(fd, F_SETFL, flags);
+				posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+				retried = true;
+				crc = ~0U;
+				goto again;
+			}
 			if (got <= 0) {
 				if (!got)
 					errno = EIO;
-				return -1;
+				r = -1;
+				goto out;
 			}
 			crc = fvd_crc32c_update(crc, buf, got);
 			off += got;
 		}
 	}
 	*fingerprint = ~crc;
-	return 0;
+out:
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags);
+	return r;
 }
 
 static int copy_hint(char *hint, size_t size, const char *path)

@@ -25,6 +25,11 @@ typedef uint64_t u64;
  * superblock size, so packing changes nothing but the struct's alignment.
  */
 #define __packed
+/* The kernel's attribute macros the tools use as well. */
+#define FVD_ATTRIBUTES(...)	__attribute__((__VA_ARGS__))
+#define __noreturn		FVD_ATTRIBUTES(__noreturn__)
+#define __printf(a, b)		FVD_ATTRIBUTES(__format__(printf, a, b))
+#define __aligned(x)		FVD_ATTRIBUTES(__aligned__(x))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define le16_to_cpu(x) le16toh(x)
