@@ -22,9 +22,10 @@ KDIR ?= $(if $(wildcard $(RUNNING_KDIR)/Makefile),$(RUNNING_KDIR),$(lastword $(s
 
 CC ?= cc
 TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
-TOOLS := tools/fvd-create tools/fvd-check tests/dmtest/fvd-sbedit
+TOOLS := tools/fvd-create tools/fvd-check tools/fvdsetup tools/fvdsetup-generator \
+	tests/dmtest/fvd-sbedit
 SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c tools/fvd-storage.c tools/fvd-origin.c
-SHARED_HDR := dm-fvd/fvd-format.h dm-fvd/fvd-version.h tools/fvd-user.h tools/fvd-tool.h tools/fvd-storage.h tools/fvd-origin.h
+SHARED_HDR := dm-fvd/fvd-format.h dm-fvd/fvd-status.h dm-fvd/fvd-version.h tools/fvd-user.h tools/fvd-tool.h tools/fvd-storage.h tools/fvd-origin.h
 
 # The one version, from dm-fvd/fvd-version.h.
 VERSION := $(shell sed -n 's/^\#define FVD_VERSION_\(MAJOR\|MINOR\|PATCH\)[[:space:]]*\([0-9]*\)$$/\2/p' \
@@ -34,7 +35,11 @@ VERSION := $(shell sed -n 's/^\#define FVD_VERSION_\(MAJOR\|MINOR\|PATCH\)[[:spa
 KRELEASE = $(shell sed -n 's/^\#define UTS_RELEASE "\(.*\)"$$/\1/p' $(KDIR)/include/generated/utsrelease.h 2>/dev/null)
 PREFIX ?= /usr/local
 DESTDIR ?=
-MAN_PAGES := man/fvd-create.8 man/fvd-check.8
+MAN_PAGES := man/fvd-create.8 man/fvd-check.8 man/fvdsetup.8 man/fvdsetup-generator.8 \
+	man/fvdtab.5
+# systemd and udev read /usr/local/lib as well as /usr/lib
+GENERATOR_DIR := $(PREFIX)/lib/systemd/system-generators
+UDEV_RULES_DIR := $(PREFIX)/lib/udev/rules.d
 
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
@@ -61,13 +66,19 @@ tools/fvd-create: tools/fvd-create.c $(SHARED_SRC) $(SHARED_HDR)
 tools/fvd-check: tools/fvd-check.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
 
+tools/fvdsetup: tools/fvdsetup.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
+
+tools/fvdsetup-generator: tools/fvdsetup-generator.c
+	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
 tests/dmtest/fvd-sbedit: tests/dmtest/fvd-sbedit.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< $(SHARED_SRC)
 
 version:
 	@echo $(VERSION)
 
-install: module tools/fvd-create tools/fvd-check
+install: module tools/fvd-create tools/fvd-check tools/fvdsetup tools/fvdsetup-generator
 	@test -n "$(KRELEASE)" || { echo "no kernel release in $(KDIR)" >&2; exit 1; }
 	@# Unsigned: the distribution's signing key is not in its headers (a
 	@# Secure Boot host signs through DKMS, see the README).
@@ -76,18 +87,24 @@ install: module tools/fvd-create tools/fvd-check
 		modules_install
 	$(if $(DESTDIR),,depmod $(KRELEASE))
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/doc/dm-fvd
-	install -m 755 tools/fvd-create tools/fvd-check $(DESTDIR)$(PREFIX)/sbin/
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/doc/dm-fvd \
+		$(DESTDIR)$(GENERATOR_DIR) $(DESTDIR)$(UDEV_RULES_DIR)
+	install -m 755 tools/fvd-create tools/fvd-check tools/fvdsetup $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 tools/fvdsetup-generator $(DESTDIR)$(GENERATOR_DIR)/
+	install -m 644 udev/60-dm-fvd.rules $(DESTDIR)$(UDEV_RULES_DIR)/
 	for m in $(MAN_PAGES); do \
-		sed 's/@VERSION@/$(VERSION)/' $$m >$(DESTDIR)$(PREFIX)/share/man/man8/$$(basename $$m) || exit 1; \
+		sed 's/@VERSION@/$(VERSION)/' $$m \
+			>$(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/$$(basename $$m) || exit 1; \
 	done
 	install -m 644 Documentation/dm-fvd.rst README.md $(DESTDIR)$(PREFIX)/share/doc/dm-fvd/
 
 uninstall:
 	rm -f $(DESTDIR)/lib/modules/$(KRELEASE)/updates/dm-fvd.ko*
 	$(if $(DESTDIR),,depmod $(KRELEASE))
-	rm -f $(DESTDIR)$(PREFIX)/sbin/fvd-create $(DESTDIR)$(PREFIX)/sbin/fvd-check
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man8/,$(notdir $(MAN_PAGES)))
+	rm -f $(DESTDIR)$(PREFIX)/sbin/fvd-create $(DESTDIR)$(PREFIX)/sbin/fvd-check \
+		$(DESTDIR)$(PREFIX)/sbin/fvdsetup
+	rm -f $(foreach m,$(MAN_PAGES),$(DESTDIR)$(PREFIX)/share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -f $(DESTDIR)$(GENERATOR_DIR)/fvdsetup-generator $(DESTDIR)$(UDEV_RULES_DIR)/60-dm-fvd.rules
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/dm-fvd
 
 deb:

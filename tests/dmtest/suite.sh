@@ -23,6 +23,7 @@ OUT=$FVD_OUT
 FVDIO="python3 $SRC/tests/dmtest/fvdio.py"
 FVD_CREATE=$SRC/tools/fvd-create
 FVD_CHECK=$SRC/tools/fvd-check
+FVDSETUP=$SRC/tools/fvdsetup
 SBEDIT=$SRC/tests/dmtest/fvd-sbedit
 ORIGIN=/dev/vda
 IMG=/dev/vdb
@@ -679,6 +680,142 @@ test_origin_identity_checked() {
 	dmsetup remove fvdother
 	dmsetup remove fvdsame
 	rm -f /tmp/create.out /tmp/check.out
+}
+
+# json_get EXPR: EXPR of the JSON document on stdin, as d (python)
+json_get() {
+	python3 -c 'import json, sys; d = json.load(sys.stdin); v = eval(sys.argv[1]); print("null" if v is None else v)' "$1"
+}
+
+# fvdsetup as an administrator uses it: format over an origin, open by the
+# origin the image recorded, status while the prefetch runs (a person's
+# view with an estimate, JSON naming every field of the status line), stop
+# and start, status when done, close; files through loop devices that go
+# away with the device; and each refusal with its message.
+test_fvdsetup_open_status_close() {
+	local json out i rc words
+	# one 64 KiB batch per 50 ms at most: the copy takes close to a minute
+	delayed_origin 50
+	$FVDSETUP format --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "format"
+	$FVDSETUP info $IMG | tee /tmp/info.out
+	grep -q "recorded as /dev/mapper/fvdorigin" /tmp/info.out || fail "info: no origin path"
+	$FVDSETUP open $IMG $DEV --feature prefetch_delay=0 --feature prefetch_batch=64 \
+		--feature prefetch_writes=1 --feature prefetch_min_read=0 --feature prefetch_min_write=0 ||
+		fail "open"
+	[ -b $MAPPER ] || fail "no $MAPPER"
+	for ((i = 0; i < 600; i++)); do
+		json=$($FVDSETUP status $DEV --json) || fail "status --json"
+		[ "$(json_get 'd["prefetch"]["state"]' <<<"$json")" = running ] &&
+			[ "$(json_get 'd["prefetch"]["data_kib_s"]' <<<"$json")" -gt 0 ] && break
+	done
+	[ "$(json_get 'd["prefetch"]["eta_seconds"]' <<<"$json")" != null ] ||
+		fail "no estimate while running: $json"
+	$FVDSETUP status $DEV | tee /tmp/status.out
+	grep -q "^  prefetch      running; .* left$" /tmp/status.out || fail "status while running"
+	read -r -a words <<<"$(dmsetup status $DEV)"
+	expect_eq "$(json_get 'len(d["fields"])' <<<"$json")" $((${#words[@]} - 3)) \
+		"fields named in --json"
+	$FVDSETUP prefetch $DEV stop || fail "prefetch stop"
+	prefetch_wait stopped
+	$FVDSETUP status $DEV | grep -qF "stopped by 'prefetch stop'" || fail "status after stop"
+	$FVDSETUP prefetch $DEV start || fail "prefetch start"
+	prefetch_wait done
+	$FVDSETUP status $DEV | tee /tmp/status.out
+	grep -q "local         1024 of 1024 blocks of 64.0 KiB (100.0 %)" /tmp/status.out ||
+		fail "status when done"
+	json=$($FVDSETUP status $DEV --json)
+	expect_eq "$(json_get 'd["needs_check"]' <<<"$json")" False "needs_check in --json"
+	expect_eq "$(json_get 'd["prefetch"]["eta_seconds"]' <<<"$json")" null "estimate when done"
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs from the origin"
+	$FVDSETUP close $DEV || fail "close"
+	dmsetup info $DEV >/dev/null 2>&1 && fail "$DEV still there after close"
+
+	# refusals, over an image that needs its origin again (an all-local one
+	# opens without one, whatever --origin says)
+	$FVDSETUP format --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "format"
+	out=$($FVDSETUP open $IMG $DEV --origin $SMALL 2>&1) && fail "opened over $SMALL"
+	grep -q "origin $SMALL has $(bytes $SMALL) bytes, the image was made over one of $(bytes $ORIGIN)" <<<"$out" ||
+		fail "wrong-size origin: $out"
+	dd if=/dev/zero of=$REPLAY bs=1M count=1 conv=fsync status=none
+	out=$($FVDSETUP open $IMG $DEV --origin $REPLAY 2>&1) && fail "opened over $REPLAY"
+	grep -q "origin $REPLAY is not the image's origin: fingerprint [0-9a-f]*, the image was made over one with fingerprint $(sb_field $IMG origin_fingerprint | xargs printf '%08x') (/dev/mapper/fvdorigin)" <<<"$out" ||
+		fail "other origin: $out"
+	dmsetup create fvdlin --table "0 2048 linear $SCRATCH 0" || fail "fvdlin"
+	out=$($FVDSETUP close fvdlin 2>&1) && fail "closed a linear device"
+	grep -q "fvdlin is not a dm-fvd device" <<<"$out" || fail "close of linear: $out"
+	dmsetup remove fvdlin || fail "fvdlin was removed by close"
+	$SBEDIT $IMG flags=4 || fail "sbedit"
+	out=$($FVDSETUP open $IMG $DEV 2>&1) && fail "opened a needs_check image read-write"
+	grep -q "needs checking: a metadata error stopped its last use; run 'fvdsetup repair $IMG' first" <<<"$out" ||
+		fail "needs_check: $out"
+	$FVDSETUP open $IMG $DEV --read-only || fail "read-only open of a needs_check image"
+	dmsetup table $DEV | grep -qw read_only || fail "no read_only in the table"
+	$FVDSETUP close $DEV || fail "close"
+	$FVDSETUP repair $IMG >/dev/null && rc=0 || rc=$?
+	expect_eq $rc 1 "fvdsetup repair exit status"
+	dmsetup remove fvdorigin
+
+	$FVDSETUP format --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null || fail "format"
+	out=$($FVDSETUP open $SCRATCH $DEV 2>&1) && fail "opened without the data device"
+	grep -q "keeps its data on a separate device: give --data-dev" <<<"$out" || fail "data: $out"
+	$FVDSETUP open $SCRATCH $DEV --data-dev $DATA --no-prefetch || fail "open with --data-dev"
+	$FVDIO compare $MAPPER $ORIGIN || fail "separate data device: data differs"
+	$FVDSETUP close $DEV || fail "close"
+
+	# files: loop devices that go away with the device (a booted system has
+	# a static /dev/loop-control that loads the module; the guest has not)
+	modprobe loop || fail "modprobe loop"
+	rm -f /tmp/fvd-file.img
+	$FVDSETUP format --create --size 64M /tmp/fvd-file.img >/dev/null || fail "format a file"
+	$FVDSETUP open /tmp/fvd-file.img $DEV || fail "open a file"
+	head -c 65536 /dev/urandom >/tmp/blk
+	dd if=/tmp/blk of=$MAPPER bs=65536 seek=3 oflag=direct conv=fsync status=none || fail "write"
+	$FVDSETUP close $DEV || fail "close"
+	[ -z "$(losetup -j /tmp/fvd-file.img)" ] || fail "loop device left: $(losetup -j /tmp/fvd-file.img)"
+	$FVDSETUP open /tmp/fvd-file.img $DEV || fail "open the file again"
+	dd if=$MAPPER of=/tmp/back bs=65536 skip=3 count=1 iflag=direct status=none
+	cmp /tmp/blk /tmp/back || fail "file image lost a write"
+	$FVDSETUP close $DEV || fail "close"
+	rm -f /tmp/fvd-file.img /tmp/blk /tmp/back /tmp/info.out /tmp/status.out
+}
+
+# Boot-style activation: /etc/fvdtab (here $FVDTAB) through the systemd
+# generator; its units pass systemd-analyze verify, and the commands they
+# run bring the devices up (local-fs first, then the _netdev one) and down.
+test_fvdtab_boot_activation() {
+	local gen=/tmp/fvdgen unit cmd
+	$FVDSETUP format --force --origin $ORIGIN $IMG >/dev/null || fail "format $IMG"
+	$FVDSETUP format --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
+		fail "format $SCRATCH"
+	cat >/tmp/fvdtab <<-EOT
+	# NAME  IMAGE     DATA   ORIGIN   OPTIONS
+	vm-a    $IMG      -      -        no-prefetch
+	vm-b    $SCRATCH  $DATA  $ORIGIN  _netdev,no-prefetch,feature=prefetch_delay=5
+	EOT
+	rm -rf $gen
+	mkdir -p $gen/normal $gen/early $gen/late
+	FVDTAB=/tmp/fvdtab $SRC/tools/fvdsetup-generator $gen/normal $gen/early $gen/late ||
+		fail "generator"
+	(cd $gen/normal && systemd-analyze verify --man=no ./*.service) || fail "systemd-analyze verify"
+	for unit in $gen/normal/local-fs.target.requires/* $gen/normal/remote-fs.target.requires/*; do
+		[ -e "$unit" ] || fail "no unit pulled in: $(find $gen/normal)"
+		cmd=$(sed -n 's/^ExecStart=//p' "$unit")
+		say "boot: $cmd"
+		eval "$cmd" || fail "ExecStart of $unit"
+	done
+	$FVDIO compare /dev/mapper/vm-a $ORIGIN || fail "vm-a differs from the origin"
+	$FVDIO compare /dev/mapper/vm-b $ORIGIN || fail "vm-b differs from the origin"
+	dmsetup table vm-b | grep -q "prefetch_delay 5" || fail "vm-b lacks its feature: $(dmsetup table vm-b)"
+	$FVDSETUP status vm-a >/dev/null || fail "status vm-a"
+	for unit in $gen/normal/remote-fs.target.requires/* $gen/normal/local-fs.target.requires/*; do
+		cmd=$(sed -n 's/^ExecStop=//p' "$unit")
+		say "shutdown: $cmd"
+		eval "$cmd" || fail "ExecStop of $unit"
+	done
+	dmsetup info vm-a >/dev/null 2>&1 && fail "vm-a still there"
+	dmsetup info vm-b >/dev/null 2>&1 && fail "vm-b still there"
+	$FVD_CHECK $IMG >/dev/null || fail "vm-a not clean after its close"
+	rm -rf $gen /tmp/fvdtab
 }
 
 # Metadata behind a device whose writes fail: the target must go read-only,

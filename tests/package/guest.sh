@@ -48,15 +48,15 @@ if "$sbin/fvd-create" --origin $origin --block-size 4K --force $image >/dev/null
 	fvdio randwrite /dev/mapper/pkgtest $ref --seed 11 --count 200 --block 4096 &&
 	fvdio compare /dev/mapper/pkgtest $ref &&
 	dmsetup remove pkgtest &&
-	dmsetup create pkgtest --table "$table" &&
+	"$sbin/fvdsetup" open $image pkgtest --no-prefetch &&
 	fvdio compare /dev/mapper/pkgtest $ref &&
-	dmsetup remove pkgtest &&
+	"$sbin/fvdsetup" close pkgtest &&
 	"$sbin/fvd-check" $image >/dev/null; then
 	status=0
 fi
 dmsetup remove pkgtest 2>/dev/null
 [ "$(md5sum <$origin)" = "$origin_sum" ] || { echo "the origin changed"; status=1; }
-result $status "copy-on-write over the origin reads back byte for byte, fvd-check clean"
+result $status "copy-on-write over the origin reads back byte for byte (again after fvdsetup open), fvd-check clean"
 rmmod dm-fvd
 result $? "rmmod dm-fvd"
 kernel_log=$(dmesg)
