@@ -13,7 +13,9 @@
  * Guest I/O goes first: the throughput of the origin reads and of the data
  * writes is measured per window, and when either average falls below its
  * minimum the prefetch pauses for a random time (hosts sharing an origin
- * must not pause in lock step), then measures afresh.
+ * must not pause in lock step), then measures afresh.  prefetch_max_rate
+ * caps the origin reads for an origin or link shared with others: a batch
+ * starts only once the cap allows its bytes.
  *
  * When a pass ends with every block local, the image is marked all-local
  * and the origin is never read again.  Suspend stops the prefetch between
@@ -60,6 +62,9 @@ const struct fvd_tunable fvd_tunables[FVD_NR_TUNABLES] = {
 	[FVD_PREFETCH_MAX_PAUSE] = {
 		"prefetch_max_pause", 1, 600000, 5000,
 		"Invalid prefetch_max_pause: ms, 1 to 600000" },
+	[FVD_PREFETCH_MAX_RATE] = {
+		"prefetch_max_rate", 0, 1U << 24, 0,
+		"Invalid prefetch_max_rate: KiB/s, 0 to 16777216" },
 };
 
 int fvd_tunable_lookup(const char *name)
@@ -115,6 +120,31 @@ bool fvd_rate_too_slow(const struct fvd_rate *rate, u32 min_kib_per_s)
 	       rate->avg < (u64)min_kib_per_s << 10;
 }
 
+/*
+ * The span from @since_ns to @now_ns was spent waiting for the rate cap:
+ * leave it out of the window, which measures how fast the origin and the
+ * data device are, not how fast the cap lets the prefetch go.
+ */
+void fvd_rate_idle(struct fvd_rate *rate, u64 since_ns, u64 now_ns)
+{
+	since_ns = max(since_ns, rate->start_ns);
+	if (now_ns > since_ns)
+		rate->start_ns += now_ns - since_ns;
+}
+
+u64 fvd_pace_wait_ns(u64 next_ns, u64 now_ns, u32 max_kib_per_s)
+{
+	return max_kib_per_s && next_ns > now_ns ? next_ns - now_ns : 0;
+}
+
+u64 fvd_pace_next_ns(u64 next_ns, u64 now_ns, u64 bytes, u32 max_kib_per_s)
+{
+	if (!max_kib_per_s)
+		return now_ns;
+	return max(next_ns, now_ns) +
+	       mul_u64_u64_div_u64(bytes, NSEC_PER_SEC, (u64)max_kib_per_s << 10);
+}
+
 u32 fvd_prefetch_pause_ms(u32 max_pause_ms)
 {
 	return get_random_u32_inclusive(1, max(max_pause_ms, 1U));
@@ -144,6 +174,7 @@ const char *fvd_prefetch_cause_name(enum fvd_prefetch_cause cause)
 		[FVD_PREFETCH_BY_SPACE] = "no_space",
 		[FVD_PREFETCH_BY_ORIGIN] = "origin_slow",
 		[FVD_PREFETCH_BY_DATA] = "data_slow",
+		[FVD_PREFETCH_BY_RATE] = "max_rate",
 	};
 
 	return names[cause];
@@ -196,6 +227,7 @@ static bool fvd_prefetch_enter(struct fvd_target *fvd,
 		/* Measure afresh: the old figures describe another load. */
 		fvd_rate_reset(&pf->read_rate, now);
 		fvd_rate_reset(&pf->write_rate, now);
+		pf->held_since_ns = 0;
 	}
 	pf->state = state;
 	return true;
@@ -423,16 +455,25 @@ static void fvd_prefetch_read_done(struct work_struct *ws)
 			    batch->buffer, fvd_prefetch_io_done, batch);
 }
 
-/* Read the batch from the origin; past its end the blocks are zeroes. */
+/* Sectors of the batch the origin holds; past its end blocks are zeroes. */
+static sector_t fvd_prefetch_origin_sectors(struct fvd_target *fvd,
+					    const struct fvd_prefetch_batch *batch)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t start = fvd_block_start(sb, batch->first);
+
+	if (start >= sb->origin_sectors)
+		return 0;
+	return min_t(sector_t, batch->sectors, sb->origin_sectors - start);
+}
+
+/* Read the batch from the origin. */
 static void fvd_prefetch_submit(struct fvd_prefetch_batch *batch)
 {
 	struct fvd_target *fvd = batch->fvd;
-	const struct fvd_sb_info *sb = &fvd->meta.sb;
-	sector_t start = fvd_block_start(sb, batch->first);
-	sector_t count = 0;
+	sector_t start = fvd_block_start(&fvd->meta.sb, batch->first);
+	sector_t count = fvd_prefetch_origin_sectors(fvd, batch);
 
-	if (start < sb->origin_sectors)
-		count = min_t(sector_t, batch->sectors, sb->origin_sectors - start);
 	memset(batch->buffer + ((size_t)count << SECTOR_SHIFT), 0,
 	       (size_t)(batch->sectors - count) << SECTOR_SHIFT);
 	INIT_WORK(&batch->work, fvd_prefetch_read_done);
@@ -529,7 +570,49 @@ static void fvd_prefetch_pass_done(struct fvd_target *fvd)
 	fvd_prefetch_event(fvd, event);
 }
 
-/* The delayed work: start batches while the bound allows. */
+/*
+ * prefetch_max_rate: true when the next batch must wait for the cap; the
+ * work is then queued for the time it ends, and the time nothing is in
+ * flight is left out of the throughput windows.  Under the lock.
+ */
+static bool fvd_prefetch_held(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	u64 now = ktime_get_ns();
+	u64 wait_ns = fvd_pace_wait_ns(pf->pace_next_ns, now,
+				       fvd_tunable(fvd, FVD_PREFETCH_MAX_RATE));
+
+	if (!wait_ns)
+		return false;
+	if (!pf->nr_inflight && !pf->held_since_ns)
+		pf->held_since_ns = now;
+	/* No dm event: this changes with every batch while the cap holds. */
+	pf->cause = FVD_PREFETCH_BY_RATE;
+	fvd_prefetch_kick(fvd, nsecs_to_jiffies(wait_ns) + 1);
+	return true;
+}
+
+/* @batch starts now: count it against the cap.  Under the lock. */
+static void fvd_prefetch_pace(struct fvd_target *fvd,
+			      const struct fvd_prefetch_batch *batch)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	u64 now = ktime_get_ns();
+
+	pf->pace_next_ns = fvd_pace_next_ns(pf->pace_next_ns, now,
+					    (u64)fvd_prefetch_origin_sectors(fvd, batch) <<
+					    SECTOR_SHIFT,
+					    fvd_tunable(fvd, FVD_PREFETCH_MAX_RATE));
+	if (pf->held_since_ns) {
+		fvd_rate_idle(&pf->read_rate, pf->held_since_ns, now);
+		fvd_rate_idle(&pf->write_rate, pf->held_since_ns, now);
+		pf->held_since_ns = 0;
+	}
+	if (pf->cause == FVD_PREFETCH_BY_RATE)
+		pf->cause = FVD_PREFETCH_NO_CAUSE;
+}
+
+/* The delayed work: start batches while the bound and the cap allow. */
 static void fvd_prefetch_step(struct work_struct *ws)
 {
 	struct fvd_target *fvd = container_of(to_delayed_work(ws),
@@ -562,6 +645,10 @@ static void fvd_prefetch_step(struct work_struct *ws)
 			spin_unlock_irq(&fvd->lock);
 			break;
 		}
+		if (fvd_prefetch_held(fvd)) {
+			spin_unlock_irq(&fvd->lock);
+			break;
+		}
 		if (!batch) {
 			spin_unlock_irq(&fvd->lock);
 			batch = fvd_prefetch_alloc(fvd, &max_blocks);
@@ -576,6 +663,7 @@ static void fvd_prefetch_step(struct work_struct *ws)
 			cond_resched();
 			continue;
 		}
+		fvd_prefetch_pace(fvd, batch);
 		spin_unlock_irq(&fvd->lock);
 		fvd_prefetch_submit(batch);
 		batch = NULL;
@@ -725,6 +813,12 @@ int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
 		if (!pf->suspended && id == FVD_PREFETCH_DELAY &&
 		    pf->state == FVD_PREFETCH_WAITING)
 			fvd_prefetch_kick(fvd, v * HZ);
+		/* So does a new cap, counted from the next batch. */
+		if (id == FVD_PREFETCH_MAX_RATE) {
+			pf->pace_next_ns = 0;
+			if (!pf->suspended && pf->state == FVD_PREFETCH_RUNNING)
+				fvd_prefetch_kick(fvd, 0);
+		}
 		spin_unlock_irq(&fvd->lock);
 		return 0;
 	}

@@ -20,6 +20,7 @@ enum fvd_tunable_id {
 	FVD_PREFETCH_MIN_READ,		/* KiB/s from the origin, 0: no minimum */
 	FVD_PREFETCH_MIN_WRITE,		/* KiB/s to the data device, 0: none */
 	FVD_PREFETCH_MAX_PAUSE,		/* ms */
+	FVD_PREFETCH_MAX_RATE,		/* KiB/s from the origin, 0: no cap */
 	FVD_NR_TUNABLES
 };
 
@@ -51,6 +52,16 @@ struct fvd_rate {
 void fvd_rate_reset(struct fvd_rate *rate, u64 now_ns);
 bool fvd_rate_add(struct fvd_rate *rate, u64 bytes, u64 now_ns, u64 window_ns);
 bool fvd_rate_too_slow(const struct fvd_rate *rate, u32 min_kib_per_s);
+void fvd_rate_idle(struct fvd_rate *rate, u64 since_ns, u64 now_ns);
+
+/*
+ * prefetch_max_rate: the earliest time the next batch may start.  Each
+ * batch moves it on by its origin bytes at the cap, from now if it lies in
+ * the past, so no credit builds up while the prefetch is idle: in any span
+ * of T seconds the prefetch reads at most cap * T plus one batch.
+ */
+u64 fvd_pace_wait_ns(u64 next_ns, u64 now_ns, u32 max_kib_per_s);
+u64 fvd_pace_next_ns(u64 next_ns, u64 now_ns, u64 bytes, u32 max_kib_per_s);
 u32 fvd_prefetch_pause_ms(u32 max_pause_ms);
 
 enum fvd_prefetch_state {
@@ -73,6 +84,7 @@ enum fvd_prefetch_cause {
 	FVD_PREFETCH_BY_SPACE,		/* stopped: free chunks kept for the guest */
 	FVD_PREFETCH_BY_ORIGIN,		/* paused: origin reads below prefetch_min_read */
 	FVD_PREFETCH_BY_DATA,		/* paused: data writes below prefetch_min_write */
+	FVD_PREFETCH_BY_RATE,		/* running, waiting for prefetch_max_rate */
 };
 
 const char *fvd_prefetch_cause_name(enum fvd_prefetch_cause cause);
@@ -87,6 +99,8 @@ struct fvd_prefetch {
 	u64 cursor;			/* next block to look at */
 	unsigned int nr_inflight;	/* batches */
 	unsigned long pause_end;	/* jiffies */
+	u64 pace_next_ns;		/* prefetch_max_rate: next batch start */
+	u64 held_since_ns;		/* idle under the cap since, or 0 */
 
 	u32 tunables[FVD_NR_TUNABLES];	/* READ_ONCE without the lock */
 	unsigned long given;		/* tunables in the table line or set */

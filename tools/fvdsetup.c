@@ -663,8 +663,24 @@ static bool table_superblock(const char *params, struct fvd_sb_info *sb)
 	return fvd_sb_decode(block, sb) == FVD_SB_OK;
 }
 
+/* The value of feature argument @name in table parameters, or 0. */
+static uint64_t table_feature(const char *params, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = params;
+
+	while ((p = strstr(p, name))) {
+		if ((p == params || p[-1] == ' ') && p[len] == ' ')
+			return strtoull(p + len + 1, NULL, 10);
+		p += len;
+	}
+	return 0;
+}
+
 static const char *prefetch_words(const char *state, const char *cause)
 {
+	if (!strcmp(state, "running") && !strcmp(cause, "max_rate"))
+		return "running, held to prefetch_max_rate";
 	if (!strcmp(state, "off"))
 		return "off: the table is read-only or has no origin";
 	if (!strcmp(state, "waiting"))
@@ -700,7 +716,7 @@ static int cmd_status(int argc, char **argv)
 	char a[32], b[32], c[32], eta[64] = "";
 	const char *name = NULL;
 	uint64_t length, local, blocks, block_bytes, origin_blocks = 0, remaining = 0;
-	uint64_t data_kib, eta_s = 0;
+	uint64_t data_kib, max_rate, eta_s = 0;
 	struct fvd_sb_info sb;
 	bool json = false, have_sb, have_eta = false;
 	unsigned int n = 0, i;
@@ -729,6 +745,10 @@ static int cmd_status(int argc, char **argv)
 	blocks = num(strchr(f[FVD_ST_LOCAL], '/') ? strchr(f[FVD_ST_LOCAL], '/') + 1 : "0");
 	block_bytes = num(f[FVD_ST_BLOCK_SECTORS]) * SECTOR;
 	data_kib = num(f[FVD_ST_DATA_KIBS]);
+	/* The rates are measured while copying; the cap holds the average. */
+	max_rate = table_feature(table, "prefetch_max_rate");
+	if (max_rate && max_rate < data_kib)
+		data_kib = max_rate;
 	if (have_sb) {
 		origin_blocks = fvd_origin_blocks(&sb);
 		/* guest writes past the origin count as local too: an estimate */

@@ -1695,6 +1695,54 @@ test_prefetch_pauses_on_slow_origin() {
 	dmsetup remove fvdorigin
 }
 
+# prefetch_max_rate caps the prefetch's origin reads: over any span the
+# bytes copied grow by at most the cap times the span, plus the batches
+# that may have been in flight at its start and the one it allows at once.
+# The cap lies below prefetch_min_read, yet the prefetch never pauses: the
+# time it is held by the cap is no part of the throughput it measures.  A
+# "set" lifts the cap, and the copy completes with the data intact.
+test_prefetch_max_rate() {
+	local t0 t1 b0 b1 f cap=512 batch=$((256 * KB)) seen=0 i limit
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG $ORIGIN prefetch_delay 0 prefetch_batch 256 prefetch_window 10 \
+		prefetch_min_read 1024 prefetch_max_rate $cap
+	prefetch_wait_bytes
+	t0=$(date +%s%N)
+	b0=$(status_field 16)
+	# until 2 MiB more are copied, the cause said the cap held it, and a
+	# throughput window ended (10 ms of copying: only the copying counts)
+	for ((i = 0; i < 400; i++)); do
+		read -r -a f <<<"$(dmsetup status "$DEV")"
+		b1=${f[18]}
+		[ "${f[22]}" = max_rate ] && seen=1
+		[ "${f[17]}" = running ] || fail "prefetch ${f[17]} (${f[22]}) under the cap"
+		[ $seen = 1 ] && [ $((b1 - b0)) -ge $((2 * MB)) ] && [ "${f[19]}" -gt 0 ] && break
+	done
+	t1=$(date +%s%N)
+	[ $seen = 1 ] || fail "cause never max_rate in $i status calls"
+	[ $((b1 - b0)) -ge $((2 * MB)) ] || fail "only $((b1 - b0)) bytes copied under the cap"
+	# two batches in flight at t0 and one allowed at once
+	limit=$(((t1 - t0) * cap * KB / 1000000000 + 3 * batch))
+	say "$((b1 - b0)) bytes copied in $(((t1 - t0) / 1000000)) ms at a cap of $cap KiB/s (at most $limit); measured origin $(status_field 17) KiB/s, $(status_field 19) pauses"
+	[ $((b1 - b0)) -le "$limit" ] || fail "$((b1 - b0)) bytes copied, the cap allows $limit"
+	[ "${f[19]}" -gt 0 ] || fail "no throughput window ended"
+	expect_eq "$(status_field 19)" 0 "pauses under a cap below prefetch_min_read"
+	[[ " $(dmsetup table $DEV) " == *" prefetch_max_rate $cap "* ]] ||
+		fail "table line without the cap: $(dmsetup table $DEV)"
+	dmesg -c >>/tmp/kernel-log.saved
+	if dmsetup message $DEV 0 set prefetch_max_rate 16777217 2>/dev/null; then
+		fail "a cap of 16777217 KiB/s was accepted"
+	fi
+	dmesg | grep -qF "Invalid prefetch_max_rate: KiB/s, 0 to 16777216" ||
+		fail "no message on the cap refused"
+	dmsetup message $DEV 0 set prefetch_max_rate 0 || fail "lift the cap"
+	[[ " $(dmsetup table $DEV) " == *" prefetch_max_rate 0 "* ]] ||
+		fail "table line after the cap was lifted: $(dmsetup table $DEV)"
+	prefetch_wait done
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs after the capped prefetch"
+	fvd_down
+}
+
 # A suspend that a signal interrupts while dm waits for a read from a slow
 # origin is undone: the prefetch, which the presuspend stopped, runs again
 # when told to.  Before, it stayed stopped for good with its state saying

@@ -2120,10 +2120,11 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "no_space_timeout over a day", "/dev/m /dev/d - 2 no_space_timeout 86401", "Invalid no_space_timeout" },
 	{ "no_space_timeout negative", "/dev/m /dev/d - 2 no_space_timeout -1", "Invalid no_space_timeout" },
 	{ "prefetch features", "/dev/m /dev/d /dev/o 5 no_prefetch prefetch_delay 0 PREFETCH_BATCH 4", NULL },
-	{ "every tunable at its maximum", "/dev/m /dev/d /dev/o 14 prefetch_delay 86400 prefetch_batch 65536 prefetch_writes 64 prefetch_window 60000 prefetch_min_read 16777216 prefetch_min_write 16777216 prefetch_max_pause 600000", NULL },
+	{ "every tunable at its maximum", "/dev/m /dev/d /dev/o 16 prefetch_delay 86400 prefetch_batch 65536 prefetch_writes 64 prefetch_window 60000 prefetch_min_read 16777216 prefetch_min_write 16777216 prefetch_max_pause 600000 prefetch_max_rate 16777216", NULL },
 	{ "skip_origin_check", "/dev/m /dev/d /dev/o 1 skip_origin_check", NULL },
 	{ "skip_origin_check twice", "/dev/m /dev/d /dev/o 2 skip_origin_check skip_origin_check", "Repeated feature argument" },
-	{ "every feature", "/dev/m /dev/d /dev/o 25 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1", NULL },
+	{ "every feature", "/dev/m /dev/d /dev/o 27 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0", NULL },
+	{ "every feature and one more", "/dev/m /dev/d /dev/o 28 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 read_only", "Invalid number of feature" },
 	{ "prefetch_batch below 4 KiB", "/dev/m /dev/d /dev/o 2 prefetch_batch 3", "Invalid prefetch_batch" },
 	{ "prefetch_writes too many", "/dev/m /dev/d /dev/o 2 prefetch_writes 65", "Invalid prefetch_writes" },
 	{ "prefetch_window too short", "/dev/m /dev/d /dev/o 2 prefetch_window 9", "Invalid prefetch_window" },
@@ -2131,6 +2132,8 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "prefetch_min_write too large", "/dev/m /dev/d /dev/o 2 prefetch_min_write 16777217", "Invalid prefetch_min_write" },
 	{ "prefetch_max_pause zero", "/dev/m /dev/d /dev/o 2 prefetch_max_pause 0", "Invalid prefetch_max_pause" },
 	{ "prefetch_delay over a day", "/dev/m /dev/d /dev/o 2 prefetch_delay 86401", "Invalid prefetch_delay" },
+	{ "prefetch_max_rate too large", "/dev/m /dev/d /dev/o 2 prefetch_max_rate 16777217", "Invalid prefetch_max_rate" },
+	{ "prefetch_max_rate with a unit", "/dev/m /dev/d /dev/o 2 prefetch_max_rate 10M", "Invalid prefetch_max_rate" },
 	{ "prefetch tunable repeated", "/dev/m /dev/d /dev/o 4 prefetch_batch 8 prefetch_batch 8", "Repeated feature argument" },
 	{ "prefetch tunable without value", "/dev/m /dev/d /dev/o 1 prefetch_window", "missing its value" },
 	{ "count beyond args", "/dev/m /dev/d /dev/o 1", "Invalid number of feature" },
@@ -2346,6 +2349,65 @@ static void fvd_test_pause_decision(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, fvd_rate_too_slow(&rate, 1024));
 }
 
+/* Waiting for the rate cap is left out of the throughput windows. */
+static void fvd_test_rate_idle(struct kunit *test)
+{
+	struct fvd_rate rate = {};
+	u64 window = NSEC_PER_SEC;
+
+	fvd_rate_reset(&rate, 0);
+	/* 1 MiB read in 0.25 s, then 2.75 s held by the cap */
+	KUNIT_EXPECT_FALSE(test, fvd_rate_add(&rate, 1 << 20, NSEC_PER_SEC / 4, window));
+	fvd_rate_idle(&rate, NSEC_PER_SEC / 4, 3 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.start_ns, 11 * NSEC_PER_SEC / 4);
+	/* the next MiB in 0.75 s: 2 MiB in 1 s of reading, not in 3.75 s */
+	KUNIT_EXPECT_TRUE(test, fvd_rate_add(&rate, 1 << 20, 15 * NSEC_PER_SEC / 4, window));
+	KUNIT_EXPECT_EQ(test, rate.avg, 2ULL << 20);
+	/* a hold that began before the window counts from its start only */
+	fvd_rate_idle(&rate, NSEC_PER_SEC, 4 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.start_ns, 4 * NSEC_PER_SEC);
+	/* nothing held, or time going backwards: no change */
+	fvd_rate_idle(&rate, 5 * NSEC_PER_SEC, 5 * NSEC_PER_SEC);
+	fvd_rate_idle(&rate, 6 * NSEC_PER_SEC, 5 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, rate.start_ns, 4 * NSEC_PER_SEC);
+}
+
+/* prefetch_max_rate: cap * T plus one batch in any span of T. */
+static void fvd_test_pace(struct kunit *test)
+{
+	u64 next = 0, now, bytes = 0, first = 0;
+	unsigned int i;
+
+	/* no cap: never wait */
+	KUNIT_EXPECT_EQ(test, fvd_pace_wait_ns(U64_MAX, 0, 0), 0ULL);
+	KUNIT_EXPECT_EQ(test, fvd_pace_next_ns(5, 7, 1 << 20, 0), 7ULL);
+	/* 1 MiB at 1024 KiB/s: the next batch a second later */
+	next = fvd_pace_next_ns(0, NSEC_PER_SEC, 1 << 20, 1024);
+	KUNIT_EXPECT_EQ(test, next, 2 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, fvd_pace_wait_ns(next, NSEC_PER_SEC, 1024), NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, fvd_pace_wait_ns(next, 2 * NSEC_PER_SEC, 1024), 0ULL);
+	/* idle for a minute: no credit, the next batch counts from now */
+	KUNIT_EXPECT_EQ(test, fvd_pace_next_ns(next, 62 * NSEC_PER_SEC, 1 << 19, 1024),
+			62 * NSEC_PER_SEC + NSEC_PER_SEC / 2);
+	/* late starts (work queued late) never let more through */
+	next = 0;
+	now = 0;
+	for (i = 0; i < 1000; i++) {
+		now += fvd_pace_wait_ns(next, now, 4096) + (i % 7) * NSEC_PER_MSEC;
+		if (!i)
+			first = now;
+		next = fvd_pace_next_ns(next, now, 256 << 10, 4096);
+		bytes += 256 << 10;
+	}
+	/* 999 batches after the first, at 4 MiB/s: at least 999/16 s */
+	KUNIT_EXPECT_LE(test, bytes - (256 << 10),
+			mul_u64_u64_div_u64(now - first, 4096ULL << 10, NSEC_PER_SEC));
+	/* the largest batch at the lowest cap: 65536 s, no overflow */
+	KUNIT_EXPECT_EQ(test, fvd_pace_next_ns(0, 0, 64ULL << 20, 1), 65536 * NSEC_PER_SEC);
+	KUNIT_EXPECT_EQ(test, fvd_pace_next_ns(0, 0, 64ULL << 20, 1U << 24),
+			NSEC_PER_SEC / 256);
+}
+
 static void fvd_test_pause_random(struct kunit *test)
 {
 	u32 first = fvd_prefetch_pause_ms(1000), ms, i;
@@ -2418,6 +2480,8 @@ static struct kunit_case fvd_prefetch_cases[] = {
 	KUNIT_CASE(fvd_test_rate_large),
 	KUNIT_CASE(fvd_test_pause_decision),
 	KUNIT_CASE(fvd_test_pause_random),
+	KUNIT_CASE(fvd_test_rate_idle),
+	KUNIT_CASE(fvd_test_pace),
 	KUNIT_CASE(fvd_test_tunables),
 	KUNIT_CASE(fvd_test_origin_blocks),
 	{}
