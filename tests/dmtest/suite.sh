@@ -18,6 +18,7 @@
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
+. /run/fvd/src/tests/lib/netorigin.sh
 SRC=$FVD_SRC
 OUT=$FVD_OUT
 FVDIO="python3 $SRC/tests/dmtest/fvdio.py"
@@ -1921,6 +1922,72 @@ test_prefetch_nbd_origin_server_killed() {
 	rm -f /tmp/nbd.conf
 }
 
+# ms_since T0: milliseconds from a date +%s%N reading to now
+ms_since() {
+	echo $((($(date +%s%N) - $1) / 1000000))
+}
+
+# ratio A B: A / B to two places
+ratio() {
+	python3 -c "print('%.2f' % ($1 / $2))"
+}
+
+# nbd_read_sectors NBD: sectors read from /dev/NBD so far
+nbd_read_sectors() {
+	awk '{ print $3 }' /sys/block/"$1"/stat
+}
+
+# An origin across a shaped link (tests/lib/netorigin.sh, the WAN profile:
+# 25 Mbit/s, 20 ms round trip): the shaping holds (single reads take a
+# round trip, a sequential read takes the link's rate), and an image over
+# it is copied whole by the prefetch, reading the origin exactly once, with
+# 1 and with 4 batches in flight, against dd and fio through the same link
+# at the same queue depths.  The ratios are figures for the issue; asserted
+# are the link, the origin bytes and the data.
+test_network_origin_wan() {
+	local size=$((16 * MB)) t0 ms min_ms dd1_ms fio4_ms depth s0 s1 pf_ms=""
+	dmsetup create fvdslice --table "0 $((size / 512)) linear $ORIGIN 0" || fail "fvdslice"
+	netorigin_up wan /dev/mapper/fvdslice || fail "network origin"
+	netorigin_connect nbd0 || fail "nbd-client"
+	expect_eq "$(bytes /dev/nbd0)" $size "origin size over NBD"
+	t0=$(date +%s%N)
+	dd if=/dev/nbd0 of=/dev/null bs=4k count=20 skip=1000 iflag=direct status=none ||
+		fail "single reads"
+	ms=$(ms_since "$t0")
+	[ "$ms" -ge 400 ] || fail "20 single reads in $ms ms: less than a 20 ms round trip each"
+	t0=$(date +%s%N)
+	dd if=/dev/nbd0 of=/dev/null bs=1M iflag=direct status=none || fail "dd over the link"
+	dd1_ms=$(ms_since "$t0")
+	# the bytes at 25 Mbit/s, less 10 % for netem's accounting of headers
+	min_ms=$((size * 8 / 25000 * 9 / 10))
+	[ "$dd1_ms" -ge "$min_ms" ] || fail "16 MiB in $dd1_ms ms: faster than the link's rate"
+	# fio's own time: it takes a second or two to start under TCG
+	fio --name=wan4 --filename=/dev/nbd0 --rw=read --bs=1M --iodepth=4 --ioengine=libaio \
+		--direct=1 --size=$size --output-format=json --output=/tmp/fio.json ||
+		fail "fio over the link"
+	fio4_ms=$(python3 -c 'import json; print(json.load(open("/tmp/fio.json"))["jobs"][0]["read"]["runtime"])')
+	rm -f /tmp/fio.json
+	for depth in 1 4; do
+		$FVD_CREATE --force --origin /dev/nbd0 $IMG >/dev/null || fail "fvd-create over NBD"
+		fvd_up $IMG $IMG /dev/nbd0 no_prefetch prefetch_delay 0 prefetch_batch 1024 \
+			prefetch_writes $depth
+		s0=$(nbd_read_sectors nbd0)
+		t0=$(date +%s%N)
+		dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+		prefetch_wait done
+		ms=$(ms_since "$t0")
+		s1=$(nbd_read_sectors nbd0)
+		expect_eq "$(((s1 - s0) * 512))" $size "origin bytes the prefetch read ($depth in flight)"
+		$FVDIO compare $MAPPER /dev/mapper/fvdslice || fail "data differs ($depth in flight)"
+		fvd_down
+		pf_ms="$pf_ms $ms"
+	done
+	read -r ms t0 <<<"$pf_ms"
+	say "WAN link, 16 MiB: dd 1 MiB ${dd1_ms} ms ($((size * 1000 / dd1_ms / 1024)) KiB/s), fio qd4 ${fio4_ms} ms; prefetch 1 in flight ${ms} ms = $(ratio "$dd1_ms" "$ms")x dd, 4 in flight ${t0} ms = $(ratio "$fio4_ms" "$t0")x fio qd4"
+	netorigin_down
+	dmsetup remove fvdslice || fail "remove fvdslice"
+}
+
 # fio_latency NAME ARGS...: run fio, print "p50 p99" completion latency (us)
 fio_latency() {
 	local name=$1
@@ -2661,6 +2728,8 @@ cleanup_devices() {
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
 	rmmod null_blk >/dev/null 2>&1 || true
+	netorigin_down
+	dmsetup remove --retry fvdslice >/dev/null 2>&1 || true
 }
 
 # claim TEST: true for the one guest that takes TEST from the shared queue

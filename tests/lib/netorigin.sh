@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# An origin across a network, inside the test bed guest: nbd-server runs in
+# a network namespace of its own ("the image server"), reached from the
+# guest's root namespace ("the host") over a veth pair whose two ends are
+# shaped with netem: a rate and half the round trip on each side.  Sourced
+# by tests/dmtest/suite.sh and the benchmarks after guest-lib.sh.
+#
+#   netorigin_up PROFILE DEVICE   serve DEVICE read-only, shaped by PROFILE
+#   netorigin_connect NBD         attach /dev/NBD to it (nbd-client)
+#   netorigin_shape PROFILE       change the link of a running server
+#   netorigin_down                disconnect and remove it all
+#
+# Profiles: "datacenter" (1 Gbit/s, 0.5 ms round trip) and "wan" (25 Mbit/s,
+# 20 ms round trip).  Under TCG the guest moves far less than 1 Gbit/s over
+# veth: the datacenter profile is then bounded by the emulation, not by its
+# shaper; the benchmarks say what it sustained.
+
+NETORIGIN_NS=fvd-imgsrv
+NETORIGIN_HOST_IF=fvd-h0
+NETORIGIN_SRV_IF=fvd-s0
+NETORIGIN_HOST_IP=10.77.0.1
+NETORIGIN_SRV_IP=10.77.0.2
+NETORIGIN_PORT=10809
+NETORIGIN_CONF=/tmp/netorigin-nbd.conf
+
+# netorigin_profile PROFILE: "RATE ONE-WAY-DELAY" as netem takes them
+netorigin_profile() {
+	case $1 in
+	datacenter) echo "1gbit 250us" ;;
+	wan) echo "25mbit 10ms" ;;
+	*) echo "netorigin: unknown link profile '$1'" >&2; return 1 ;;
+	esac
+}
+
+# netorigin_netem ADD|CHANGE PROFILE: shape both directions of the link
+netorigin_netem() {
+	local verb=$1 rate delay p
+	p=$(netorigin_profile "$2") || return 1
+	read -r rate delay <<<"$p"
+	# A queue deep enough for a TCP window at the rate: no drops by netem.
+	tc qdisc "$verb" dev $NETORIGIN_HOST_IF root netem delay "$delay" rate "$rate" limit 10000 &&
+		ip netns exec $NETORIGIN_NS tc qdisc "$verb" dev $NETORIGIN_SRV_IF root \
+			netem delay "$delay" rate "$rate" limit 10000
+}
+
+netorigin_up() {
+	local profile=$1 device=$2
+	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=16 || return 1
+	ip link set lo up &&
+		ip netns add $NETORIGIN_NS &&
+		ip link add $NETORIGIN_HOST_IF type veth peer name $NETORIGIN_SRV_IF &&
+		ip link set $NETORIGIN_SRV_IF netns $NETORIGIN_NS &&
+		ip addr add $NETORIGIN_HOST_IP/24 dev $NETORIGIN_HOST_IF &&
+		ip link set $NETORIGIN_HOST_IF up &&
+		ip netns exec $NETORIGIN_NS ip link set lo up &&
+		ip netns exec $NETORIGIN_NS ip addr add $NETORIGIN_SRV_IP/24 dev $NETORIGIN_SRV_IF &&
+		ip netns exec $NETORIGIN_NS ip link set $NETORIGIN_SRV_IF up &&
+		netorigin_netem add "$profile" || return 1
+	cat >$NETORIGIN_CONF <<EOF
+[generic]
+user = root
+group = root
+listenaddr = $NETORIGIN_SRV_IP
+port = $NETORIGIN_PORT
+[origin]
+exportname = $device
+readonly = true
+EOF
+	ip netns exec $NETORIGIN_NS nbd-server -C $NETORIGIN_CONF
+}
+
+netorigin_shape() {
+	netorigin_netem change "$1"
+}
+
+# netorigin_connect NBD [NBD-CLIENT OPTIONS...]: /dev/NBD reads the origin
+# over the link, failing I/O after 30 s without an answer.
+netorigin_connect() {
+	local nbd=$1
+	shift
+	nbd-client $NETORIGIN_SRV_IP $NETORIGIN_PORT /dev/"$nbd" -N origin -t 30 "$@" \
+		>/dev/null
+}
+
+# netorigin_server_pids: the processes of the image server's namespace
+netorigin_server_pids() {
+	ip netns pids $NETORIGIN_NS 2>/dev/null
+}
+
+# Also from another shell than the one that connected: every NBD device
+# with a connection (a pid in sysfs) is disconnected.
+netorigin_down() {
+	local nbd pid
+	for nbd in /sys/block/nbd*; do
+		[ ! -e "$nbd/pid" ] || nbd-client -d /dev/"${nbd##*/}" >/dev/null 2>&1 || :
+	done
+	for pid in $(netorigin_server_pids); do
+		kill "$pid" 2>/dev/null || :
+	done
+	# The veth pair goes with the namespace (callers may run under set -e).
+	ip netns del $NETORIGIN_NS 2>/dev/null || :
+	ip link del $NETORIGIN_HOST_IF 2>/dev/null || :
+	rm -f $NETORIGIN_CONF
+}
