@@ -56,7 +56,7 @@
 #define FVD_COMMIT_PERIOD	HZ
 #define FVD_RESERVED_OPS	16
 #define FVD_RESERVED_BUFFERS	2
-#define FVD_MAX_FEATURE_ARGS	(5 + 2 * 3 + 2 * FVD_NR_TUNABLES)
+#define FVD_MAX_FEATURE_ARGS	(5 + 2 * 5 + 2 * FVD_NR_TUNABLES)
 #define FVD_DISCARD_BLOCKS_PER_HOLD	16384ULL	/* bits a discard clears per lock hold */
 #define FVD_MAX_DISCARD_SECTORS	(1U << 24)	/* 8 GiB */
 
@@ -65,7 +65,40 @@ struct fvd_bio_ctx {
 	bool needs_commit;	/* FUA write: complete after the next commit */
 	int epoch;		/* I/O epoch the bio is counted in, or -1 */
 	u64 discard_next;	/* discard: first chunk not yet unmapped */
+	/*
+	 * origin_error_mode queue: set while the bio depends on an origin
+	 * read, with what its resubmission needs restored; held once an
+	 * origin read failed, until the bio completes for good.
+	 */
+	bool origin_read;
+	bool origin_held;
+	unsigned short origin_bi_flags;
+	int origin_bi_remaining;
+	struct bvec_iter origin_bi_iter;
+	unsigned long origin_deadline;	/* jiffies */
 };
+
+static struct fvd_bio_ctx *fvd_bio_ctx(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct fvd_bio_ctx));
+}
+
+/*
+ * origin_error_mode queue: @bio depends on an origin read from now on.
+ * Keep what a resubmission restores: a remapped bio comes back from below
+ * advanced, possibly split and chained.
+ */
+static void fvd_origin_read_begins(struct fvd_target *fvd, struct bio *bio)
+{
+	struct fvd_bio_ctx *ctx = fvd_bio_ctx(bio);
+
+	if (!fvd->args.origin_queue)
+		return;
+	ctx->origin_read = true;
+	ctx->origin_bi_flags = bio->bi_flags;
+	ctx->origin_bi_remaining = atomic_read(&bio->__bi_remaining);
+	ctx->origin_bi_iter = bio->bi_iter;
+}
 
 static const char *fvd_mode_name(enum fvd_mode mode)
 {
@@ -98,6 +131,9 @@ static const struct {
 	{ "no_space_timeout", true, offsetof(struct fvd_table_args, have_no_space_timeout) },
 	{ "no_prefetch", false, offsetof(struct fvd_table_args, no_prefetch) },
 	{ "skip_origin_check", false, offsetof(struct fvd_table_args, skip_origin_check) },
+	{ "origin_error_mode", true, offsetof(struct fvd_table_args, have_origin_error_mode) },
+	{ "origin_queue_timeout", true,
+	  offsetof(struct fvd_table_args, have_origin_queue_timeout) },
 };
 
 /*
@@ -151,6 +187,7 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 	memset(args, 0, sizeof(*args));
 	args->no_space_timeout = FVD_DEFAULT_NO_SPACE_TIMEOUT;
 	args->max_cor_inflight = FVD_DEFAULT_MAX_COR_INFLIGHT;
+	args->origin_queue_timeout = FVD_DEFAULT_ORIGIN_QUEUE_TIMEOUT;
 	for (id = 0; id < FVD_NR_TUNABLES; id++)
 		args->tunables[id] = fvd_tunables[id].def;
 	if (argc < 3) {
@@ -211,6 +248,27 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 		} else if (!strcasecmp(name, "skip_origin_check") &&
 			   !args->skip_origin_check) {
 			args->skip_origin_check = true;
+		} else if (!strcasecmp(name, "origin_error_mode") &&
+			   !args->have_origin_error_mode && nr_features) {
+			nr_features--;
+			name = dm_shift_arg(&as);
+			if (!strcasecmp(name, "queue")) {
+				args->origin_queue = true;
+			} else if (strcasecmp(name, "fail")) {
+				*error = "Invalid origin_error_mode: fail or queue";
+				return -EINVAL;
+			}
+			args->have_origin_error_mode = true;
+		} else if (!strcasecmp(name, "origin_queue_timeout") &&
+			   !args->have_origin_queue_timeout && nr_features) {
+			nr_features--;
+			if (kstrtouint(dm_shift_arg(&as), 10, &args->origin_queue_timeout) ||
+			    !args->origin_queue_timeout ||
+			    args->origin_queue_timeout > FVD_MAX_ORIGIN_QUEUE_TIMEOUT) {
+				*error = "Invalid origin_queue_timeout: seconds, 1 to 86400";
+				return -EINVAL;
+			}
+			args->have_origin_queue_timeout = true;
 		} else if (tunable >= 0 &&
 			   !(args->given_tunables & BIT(tunable)) && nr_features) {
 			nr_features--;
@@ -226,6 +284,10 @@ int fvd_parse_table_args(unsigned int argc, char **argv,
 	}
 	if (as.argc) {
 		*error = "Unexpected arguments after the feature arguments";
+		return -EINVAL;
+	}
+	if (args->have_origin_queue_timeout && !args->origin_queue) {
+		*error = "origin_queue_timeout needs origin_error_mode queue";
 		return -EINVAL;
 	}
 	return 0;
@@ -772,6 +834,8 @@ static void fvd_copy_merge(struct fvd_op *op)
 		fvd_copy_finish(op);
 		return;
 	}
+	/* A failing data write is no origin error: it is not held. */
+	fvd_bio_ctx(op->bio)->origin_read = false;
 	bio_for_each_segment(bv, op->bio, iter) {
 		memcpy_from_bvec(dst, &bv);
 		dst += bv.bv_len;
@@ -802,6 +866,7 @@ static void fvd_copy_start(struct fvd_op *op)
 		return;
 	}
 	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
+	fvd_origin_read_begins(fvd, op->bio);
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, op->block), origin_len,
 		      fvd_copy_merge_work);
@@ -830,6 +895,7 @@ void fvd_op_start(struct fvd_target *fvd, struct fvd_op *op, u64 block)
 
 static void fvd_remap_origin(struct fvd_target *fvd, struct bio *bio)
 {
+	fvd_origin_read_begins(fvd, bio);
 	bio_set_dev(bio, fvd->origin_dev->bdev);
 	bio->bi_iter.bi_sector = fvd_bio_sector(fvd, bio);
 	atomic64_add(bio->bi_iter.bi_size, &fvd->nr_origin_bytes);
@@ -947,6 +1013,7 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	op->bio = bio;
 	op->copy_on_read = true;
 	op->buffer = buffer;
+	fvd_origin_read_begins(fvd, bio);
 
 	/* .map sent reads past the origin's end elsewhere: origin_len > 0 */
 	origin_len = fvd_block_origin_len(sb, block);
@@ -1398,6 +1465,8 @@ static int fvd_map(struct dm_target *ti, struct bio *bio)
 	ctx->needs_commit = false;
 	ctx->epoch = -1;
 	ctx->discard_next = 0;
+	ctx->origin_read = false;
+	ctx->origin_held = false;
 
 	if (bio->bi_opf & REQ_PREFLUSH)
 		return fvd_map_flush(fvd, bio);
@@ -1410,6 +1479,124 @@ static int fvd_map(struct dm_target *ti, struct bio *bio)
 	return fvd_map_write(fvd, bio);
 }
 
+/* ---- origin_error_mode queue ---- */
+
+#define FVD_ORIGIN_RETRY	HZ	/* between two tries of held bios */
+
+/*
+ * end_io: the origin read @bio depends on failed with *@error.  Hold the
+ * bio for a retry until origin_queue_timeout has passed since its first
+ * failure; while suspending, hand it back to dm (noflush) or fail it.
+ * Returns DM_ENDIO_INCOMPLETE when held.
+ */
+static int fvd_origin_read_failed(struct fvd_target *fvd, struct bio *bio,
+				  blk_status_t *error)
+{
+	struct fvd_bio_ctx *ctx = fvd_bio_ctx(bio);
+	unsigned long flags;
+	bool first;
+
+	spin_lock_irqsave(&fvd->lock, flags);
+	if (fvd->suspending) {
+		if (fvd->suspend_noflush)
+			*error = BLK_STS_DM_REQUEUE;
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		return DM_ENDIO_DONE;
+	}
+	if (ctx->origin_held && time_after_eq(jiffies, ctx->origin_deadline)) {
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		DMERR_LIMIT("%s: the origin read for sectors %llu+%u still fails after %u s (origin_queue_timeout): failing the I/O",
+			    dm_table_device_name(fvd->ti->table),
+			    (unsigned long long)ctx->origin_bi_iter.bi_sector,
+			    ctx->origin_bi_iter.bi_size >> SECTOR_SHIFT,
+			    fvd->args.origin_queue_timeout);
+		return DM_ENDIO_DONE;
+	}
+	first = false;
+	if (!ctx->origin_held) {
+		ctx->origin_held = true;
+		ctx->origin_deadline = jiffies + fvd->args.origin_queue_timeout * HZ;
+		first = !fvd->nr_origin_held++;
+		fvd->raise_event |= first;
+	}
+	/* As it was before its first submission to the origin. */
+	bio->bi_flags = ctx->origin_bi_flags;
+	atomic_set(&bio->__bi_remaining, ctx->origin_bi_remaining);
+	bio->bi_iter = ctx->origin_bi_iter;
+	bio->bi_status = BLK_STS_OK;
+	bio_list_add(&fvd->origin_held, bio);
+	if (!delayed_work_pending(&fvd->origin_retry))
+		queue_delayed_work(fvd->wq, &fvd->origin_retry, FVD_ORIGIN_RETRY);
+	spin_unlock_irqrestore(&fvd->lock, flags);
+	if (first) {
+		DMWARN_LIMIT("%s: origin read failed: guest I/O held for up to %u s (origin_error_mode queue)",
+			     dm_table_device_name(fvd->ti->table),
+			     fvd->args.origin_queue_timeout);
+		fvd_wake_worker(fvd);
+	}
+	return DM_ENDIO_INCOMPLETE;
+}
+
+/* end_io: a bio once held completes for good. */
+static void fvd_origin_held_done(struct fvd_target *fvd)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&fvd->lock, flags);
+	if (!--fvd->nr_origin_held) {
+		fvd->raise_event = true;
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		fvd_wake_worker(fvd);
+		return;
+	}
+	spin_unlock_irqrestore(&fvd->lock, flags);
+}
+
+/*
+ * Try the held bios again: reads straight from the origin (no copy this
+ * time), writes through the worker, which copies their block anew.
+ */
+static void fvd_origin_retry_fn(struct work_struct *ws)
+{
+	struct fvd_target *fvd = container_of(to_delayed_work(ws),
+					      struct fvd_target, origin_retry);
+	struct bio_list bios, writes = BIO_EMPTY_LIST;
+	struct bio *bio;
+
+	spin_lock_irq(&fvd->lock);
+	bios = fvd->origin_held;
+	bio_list_init(&fvd->origin_held);
+	spin_unlock_irq(&fvd->lock);
+	while ((bio = bio_list_pop(&bios))) {
+		if (bio_data_dir(bio) == READ) {
+			fvd_remap_origin(fvd, bio);
+			dm_submit_bio_remap(bio, NULL);
+		} else {
+			bio_list_add(&writes, bio);
+		}
+	}
+	if (bio_list_empty(&writes))
+		return;
+	spin_lock_irq(&fvd->lock);
+	bio_list_merge(&fvd->deferred, &writes);
+	spin_unlock_irq(&fvd->lock);
+	fvd_wake_worker(fvd);
+}
+
+/* Presuspend: the held bios go back to dm (noflush) or fail now. */
+static void fvd_origin_release_held(struct fvd_target *fvd)
+{
+	struct bio_list held;
+
+	cancel_delayed_work_sync(&fvd->origin_retry);
+	spin_lock_irq(&fvd->lock);
+	held = fvd->origin_held;
+	bio_list_init(&fvd->origin_held);
+	spin_unlock_irq(&fvd->lock);
+	fvd_complete_bios(&held, fvd->suspend_noflush ? BLK_STS_DM_REQUEUE :
+							BLK_STS_IOERR);
+}
+
 static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 		      blk_status_t *error)
 {
@@ -1418,6 +1605,12 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 	unsigned long flags;
 	int epoch = ctx->epoch;
 
+	if (ctx->origin_read) {
+		ctx->origin_read = false;
+		if (*error && fvd_origin_read_failed(fvd, bio, error) ==
+			      DM_ENDIO_INCOMPLETE)
+			return DM_ENDIO_INCOMPLETE;
+	}
 	if (epoch >= 0) {
 		ctx->epoch = -1;
 		if (atomic_dec_and_test(&fvd->io_count[epoch]))
@@ -1439,12 +1632,17 @@ static int fvd_end_io(struct dm_target *ti, struct bio *bio,
 		fvd_wake_worker(fvd);
 		return DM_ENDIO_INCOMPLETE;
 	}
+	if (ctx->origin_held) {
+		ctx->origin_held = false;
+		fvd_origin_held_done(fvd);
+	}
 	return DM_ENDIO_DONE;
 }
 
 static void fvd_destroy(struct fvd_target *fvd)
 {
 	cancel_delayed_work_sync(&fvd->no_space_timer);
+	cancel_delayed_work_sync(&fvd->origin_retry);
 	fvd_prefetch_cancel(fvd);
 	if (fvd->wq)
 		destroy_workqueue(fvd->wq);
@@ -1732,6 +1930,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_WORK(&fvd->worker, fvd_worker);
 	INIT_DELAYED_WORK(&fvd->commit_timer, fvd_commit_timer_fn);
 	INIT_DELAYED_WORK(&fvd->no_space_timer, fvd_no_space_timeout_fn);
+	INIT_DELAYED_WORK(&fvd->origin_retry, fvd_origin_retry_fn);
 	fvd_prefetch_setup(fvd);
 	atomic64_set(&fvd->nr_copies, 0);
 	atomic64_set(&fvd->nr_whole_writes, 0);
@@ -1860,6 +2059,7 @@ static void fvd_presuspend(struct dm_target *ti)
 	fvd->suspend_noflush = dm_noflush_suspending(ti);
 	spin_unlock_irq(&fvd->lock);
 	cancel_delayed_work_sync(&fvd->no_space_timer);
+	fvd_origin_release_held(fvd);
 	fvd_prefetch_suspend(fvd);
 	spin_lock_irq(&fvd->lock);
 	held = fvd->no_space;
@@ -2109,6 +2309,7 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 		/* Fields are only ever appended from here on: fvd-status.h. */
 		DMEMIT(" %s", fvd_prefetch_cause_name(cause));
 		DMEMIT(" %s", READ_ONCE(fvd->needs_check) ? "needs_check" : "-");
+		DMEMIT(" %u", READ_ONCE(fvd->nr_origin_held));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s", fvd->meta_dev->name, fvd->data_dev->name,
@@ -2119,6 +2320,8 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			      2 * fvd->args.have_low_water_mark +
 			      2 * fvd->args.have_no_space_timeout +
 			      fvd->args.no_prefetch + fvd->args.skip_origin_check +
+			      2 * fvd->args.have_origin_error_mode +
+			      2 * fvd->args.have_origin_queue_timeout +
 			      2 * hweight_long(READ_ONCE(pf->given));
 		if (nr_features)
 			DMEMIT(" %u", nr_features);
@@ -2138,6 +2341,11 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" no_prefetch");
 		if (fvd->args.skip_origin_check)
 			DMEMIT(" skip_origin_check");
+		if (fvd->args.have_origin_error_mode)
+			DMEMIT(" origin_error_mode %s",
+			       fvd->args.origin_queue ? "queue" : "fail");
+		if (fvd->args.have_origin_queue_timeout)
+			DMEMIT(" origin_queue_timeout %u", fvd->args.origin_queue_timeout);
 		/* Including those changed by "set" messages since. */
 		for (id = 0; id < FVD_NR_TUNABLES; id++)
 			if (READ_ONCE(pf->given) & BIT(id))

@@ -29,6 +29,7 @@ enum fvd_status_field {
 	FVD_ST_PAUSES,
 	FVD_ST_CAUSE,
 	FVD_ST_NEEDS_CHECK,
+	FVD_ST_ORIGIN_HELD,
 	FVD_ST_NR_FIELDS
 };
 
@@ -55,6 +56,7 @@ static const char *const fvd_status_field_names[FVD_ST_NR_FIELDS] = {
 	[FVD_ST_PAUSES] = "prefetch_pauses",
 	[FVD_ST_CAUSE] = "prefetch_cause",
 	[FVD_ST_NEEDS_CHECK] = "needs_check",
+	[FVD_ST_ORIGIN_HELD] = "origin_held_bios",
 };
 
 /* More than a parser looks at: what a later version may have appended. */

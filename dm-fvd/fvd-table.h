@@ -23,6 +23,10 @@ struct fvd_table_args {
 	unsigned int no_space_timeout;	/* seconds, 0: hold forever */
 	/* the origin */
 	bool skip_origin_check;
+	bool have_origin_error_mode;
+	bool origin_queue;		/* origin_error_mode queue */
+	bool have_origin_queue_timeout;
+	unsigned int origin_queue_timeout;	/* seconds */
 	/* prefetch */
 	bool no_prefetch;
 	unsigned long given_tunables;	/* bit per enum fvd_tunable_id */
@@ -33,6 +37,8 @@ struct fvd_table_args {
 #define FVD_MAX_MAX_COR_INFLIGHT	(1024 * 1024)
 #define FVD_DEFAULT_NO_SPACE_TIMEOUT	60
 #define FVD_MAX_NO_SPACE_TIMEOUT	(24 * 3600)
+#define FVD_DEFAULT_ORIGIN_QUEUE_TIMEOUT	60
+#define FVD_MAX_ORIGIN_QUEUE_TIMEOUT	(24 * 3600)
 
 int fvd_parse_table_args(unsigned int argc, char **argv,
 			 struct fvd_table_args *args, char **error);

@@ -59,6 +59,8 @@ struct fvd_target {
 	bool no_space_expired;		/* fail at once until the device grows */
 	bool low_water_raised;
 	bool commit_wanted;		/* worker: commit to free chunks */
+	struct bio_list origin_held;	/* origin_error_mode queue: to retry */
+	unsigned int nr_origin_held;	/* bios held or retried, not done */
 	DECLARE_HASHTABLE(ops, FVD_OP_HASH_BITS);	/* by block */
 	DECLARE_HASHTABLE(chunk_ops, FVD_OP_HASH_BITS);	/* compact: by chunk */
 	unsigned long nr_ops;
@@ -73,6 +75,7 @@ struct fvd_target {
 	struct work_struct worker;
 	struct delayed_work commit_timer;
 	struct delayed_work no_space_timer;
+	struct delayed_work origin_retry;
 	bool raise_event;		/* worker: dm event outside the lock */
 
 	mempool_t op_pool;

@@ -796,7 +796,8 @@ static int cmd_status(int argc, char **argv)
 		} else {
 			printf(", \"chunks\": null");
 		}
-		printf(", \"needs_check\": %s}\n",
+		printf(", \"origin_held_bios\": %" PRIu64 ", \"needs_check\": %s}\n",
+		       num(f[FVD_ST_ORIGIN_HELD]),
 		       strcmp(f[FVD_ST_NEEDS_CHECK], "-") ? "true" : "false");
 		return 0;
 	}
@@ -822,6 +823,9 @@ static int cmd_status(int argc, char **argv)
 	printf("  origin reads  %s (copied on read %s)\n",
 	       human(num(f[FVD_ST_ORIGIN_BYTES]), a, sizeof(a)),
 	       human(num(f[FVD_ST_COR_BYTES]), c, sizeof(c)));
+	if (num(f[FVD_ST_ORIGIN_HELD]))
+		printf("  origin fails  %" PRIu64 " guest I/O%s held, retried every second (origin_error_mode queue)\n",
+		       num(f[FVD_ST_ORIGIN_HELD]), num(f[FVD_ST_ORIGIN_HELD]) == 1 ? "" : "s");
 	if (strcmp(f[FVD_ST_CHUNKS], "-")) {
 		const char *slash = strchr(f[FVD_ST_CHUNKS], '/');
 

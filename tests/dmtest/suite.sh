@@ -1988,6 +1988,162 @@ test_network_origin_wan() {
 	dmsetup remove fvdslice || fail "remove fvdslice"
 }
 
+# held_wait N: until N guest I/Os are held for the origin (field 22)
+held_wait() {
+	local i
+	for ((i = 0; i < 400; i++)); do
+		[ "$(status_field 22)" -ge "$1" ] && return 0
+	done
+	fail "$(status_field 22) I/Os held, expected $1"
+}
+
+# block_of DEV BLOCK: the 64 KiB block BLOCK of DEV, to stdout
+block_of() {
+	dd if="$1" bs=64k skip="$2" count=1 iflag=direct status=none
+}
+
+# origin_error_mode queue, the origin across the network, its server
+# crashing: a read and a partial write of absent blocks are held (field 22,
+# a dm event) instead of failing while local blocks are still served, and
+# complete with the right data once the origin's path leads to a new
+# connection.  Held reads go back to device-mapper on a noflush suspend and
+# are served by the table resumed next; a suspend with flush fails them; past
+# origin_queue_timeout they fail with EIO, and with origin_error_mode fail
+# (the default) no I/O is held at all.
+test_origin_error_mode_queue() {
+	local reader writer rc nr
+	head -c 4096 /dev/urandom >/tmp/w4k
+	netorigin_up datacenter $ORIGIN || fail "network origin"
+	netorigin_connect nbd0 || fail "nbd-client nbd0"
+	dmsetup create fvdorigin --table "0 $(sectors $ORIGIN) linear /dev/nbd0 0" ||
+		fail "fvdorigin"
+	$FVD_CREATE --force --origin /dev/mapper/fvdorigin $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG /dev/mapper/fvdorigin origin_error_mode queue origin_queue_timeout 600
+	[[ " $(dmsetup table $DEV) " == *" origin_error_mode queue origin_queue_timeout 600 "* ]] ||
+		fail "table line: $(dmsetup table $DEV)"
+	block_of $MAPPER 0 >/dev/null || fail "copy block 0 on read"
+
+	say "the server crashes; a read (copy-on-read) and a partial write wait"
+	netorigin_kill
+	nr=$(event_nr)
+	block_of $MAPPER 100 >/tmp/held.out &
+	reader=$!
+	dd if=/tmp/w4k of=$MAPPER bs=4k seek=$((150 * 16)) count=1 oflag=direct conv=notrunc \
+		status=none &
+	writer=$!
+	timeout 60 dmsetup wait $DEV "$nr" >/dev/null || fail "no dm event for the held I/O"
+	held_wait 2
+	kill -0 $reader && kill -0 $writer || fail "an I/O ended while the origin is down"
+	cmp <(block_of $MAPPER 0) <(block_of $ORIGIN 0) || fail "local block 0 with the origin down"
+	netorigin_serve || fail "restart the server"
+	netorigin_connect nbd1 || fail "nbd-client nbd1"
+	dmsetup suspend --noflush fvdorigin &&
+		dmsetup reload fvdorigin --table "0 $(sectors $ORIGIN) linear /dev/nbd1 0" &&
+		dmsetup resume fvdorigin || fail "switch fvdorigin to nbd1"
+	wait $reader || fail "the held read failed"
+	wait $writer || fail "the held write failed"
+	cmp /tmp/held.out <(block_of $ORIGIN 100) || fail "the held read returned other data"
+	cmp <(block_of $MAPPER 150) <(cat /tmp/w4k; block_of $ORIGIN 150 | tail -c +4097) ||
+		fail "the held write's block"
+	expect_eq "$(status_field 22)" 0 "I/Os held once the origin is back"
+
+	say "held reads are issued again to the next table after a noflush suspend"
+	netorigin_kill
+	dd if=$MAPPER of=/tmp/held.out bs=1M skip=2 count=1 iflag=direct status=none &
+	reader=$!
+	held_wait 1
+	netorigin_serve || fail "restart the server"
+	netorigin_connect nbd2 || fail "nbd-client nbd2"
+	dmsetup create fvdlin1 --table "0 $(sectors $ORIGIN) linear /dev/nbd2 0" || fail "fvdlin1"
+	dmsetup reload $DEV --table "$(fvd_table $IMG $IMG /dev/mapper/fvdlin1 no_prefetch \
+		origin_error_mode queue)" || fail "reload over the new origin path"
+	dmsetup suspend --noflush $DEV && dmsetup resume $DEV || fail "noflush suspend, resume"
+	wait $reader || fail "the requeued read failed"
+	cmp /tmp/held.out <(dd if=$ORIGIN bs=1M skip=2 count=1 status=none) ||
+		fail "the requeued read returned other data"
+	expect_eq "$(status_field 22)" 0 "I/Os held after the requeue"
+
+	say "a suspend with flush fails a held read"
+	netorigin_kill
+	block_of $MAPPER 200 >/dev/null &
+	reader=$!
+	held_wait 1
+	dmsetup suspend $DEV || fail "suspend with a held read"
+	wait $reader && fail "the held read succeeded over a suspend with flush"
+	dmsetup resume $DEV || fail "resume"
+	expect_eq "$(status_field 22)" 0 "I/Os held after the suspend"
+
+	say "a read of several blocks straight from the origin, held and retried"
+	# the origin is down: the new tables cannot read its fingerprint
+	dmsetup reload $DEV --table "$(fvd_table $IMG $IMG /dev/mapper/fvdlin1 no_prefetch \
+		skip_origin_check no_copy_on_read origin_error_mode queue)" &&
+		dmsetup suspend $DEV && dmsetup resume $DEV || fail "reload with no_copy_on_read"
+	dd if=$MAPPER of=/tmp/held.out bs=1M skip=8 count=1 iflag=direct status=none &
+	reader=$!
+	held_wait 1
+	netorigin_serve || fail "restart the server"
+	netorigin_connect nbd3 || fail "nbd-client nbd3"
+	dmsetup suspend --noflush fvdlin1 &&
+		dmsetup reload fvdlin1 --table "0 $(sectors $ORIGIN) linear /dev/nbd3 0" &&
+		dmsetup resume fvdlin1 || fail "switch fvdlin1 to nbd3"
+	wait $reader || fail "the held read of 1 MiB failed"
+	cmp /tmp/held.out <(dd if=$ORIGIN bs=1M skip=8 count=1 status=none) ||
+		fail "the held read of 1 MiB returned other data"
+	netorigin_kill
+
+	say "past origin_queue_timeout, and without queue"
+	dmsetup reload $DEV --table "$(fvd_table $IMG $IMG /dev/mapper/fvdlin1 no_prefetch \
+		skip_origin_check no_copy_on_read origin_error_mode queue origin_queue_timeout 2)" &&
+		dmsetup suspend $DEV && dmsetup resume $DEV || fail "reload with a 2 s timeout"
+	dmesg -c >>/tmp/kernel-log.saved
+	block_of $MAPPER 300 >/dev/null && fail "a read over a dead origin succeeded"
+	dmesg | grep -q "still fails after 2 s (origin_queue_timeout): failing the I/O" ||
+		fail "no kernel log line on the timeout"
+	expect_eq "$(status_field 22)" 0 "I/Os held after the timeout"
+	dmsetup reload $DEV --table "$(fvd_table $IMG $IMG /dev/mapper/fvdlin1 no_prefetch \
+		skip_origin_check)" &&
+		dmsetup suspend $DEV && dmsetup resume $DEV || fail "reload with origin_error_mode fail"
+	dmesg -c >>/tmp/kernel-log.saved
+	block_of $MAPPER 300 >/dev/null && fail "a read over a dead origin succeeded"
+	dmesg | grep -q "guest I/O held" && fail "held with origin_error_mode fail"
+	expect_eq "$(status_field 22)" 0 "I/Os held with origin_error_mode fail"
+	fvd_down
+	rm -f /tmp/w4k /tmp/held.out
+}
+
+# A held read is issued again as it first was: a blk-mq origin (null_blk,
+# memory-backed, with bad blocks) advances a bio it fails, unlike the
+# dm-linear origins above.  The read of 1 MiB straight from the origin
+# (no_copy_on_read) is held while its sectors are bad and returns the
+# origin's data once they are cleared.
+test_origin_error_mode_queue_blk_mq() {
+	local nb=/sys/kernel/config/nullb/fvdnull dev reader
+	modprobe null_blk nr_devices=0 || fail "modprobe null_blk"
+	mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config ||
+		fail "configfs"
+	mkdir $nb && echo 64 >$nb/size && echo 1 >$nb/memory_backed && echo 1 >$nb/power ||
+		fail "null_blk device"
+	# named after the configfs directory (nullbN on older kernels)
+	dev=/dev/fvdnull
+	[ -b $dev ] || dev=/dev/nullb$(cat $nb/index)
+	[ -b $dev ] || fail "no block device for $nb"
+	dd if=$ORIGIN of=$dev bs=1M oflag=direct status=none || fail "origin data"
+	$FVD_CREATE --force --origin $dev $IMG >/dev/null || fail "fvd-create"
+	fvd_up $IMG $IMG $dev no_copy_on_read origin_error_mode queue
+	echo "+16384-18431" >$nb/badblocks || fail "bad blocks"
+	dd if=$MAPPER of=/tmp/held.out bs=1M skip=8 count=1 iflag=direct status=none &
+	reader=$!
+	held_wait 1
+	echo "-16384-18431" >$nb/badblocks || fail "clear the bad blocks"
+	wait $reader || fail "the held read failed"
+	cmp /tmp/held.out <(dd if=$ORIGIN bs=1M skip=8 count=1 status=none) ||
+		fail "the held read returned other data"
+	expect_eq "$(status_field 22)" 0 "I/Os held at the end"
+	fvd_down
+	rmdir $nb || fail "remove the null_blk device"
+	rm -f /tmp/held.out
+}
+
 # fio_latency NAME ARGS...: run fio, print "p50 p99" completion latency (us)
 fio_latency() {
 	local name=$1
@@ -2727,6 +2883,7 @@ cleanup_devices() {
 		crashfvd crashsnap crashlog crashorigin; do
 		dmsetup remove --retry "$d" >/dev/null 2>&1 || true
 	done
+	rmdir /sys/kernel/config/nullb/* >/dev/null 2>&1 || true
 	rmmod null_blk >/dev/null 2>&1 || true
 	netorigin_down
 	dmsetup remove --retry fvdslice >/dev/null 2>&1 || true

@@ -2122,9 +2122,17 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "prefetch features", "/dev/m /dev/d /dev/o 5 no_prefetch prefetch_delay 0 PREFETCH_BATCH 4", NULL },
 	{ "every tunable at its maximum", "/dev/m /dev/d /dev/o 16 prefetch_delay 86400 prefetch_batch 65536 prefetch_writes 64 prefetch_window 60000 prefetch_min_read 16777216 prefetch_min_write 16777216 prefetch_max_pause 600000 prefetch_max_rate 16777216", NULL },
 	{ "skip_origin_check", "/dev/m /dev/d /dev/o 1 skip_origin_check", NULL },
+	{ "origin_error_mode queue", "/dev/m /dev/d /dev/o 4 origin_error_mode queue origin_queue_timeout 1", NULL },
+	{ "origin_error_mode unknown", "/dev/m /dev/d /dev/o 2 origin_error_mode retry", "Invalid origin_error_mode" },
+	{ "origin_error_mode twice", "/dev/m /dev/d /dev/o 4 origin_error_mode fail origin_error_mode queue", "Repeated feature argument" },
+	{ "origin_error_mode without value", "/dev/m /dev/d /dev/o 1 origin_error_mode", "missing its value" },
+	{ "origin_queue_timeout without queue", "/dev/m /dev/d /dev/o 2 origin_queue_timeout 5", "origin_queue_timeout needs origin_error_mode queue" },
+	{ "origin_queue_timeout with fail", "/dev/m /dev/d /dev/o 4 origin_queue_timeout 5 origin_error_mode fail", "origin_queue_timeout needs origin_error_mode queue" },
+	{ "origin_queue_timeout zero", "/dev/m /dev/d /dev/o 4 origin_error_mode queue origin_queue_timeout 0", "Invalid origin_queue_timeout" },
+	{ "origin_queue_timeout over a day", "/dev/m /dev/d /dev/o 4 origin_error_mode queue origin_queue_timeout 86401", "Invalid origin_queue_timeout" },
 	{ "skip_origin_check twice", "/dev/m /dev/d /dev/o 2 skip_origin_check skip_origin_check", "Repeated feature argument" },
-	{ "every feature", "/dev/m /dev/d /dev/o 27 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0", NULL },
-	{ "every feature and one more", "/dev/m /dev/d /dev/o 28 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 read_only", "Invalid number of feature" },
+	{ "every feature", "/dev/m /dev/d /dev/o 31 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0", NULL },
+	{ "every feature and one more", "/dev/m /dev/d /dev/o 32 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 read_only", "Invalid number of feature" },
 	{ "prefetch_batch below 4 KiB", "/dev/m /dev/d /dev/o 2 prefetch_batch 3", "Invalid prefetch_batch" },
 	{ "prefetch_writes too many", "/dev/m /dev/d /dev/o 2 prefetch_writes 65", "Invalid prefetch_writes" },
 	{ "prefetch_window too short", "/dev/m /dev/d /dev/o 2 prefetch_window 9", "Invalid prefetch_window" },
@@ -2156,16 +2164,18 @@ static void fvd_test_table_parse(struct kunit *test)
 {
 	const struct fvd_table_case *c = test->param_value;
 	struct fvd_table_args args;
-	char *line, *argv[32], *error = NULL, *word;
+	char *line, *argv[48], *error = NULL, *word;
 	unsigned int argc = 0;
 	int r;
 
 	line = kunit_kzalloc(test, strlen(c->line) + 1, GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, line);
 	strcpy(line, c->line);
-	while ((word = strsep(&line, " ")) && argc < ARRAY_SIZE(argv))
+	while (argc < ARRAY_SIZE(argv) && (word = strsep(&line, " ")))
 		if (*word)
 			argv[argc++] = word;
+	/* every word taken: a longer case needs a larger argv */
+	KUNIT_ASSERT_NULL(test, line);
 
 	r = fvd_parse_table_args(argc, argv, &args, &error);
 	if (!c->error) {
@@ -2234,6 +2244,36 @@ static void fvd_test_table_prefetch_values(struct kunit *test)
 			fvd_tunables[FVD_PREFETCH_MIN_READ].def);
 }
 
+static void fvd_test_table_origin_error_values(struct kunit *test)
+{
+	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "/dev/o", d[] = "4";
+	char e[] = "origin_error_mode", f[] = "QUEUE", g[] = "origin_queue_timeout";
+	char h[] = "86400";
+	struct fvd_table_args args;
+	char *error = NULL;
+	char *argv[8] = { a, b, c, d, e, f, g, h };
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(ARRAY_SIZE(argv), argv,
+						      &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.have_origin_error_mode);
+	KUNIT_EXPECT_TRUE(test, args.origin_queue);
+	KUNIT_EXPECT_TRUE(test, args.have_origin_queue_timeout);
+	KUNIT_EXPECT_EQ(test, args.origin_queue_timeout, 86400U);
+	/* queue without a timeout waits the default; fail is today's EIO */
+	d[0] = '2';
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(6, argv, &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.origin_queue);
+	KUNIT_EXPECT_FALSE(test, args.have_origin_queue_timeout);
+	KUNIT_EXPECT_EQ(test, args.origin_queue_timeout, 60U);
+	strscpy(f, "fail", sizeof(f));
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(6, argv, &args, &error));
+	KUNIT_EXPECT_TRUE(test, args.have_origin_error_mode);
+	KUNIT_EXPECT_FALSE(test, args.origin_queue);
+	KUNIT_ASSERT_EQ(test, 0, fvd_parse_table_args(3, argv, &args, &error));
+	KUNIT_EXPECT_FALSE(test, args.have_origin_error_mode);
+	KUNIT_EXPECT_FALSE(test, args.origin_queue);
+}
+
 static void fvd_test_table_space_values(struct kunit *test)
 {
 	char a[] = "/dev/meta", b[] = "/dev/data", c[] = "-", d[] = "5";
@@ -2267,6 +2307,7 @@ static struct kunit_case fvd_table_cases_list[] = {
 	KUNIT_CASE_PARAM(fvd_test_table_parse, fvd_table_gen_params),
 	KUNIT_CASE(fvd_test_table_values),
 	KUNIT_CASE(fvd_test_table_space_values),
+	KUNIT_CASE(fvd_test_table_origin_error_values),
 	KUNIT_CASE(fvd_test_table_prefetch_values),
 	{}
 };

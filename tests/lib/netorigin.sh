@@ -10,6 +10,7 @@
 #   netorigin_up PROFILE DEVICE   serve DEVICE read-only, shaped by PROFILE
 #   netorigin_connect NBD         attach /dev/NBD to it (nbd-client)
 #   netorigin_shape PROFILE       change the link of a running server
+#   netorigin_kill, netorigin_serve   stop the server as a crash would, start it
 #   netorigin_down                disconnect and remove it all
 #
 # Profiles: "datacenter" (1 Gbit/s, 0.5 ms round trip) and "wan" (25 Mbit/s,
@@ -45,6 +46,23 @@ netorigin_netem() {
 			netem delay "$delay" rate "$rate" limit 10000
 }
 
+# netorigin_serve: start the server (again) on the namespace's address
+netorigin_serve() {
+	ip netns exec $NETORIGIN_NS nbd-server -C $NETORIGIN_CONF
+}
+
+# netorigin_kill: stop the server, as a crash would: its connections drop
+netorigin_kill() {
+	local pid
+	for pid in $(netorigin_server_pids); do
+		kill -KILL "$pid" 2>/dev/null || :
+	done
+	# gone when the namespace holds no process any more
+	while [ -n "$(netorigin_server_pids)" ]; do
+		sleep 0.1
+	done
+}
+
 netorigin_up() {
 	local profile=$1 device=$2
 	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=16 || return 1
@@ -68,7 +86,7 @@ port = $NETORIGIN_PORT
 exportname = $device
 readonly = true
 EOF
-	ip netns exec $NETORIGIN_NS nbd-server -C $NETORIGIN_CONF
+	netorigin_serve
 }
 
 netorigin_shape() {

@@ -34,7 +34,7 @@ def table(source, start, pattern):
 
 names = {
     "feature argument": table(target, "} fvd_features[] = {",
-                              r'\{ "([a-z_]+)", (?:true|false), offsetof') +
+                              r'\{ "([a-z_]+)", (?:true|false),') +
     table(prefetch, "fvd_tunables[FVD_NR_TUNABLES] = {", r'"(prefetch_[a-z_]+)", '),
     "status field": table(status_h, "fvd_status_field_names[", r'= "([a-z_]+)",'),
     "prefetch state": table(prefetch, "[FVD_PREFETCH_OFF] =", r'\] = "([a-z_]+)",'),
