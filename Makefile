@@ -49,7 +49,7 @@ DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 # make bench also runs qcow2 through qemu-nbd and draws its chart
 BENCH_PACKAGES := qemu-utils gnuplot-nox
 
-.PHONY: all module tools deps bench-deps check kunit dmtest static fuzz demo bench clean \
+.PHONY: all module tools deps bench-deps check kunit dmtest static fuzz demo bench bench-storm clean \
 	version install uninstall deb
 
 all: module tools
@@ -147,6 +147,10 @@ demo: deps
 
 bench: bench-deps
 	@bench/run
+
+# the boot benchmark over a network origin (bench/storm)
+bench-storm: bench-deps
+	@bench/storm
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR)/dm-fvd clean

@@ -19,6 +19,7 @@
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
+. /run/fvd/src/bench/guest-common.sh
 SRC=$FVD_SRC
 OUT=$FVD_OUT
 FVD_CREATE=$SRC/tools/fvd-create
@@ -61,10 +62,6 @@ fail() {
 	exit 1
 }
 
-sectors() {
-	blockdev --getsz "$1"
-}
-
 ORIGIN_BYTES=$(blockdev --getsize64 $ORIGIN)
 S=$(sectors $ORIGIN)
 
@@ -88,14 +85,7 @@ now_ms() {
 # disk.  With "copy" the peer is ready to copy the whole origin but does not
 # start before copy_start.
 
-zero() {	# zero DEV KIB: zero the first KIB KiB (a new store or pool)
-	dd if=/dev/zero of="$1" bs=1K count="$2" oflag=direct status=none ||
-		fail "zeroing $1"
-}
 
-dm_up() {	# dm_up NAME TABLE
-	dmsetup create "$1" --table "$2" || fail "dmsetup create $1: $2"
-}
 
 fvd_up() {	# fvd_up COPY [FVD-CREATE ARGS...] -- [FEATURES...]
 	local copy=$1 args=() features=()
@@ -156,19 +146,10 @@ peer_up() {
 			$DATA || fail "qemu-nbd"
 		DISK=$NBD
 		# qemu-nbd returns before the kernel has the disk's size
-		udev_settle_size $NBD ;;
+		until_sized $NBD ;;
 	*)
 		fail "unknown peer $peer" ;;
 	esac
-}
-
-udev_settle_size() {	# until the block device reports a size (no sleeps)
-	local i
-	for ((i = 0; i < 1000; i++)); do
-		[ "$(blockdev --getsize64 "$1" 2>/dev/null || echo 0)" -gt 0 ] && return 0
-		read -r -t 0.01 <> <(:) || true
-	done
-	fail "$1 has no size"
 }
 
 peer_down() {

@@ -1997,6 +1997,16 @@ held_wait() {
 	fail "$(status_field 22) I/Os held, expected $1"
 }
 
+# origin_back LINEAR NBD: the server runs again, /dev/NBD is a new
+# connection to it, and the dm-linear LINEAR (the origin's path) leads there
+origin_back() {
+	netorigin_serve || fail "restart the server"
+	netorigin_connect "$2" || fail "nbd-client $2"
+	dmsetup suspend --noflush "$1" &&
+		dmsetup reload "$1" --table "0 $(sectors $ORIGIN) linear /dev/$2 0" &&
+		dmsetup resume "$1" || fail "switch $1 to $2"
+}
+
 # block_of DEV BLOCK: the 64 KiB block BLOCK of DEV, to stdout
 block_of() {
 	dd if="$1" bs=64k skip="$2" count=1 iflag=direct status=none
@@ -2035,11 +2045,7 @@ test_origin_error_mode_queue() {
 	held_wait 2
 	kill -0 $reader && kill -0 $writer || fail "an I/O ended while the origin is down"
 	cmp <(block_of $MAPPER 0) <(block_of $ORIGIN 0) || fail "local block 0 with the origin down"
-	netorigin_serve || fail "restart the server"
-	netorigin_connect nbd1 || fail "nbd-client nbd1"
-	dmsetup suspend --noflush fvdorigin &&
-		dmsetup reload fvdorigin --table "0 $(sectors $ORIGIN) linear /dev/nbd1 0" &&
-		dmsetup resume fvdorigin || fail "switch fvdorigin to nbd1"
+	origin_back fvdorigin nbd1
 	wait $reader || fail "the held read failed"
 	wait $writer || fail "the held write failed"
 	cmp /tmp/held.out <(block_of $ORIGIN 100) || fail "the held read returned other data"
@@ -2081,11 +2087,7 @@ test_origin_error_mode_queue() {
 	dd if=$MAPPER of=/tmp/held.out bs=1M skip=8 count=1 iflag=direct status=none &
 	reader=$!
 	held_wait 1
-	netorigin_serve || fail "restart the server"
-	netorigin_connect nbd3 || fail "nbd-client nbd3"
-	dmsetup suspend --noflush fvdlin1 &&
-		dmsetup reload fvdlin1 --table "0 $(sectors $ORIGIN) linear /dev/nbd3 0" &&
-		dmsetup resume fvdlin1 || fail "switch fvdlin1 to nbd3"
+	origin_back fvdlin1 nbd3
 	wait $reader || fail "the held read of 1 MiB failed"
 	cmp /tmp/held.out <(dd if=$ORIGIN bs=1M skip=8 count=1 status=none) ||
 		fail "the held read of 1 MiB returned other data"
