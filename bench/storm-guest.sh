@@ -17,7 +17,14 @@
 # (BOOT first or second; METRIC ms, p50_us, p99_us, origin_bytes) to
 # /run/fvd/out/raw.
 #
-# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all).
+# Then, on the STORM_STORM_PROFILES links (wan), STORM_HOSTS hosts (8) boot
+# at once, each in a network namespace of its own with its own connection,
+# device and slices of the disks, twice (BOOT storm-first, storm-second):
+# the longest boot, the wall time, the hosts' median p50 and largest p99,
+# the origin bytes of all hosts.
+#
+# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all),
+# STORM_HOSTS, STORM_STORM_PROFILES, STORM_STORM_PEERS (fvd thin).
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
@@ -30,12 +37,15 @@ ORIGIN=/dev/vda
 DATA=/dev/vdb
 META=/dev/vdc
 NET=/dev/nbd0		# the origin over the link
-QNBD=/dev/nbd8		# qcow2's disk, by qemu-nbd
+QNBD=/dev/nbd31	# qcow2's disk, by qemu-nbd (the storm's hosts use 1-30)
 TRACE=$OUT/boot.trace
 DEV=storm
 
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
 PEERS=${STORM_PEERS:-"local fvd fvd-nocor thin clone qcow2"}
+HOSTS=${STORM_HOSTS:-8}
+STORM_ON=${STORM_STORM_PROFILES:-wan}	# the links the storm runs on
+STORM_PEERS_ALL=${STORM_STORM_PEERS:-"fvd thin"}
 
 log() {
 	echo "[storm] $*" >&2
@@ -115,30 +125,117 @@ peer_down() {
 	esac
 }
 
-nbd_read_bytes() {
-	awk '{ print $3 * 512 }' /sys/block/${NET#/dev/}/stat
+nbd_read_bytes() {	# nbd_read_bytes NBD...: bytes the NBD devices read
+	local nbd total=0
+	for nbd in "$@"; do
+		total=$((total + $(awk '{ print $3 * 512 }' /sys/block/"${nbd#/dev/}"/stat)))
+	done
+	echo $total
+}
+
+# replay DISK...: the trace on every DISK at once, one fio each (reports
+# in /tmp/boot-N.json); prints the wall time in ms
+replay() {
+	local i=0 pids=() t0 disk
+	t0=$(date +%s%N)
+	for disk in "$@"; do
+		i=$((i + 1))
+		(cd /tmp && fio --name=boot$i --read_iolog=$TRACE --replay_redirect="$disk" \
+			--ioengine=psync --direct=1 --output-format=json \
+			--output=/tmp/boot-$i.json) >/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i" || fail "fio boot"
+	done
+	echo $((($(date +%s%N) - t0) / 1000000))
 }
 
 # boot PROFILE PEER BOOT: replay the trace on $DISK, record what it took
 boot() {
 	local before after
-	before=$(nbd_read_bytes)
-	(cd /tmp && fio --name=boot --read_iolog=$TRACE --replay_redirect="$DISK" \
-		--ioengine=psync --direct=1 --output-format=json --output=/tmp/boot.json) \
-		>/dev/null || fail "fio boot on $DISK"
-	after=$(nbd_read_bytes)
+	before=$(nbd_read_bytes $NET)
+	replay "$DISK" >/dev/null
+	after=$(nbd_read_bytes $NET)
 	# shellcheck disable=SC2046
-	set -- "$@" $(python3 - <<'PY'
-import json
-job = json.load(open("/tmp/boot.json"))["jobs"][0]["read"]
-p = job["clat_ns"]["percentile"]
-print(job["runtime"], p["50.000000"] // 1000, p["99.000000"] // 1000)
-PY
-)
+	set -- "$@" $(fio_figures 1)
 	record "$1" "$2" "$3" ms "$4"
 	record "$1" "$2" "$3" p50_us "$5"
 	record "$1" "$2" "$3" p99_us "$6"
 	record "$1" "$2" "$3" origin_bytes $((after - before))
+}
+
+# fio_figures N: of /tmp/boot-1..N.json, the longest runtime (ms), the
+# median of the hosts' p50 and the largest p99 (us)
+fio_figures() {
+	python3 - "$1" <<'PY'
+import json, statistics, sys
+jobs = [json.load(open(f"/tmp/boot-{i}.json"))["jobs"][0]["read"]
+        for i in range(1, int(sys.argv[1]) + 1)]
+p = [j["clat_ns"]["percentile"] for j in jobs]
+print(max(j["runtime"] for j in jobs),
+      int(statistics.median(x["50.000000"] for x in p)) // 1000,
+      max(x["99.000000"] for x in p) // 1000)
+PY
+}
+
+# ---- the storm: STORM_HOSTS hosts at once, each in a namespace of its own
+# with its own connection to the server, its own slice of the data and
+# metadata disks and its own device
+
+host_vars() {	# host_vars I: the globals the peer functions use, for host I
+	NET=/dev/nbd$1
+	DATA=/dev/mapper/stormdata$1
+	META=/dev/mapper/stormmeta$1
+	DEV=storm$1
+}
+
+storm_up() {	# storm_up N: the hosts, their connections and slices
+	local n=$1 i dslice mslice
+	dslice=$(($(sectors /dev/vdb) / n / 2048 * 2048))
+	mslice=$(($(sectors /dev/vdc) / n / 2048 * 2048))
+	for ((i = 1; i <= n; i++)); do
+		netorigin_host_add "$i" || fail "host $i"
+		netorigin_host_connect "$i" nbd"$i" || fail "nbd-client on host $i"
+		until_sized /dev/nbd"$i"
+		dm_up stormdata"$i" "0 $dslice linear /dev/vdb $(((i - 1) * dslice))"
+		dm_up stormmeta"$i" "0 $mslice linear /dev/vdc $(((i - 1) * mslice))"
+	done
+}
+
+storm_down() {	# storm_down N
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		dmsetup remove stormdata"$i" && dmsetup remove stormmeta"$i" ||
+			fail "remove the slices of host $i"
+	done
+}
+
+# storm PROFILE PEER BOOT N: every host activates PEER and boots at once
+storm() {
+	local profile=$1 peer=$2 boot=$3 n=$4 i disks=() nbds=() before after wall
+	for ((i = 1; i <= n; i++)); do
+		host_vars "$i"
+		[ "$boot" = first ] && peer_make "$peer"
+		peer_up "$peer"
+		disks+=("$DISK")
+		nbds+=("$NET")
+	done
+	before=$(nbd_read_bytes "${nbds[@]}")
+	wall=$(replay "${disks[@]}")
+	after=$(nbd_read_bytes "${nbds[@]}")
+	# shellcheck disable=SC2046
+	set -- "$@" $(fio_figures "$n")
+	record "$profile" "$peer" "storm-$boot" hosts "$n"
+	record "$profile" "$peer" "storm-$boot" ms "$5"
+	record "$profile" "$peer" "storm-$boot" wall_ms "$wall"
+	record "$profile" "$peer" "storm-$boot" p50_us "$6"
+	record "$profile" "$peer" "storm-$boot" p99_us "$7"
+	record "$profile" "$peer" "storm-$boot" origin_bytes $((after - before))
+	for ((i = 1; i <= n; i++)); do
+		host_vars "$i"
+		peer_down "$peer"
+	done
 }
 
 modprobe dm-mod && modprobe dm-thin-pool && modprobe dm-persistent-data ||
@@ -164,6 +261,15 @@ for profile in $PROFILES; do
 		boot "$profile" "$peer" second
 		peer_down "$peer"
 	done
+	if [[ " $STORM_ON " == *" $profile "* ]] && [ "$HOSTS" -gt 1 ]; then
+		storm_up "$HOSTS"
+		for peer in $STORM_PEERS_ALL; do
+			storm "$profile" "$peer" first "$HOSTS"
+			storm "$profile" "$peer" second "$HOSTS"
+		done
+		storm_down "$HOSTS"
+		NET=/dev/nbd0 DATA=/dev/vdb META=/dev/vdc DEV=storm
+	fi
 	netorigin_down
 done
 log "done"

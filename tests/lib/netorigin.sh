@@ -11,7 +11,14 @@
 #   netorigin_connect NBD         attach /dev/NBD to it (nbd-client)
 #   netorigin_shape PROFILE       change the link of a running server
 #   netorigin_kill, netorigin_serve   stop the server as a crash would, start it
+#   netorigin_host_add N          simulated host N (1-250): a namespace of its own
+#   netorigin_host_connect N NBD  attach /dev/NBD to the server from host N
 #   netorigin_down                disconnect and remove it all
+#
+# The shaped link is the image server's: the hosts reach it through the
+# root namespace, each over an unshaped veth pair and with a connection of
+# its own, so that hosts booting at once share the server's rate as they
+# would share an image server's uplink.
 #
 # Profiles: "datacenter" (1 Gbit/s, 0.5 ms round trip) and "wan" (25 Mbit/s,
 # 20 ms round trip).  Under TCG the guest moves far less than 1 Gbit/s over
@@ -25,6 +32,7 @@ NETORIGIN_HOST_IP=10.77.0.1
 NETORIGIN_SRV_IP=10.77.0.2
 NETORIGIN_PORT=10809
 NETORIGIN_CONF=/tmp/netorigin-nbd.conf
+NETORIGIN_HOST_NS=fvd-host	# and the host's number
 
 # netorigin_profile PROFILE: "RATE ONE-WAY-DELAY" as netem takes them
 netorigin_profile() {
@@ -65,7 +73,7 @@ netorigin_kill() {
 
 netorigin_up() {
 	local profile=$1 device=$2
-	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=16 || return 1
+	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=32 || return 1
 	ip link set lo up &&
 		ip netns add $NETORIGIN_NS &&
 		ip link add $NETORIGIN_HOST_IF type veth peer name $NETORIGIN_SRV_IF &&
@@ -75,6 +83,7 @@ netorigin_up() {
 		ip netns exec $NETORIGIN_NS ip link set lo up &&
 		ip netns exec $NETORIGIN_NS ip addr add $NETORIGIN_SRV_IP/24 dev $NETORIGIN_SRV_IF &&
 		ip netns exec $NETORIGIN_NS ip link set $NETORIGIN_SRV_IF up &&
+		ip netns exec $NETORIGIN_NS ip route add 10.78.0.0/16 via $NETORIGIN_HOST_IP &&
 		netorigin_netem add "$profile" || return 1
 	cat >$NETORIGIN_CONF <<EOF
 [generic]
@@ -102,6 +111,25 @@ netorigin_connect() {
 		>/dev/null
 }
 
+netorigin_host_add() {
+	local n=$1 ns=$NETORIGIN_HOST_NS$1
+	echo 1 >/proc/sys/net/ipv4/ip_forward &&
+		ip netns add "$ns" &&
+		ip link add fvd-r"$n" type veth peer name fvd-v"$n" &&
+		ip link set fvd-v"$n" netns "$ns" &&
+		ip addr add 10.78."$n".1/24 dev fvd-r"$n" &&
+		ip link set fvd-r"$n" up &&
+		ip netns exec "$ns" ip link set lo up &&
+		ip netns exec "$ns" ip addr add 10.78."$n".2/24 dev fvd-v"$n" &&
+		ip netns exec "$ns" ip link set fvd-v"$n" up &&
+		ip netns exec "$ns" ip route add default via 10.78."$n".1
+}
+
+netorigin_host_connect() {
+	ip netns exec $NETORIGIN_HOST_NS"$1" nbd-client $NETORIGIN_SRV_IP $NETORIGIN_PORT \
+		/dev/"$2" -N origin -t 30 >/dev/null
+}
+
 # netorigin_server_pids: the processes of the image server's namespace
 netorigin_server_pids() {
 	ip netns pids $NETORIGIN_NS 2>/dev/null
@@ -110,15 +138,18 @@ netorigin_server_pids() {
 # Also from another shell than the one that connected: every NBD device
 # with a connection (a pid in sysfs) is disconnected.
 netorigin_down() {
-	local nbd pid
+	local nbd pid ns
 	for nbd in /sys/block/nbd*; do
 		[ ! -e "$nbd/pid" ] || nbd-client -d /dev/"${nbd##*/}" >/dev/null 2>&1 || :
 	done
 	for pid in $(netorigin_server_pids); do
 		kill "$pid" 2>/dev/null || :
 	done
-	# The veth pair goes with the namespace (callers may run under set -e).
+	# The veth pairs go with the namespaces (callers may run under set -e).
 	ip netns del $NETORIGIN_NS 2>/dev/null || :
 	ip link del $NETORIGIN_HOST_IF 2>/dev/null || :
+	for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
+		case $ns in $NETORIGIN_HOST_NS*) ip netns del "$ns" 2>/dev/null || : ;; esac
+	done
 	rm -f $NETORIGIN_CONF
 }
