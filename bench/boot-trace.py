@@ -8,9 +8,11 @@ What a boot reads of its root disk, seen below the page cache: a few
 thousand reads, most of them small (4-16 KiB: metadata, small files),
 some larger (64-256 KiB: readahead of libraries and binaries), in runs of
 sequential reads through a file, the files spread over the disk, about
-10-20 % of it read in all, at queue depth one or two.  The same SEED and
+10-20 % of it read in all, at low queue depth (the benchmarks replay it at
+one).  The same SEED and
 sizes always give the same trace (fio replays it with --read_iolog and
---replay_redirect).  Prints the trace's reads and bytes on stderr.
+--replay_redirect).  Prints the trace's reads and bytes on stderr, and the
+bytes of the 64 KiB blocks it touches (what a copy by whole blocks reads).
 """
 
 import argparse
@@ -79,8 +81,12 @@ def main():
             out.write(f"/dev/disk read {offset} {length}\n")
         out.write("/dev/disk close\n")
     total = sum(length for _, length in reads)
+    block = 64 * KIB
+    blocks = {b for offset, length in reads
+              for b in range(offset // block, (offset + length - 1) // block + 1)}
     print(f"boot trace: {len(reads)} reads, {total} bytes "
-          f"({100 * total / args.disk_bytes:.1f} % of the disk)", file=sys.stderr)
+          f"({100 * total / args.disk_bytes:.1f} % of the disk), "
+          f"{len(blocks) * block} bytes in 64 KiB blocks", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -133,50 +133,53 @@ nbd_read_bytes() {	# nbd_read_bytes NBD...: bytes the NBD devices read
 	echo $total
 }
 
-# replay DISK...: the trace on every DISK at once, one fio each (reports
-# in /tmp/boot-N.json); prints the wall time in ms
+# replay DISK...: the trace on every DISK at once, one fio job each in one
+# fio, so that they start together (report in /tmp/boot.json); sets WALL_MS.
+# The server's page cache is dropped first: every boot finds it cold.
 replay() {
-	local i=0 pids=() t0 disk
-	t0=$(date +%s%N)
+	local jobs=() i=0 disk t0
 	for disk in "$@"; do
 		i=$((i + 1))
-		(cd /tmp && fio --name=boot$i --read_iolog=$TRACE --replay_redirect="$disk" \
-			--ioengine=psync --direct=1 --output-format=json \
-			--output=/tmp/boot-$i.json) >/dev/null &
-		pids+=($!)
+		jobs+=(--name=boot$i --read_iolog=$TRACE --replay_redirect="$disk")
 	done
-	for i in "${pids[@]}"; do
-		wait "$i" || fail "fio boot"
-	done
-	echo $((($(date +%s%N) - t0) / 1000000))
+	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	t0=$(date +%s%N)
+	(cd /tmp && fio --ioengine=psync --direct=1 --output-format=json \
+		--output=/tmp/boot.json "${jobs[@]}") >/dev/null || fail "fio boot"
+	WALL_MS=$((($(date +%s%N) - t0) / 1000000))
 }
 
-# boot PROFILE PEER BOOT: replay the trace on $DISK, record what it took
-boot() {
-	local before after
-	before=$(nbd_read_bytes $NET)
-	replay "$DISK" >/dev/null
-	after=$(nbd_read_bytes $NET)
-	# shellcheck disable=SC2046
-	set -- "$@" $(fio_figures 1)
-	record "$1" "$2" "$3" ms "$4"
-	record "$1" "$2" "$3" p50_us "$5"
-	record "$1" "$2" "$3" p99_us "$6"
-	record "$1" "$2" "$3" origin_bytes $((after - before))
-}
-
-# fio_figures N: of /tmp/boot-1..N.json, the longest runtime (ms), the
-# median of the hosts' p50 and the largest p99 (us)
+# fio_figures: of /tmp/boot.json, the longest runtime (ms), the median of
+# the jobs' p50 and the largest p99 (us)
 fio_figures() {
-	python3 - "$1" <<'PY'
-import json, statistics, sys
-jobs = [json.load(open(f"/tmp/boot-{i}.json"))["jobs"][0]["read"]
-        for i in range(1, int(sys.argv[1]) + 1)]
+	python3 - <<'PY'
+import json, statistics
+jobs = [j["read"] for j in json.load(open("/tmp/boot.json"))["jobs"]]
 p = [j["clat_ns"]["percentile"] for j in jobs]
 print(max(j["runtime"] for j in jobs),
       int(statistics.median(x["50.000000"] for x in p)) // 1000,
       max(x["99.000000"] for x in p) // 1000)
 PY
+}
+
+# boot PROFILE PEER BOOT: activate PEER, replay the trace on it, record what
+# the activation (dm-fvd reads the origin's fingerprint) and the boot took
+boot() {
+	local before mid after
+	before=$(nbd_read_bytes $NET)
+	peer_up "$2"
+	mid=$(nbd_read_bytes $NET)
+	replay "$DISK"
+	after=$(nbd_read_bytes $NET)
+	# shellcheck disable=SC2046
+	set -- "$@" $(fio_figures)
+	[ $# -eq 6 ] || fail "no figures from fio"
+	record "$1" "$2" "$3" ms "$4"
+	record "$1" "$2" "$3" p50_us "$5"
+	record "$1" "$2" "$3" p99_us "$6"
+	record "$1" "$2" "$3" origin_bytes $((after - mid))
+	record "$1" "$2" "$3" activation_origin_bytes $((mid - before))
+	peer_down "$2"
 }
 
 # ---- the storm: STORM_HOSTS hosts at once, each in a namespace of its own
@@ -213,25 +216,30 @@ storm_down() {	# storm_down N
 
 # storm PROFILE PEER BOOT N: every host activates PEER and boots at once
 storm() {
-	local profile=$1 peer=$2 boot=$3 n=$4 i disks=() nbds=() before after wall
+	local profile=$1 peer=$2 boot=$3 n=$4 i disks=() nbds=() before mid after
+	for ((i = 1; i <= n; i++)); do
+		nbds+=(/dev/nbd"$i")
+	done
+	before=$(nbd_read_bytes "${nbds[@]}")
 	for ((i = 1; i <= n; i++)); do
 		host_vars "$i"
 		[ "$boot" = first ] && peer_make "$peer"
 		peer_up "$peer"
 		disks+=("$DISK")
-		nbds+=("$NET")
 	done
-	before=$(nbd_read_bytes "${nbds[@]}")
-	wall=$(replay "${disks[@]}")
+	mid=$(nbd_read_bytes "${nbds[@]}")
+	replay "${disks[@]}"
 	after=$(nbd_read_bytes "${nbds[@]}")
 	# shellcheck disable=SC2046
-	set -- "$@" $(fio_figures "$n")
+	set -- "$@" $(fio_figures)
+	[ $# -eq 7 ] || fail "no figures from fio"
 	record "$profile" "$peer" "storm-$boot" hosts "$n"
 	record "$profile" "$peer" "storm-$boot" ms "$5"
-	record "$profile" "$peer" "storm-$boot" wall_ms "$wall"
+	record "$profile" "$peer" "storm-$boot" wall_ms "$WALL_MS"
 	record "$profile" "$peer" "storm-$boot" p50_us "$6"
 	record "$profile" "$peer" "storm-$boot" p99_us "$7"
-	record "$profile" "$peer" "storm-$boot" origin_bytes $((after - before))
+	record "$profile" "$peer" "storm-$boot" origin_bytes $((after - mid))
+	record "$profile" "$peer" "storm-$boot" activation_origin_bytes $((mid - before))
 	for ((i = 1; i <= n; i++)); do
 		host_vars "$i"
 		peer_down "$peer"
@@ -243,6 +251,8 @@ modprobe dm-mod && modprobe dm-thin-pool && modprobe dm-persistent-data ||
 load_dm_fvd || fail "insmod dm-fvd.ko"
 insmod "$OUT/dm-clone.ko" || fail "insmod dm-clone.ko"
 [ -f $TRACE ] || fail "no trace at $TRACE"
+# qemu-nbd --connect keeps a socket in /var/lock (/run/lock, a fresh tmpfs)
+mkdir -p /run/lock
 : >"$OUT/raw"
 echo "setup fio $(fio --version)" >>"$OUT/raw"
 echo "setup qemu_nbd $(qemu-nbd --version | head -n1)" >>"$OUT/raw"
@@ -254,12 +264,8 @@ for profile in $PROFILES; do
 	until_sized $NET
 	for peer in $PEERS; do
 		peer_make "$peer"
-		peer_up "$peer"
 		boot "$profile" "$peer" first
-		peer_down "$peer"
-		peer_up "$peer"
 		boot "$profile" "$peer" second
-		peer_down "$peer"
 	done
 	if [[ " $STORM_ON " == *" $profile "* ]] && [ "$HOSTS" -gt 1 ]; then
 		storm_up "$HOSTS"

@@ -39,7 +39,20 @@ def load(path):
             _, profile, peer, boot, metric, value = words
             runs.setdefault(profile, {}).setdefault(peer, {}).setdefault(boot, {})[metric] = \
                 int(value)
+    # what the activation read (dm-fvd: the fingerprint) counts too
+    for peers in runs.values():
+        for boots in peers.values():
+            for b in boots.values():
+                b["origin_bytes"] = b.get("origin_bytes", 0) + b.get("activation_origin_bytes", 0)
     return setup, runs
+
+
+def block_footprint(setup):
+    for line in setup:
+        m = re.search(r"(\d+) bytes in 64 KiB blocks", line)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def trace_bytes(setup):
@@ -88,6 +101,10 @@ def main():
             "(tests/lib/netorigin.sh): the first boot, then, after deactivating and",
             "activating the disk, the second.  One run each (no spread yet).  The",
             "prefetch and dm-clone's hydration are off: the boot alone is measured.",
+            "The server's page cache is dropped before every boot.  Origin bytes",
+            "include what the activation read (dm-fvd reads the origin's",
+            "fingerprint, 2 MiB and 64 KiB, at each load).  The hosts of the storm",
+            "share the guest's two vCPUs and its data and metadata disks.",
             ""]
     out += [f"- {s}" for s in setup] + [""]
     goals = []
@@ -119,7 +136,7 @@ def main():
         if stormed:
             out += storm_table(stormed, boot_set)
         fvd = peers.get("fvd", {})
-        if fvd and local:
+        if "first" in fvd and "second" in fvd and "first" in local and "second" in local:
             second = local["second"]["ms"] / fvd["second"]["ms"]
             goals.append((profile, "second boot, dm-fvd against the local copy",
                           "≥ 0.90×", f"{second:.2f}×", second >= 0.9))
@@ -139,10 +156,15 @@ def main():
             goals.append((profile, f"storm of {storm[0]['hosts']} hosts, both boots, dm-fvd: "
                           "origin bytes per host against the boot set",
                           "≤ 1.10×", f"{share:.2f}×", share <= 1.1))
+            footprint = block_footprint(setup)
+            if footprint:
+                share = sum(b["origin_bytes"] for b in storm) / storm[0]["hosts"] / footprint
+                goals.append((profile, "the same against the 64 KiB blocks the trace touches "
+                              "(what a copy by blocks must read)", "–", f"{share:.2f}×", None))
     if goals:
         out += ["## Goals (issue 15)", "",
                 "| link | goal | wanted | measured | met |", "|---|---|---|---|---|"]
-        out += [f"| {p} | {g} | {w} | {m} | {'yes' if ok else 'no'} |"
+        out += [f"| {p} | {g} | {w} | {m} | {'–' if ok is None else 'yes' if ok else 'no'} |"
                 for p, g, w, m, ok in goals]
         out.append("")
     print("\n".join(out))

@@ -752,8 +752,10 @@ static void fvd_copy_finish(struct fvd_op *op)
 	op->status = fvd_op_release(fvd, op, op->status);
 	mempool_free(op->buffer, fvd->buffer_pool);
 	if (op->status) {
-		DMERR_LIMIT("%s: copy of block %llu failed",
-			    dm_table_device_name(fvd->ti->table), op->block);
+		/* Unless an origin read failed and the write is to be held. */
+		if (!fvd_bio_ctx(bio)->origin_read)
+			DMERR_LIMIT("%s: copy of block %llu failed",
+				    dm_table_device_name(fvd->ti->table), op->block);
 		bio->bi_status = op->status;
 		bio_endio(bio);
 	} else if (op->fua) {
@@ -907,7 +909,8 @@ static void fvd_cor_finish(struct fvd_op *op)
 	struct fvd_target *fvd = op->fvd;
 	size_t bytes = (size_t)fvd_block_len(&fvd->meta.sb, op->block) << SECTOR_SHIFT;
 
-	if (op->status)
+	/* With origin_error_mode queue the read is held: no failure yet. */
+	if (op->status && !fvd->args.origin_queue)
 		DMERR_LIMIT("%s: copy-on-read of block %llu failed",
 			    dm_table_device_name(fvd->ti->table), op->block);
 	if (!fvd_op_release(fvd, op, op->status))
@@ -1486,8 +1489,8 @@ static int fvd_map(struct dm_target *ti, struct bio *bio)
 /*
  * end_io: the origin read @bio depends on failed with *@error.  Hold the
  * bio for a retry until origin_queue_timeout has passed since its first
- * failure; while suspending, hand it back to dm (noflush) or fail it.
- * Returns DM_ENDIO_INCOMPLETE when held.
+ * failure (checked when a retry fails); while suspending, hand it back to
+ * dm (noflush) or fail it.  Returns DM_ENDIO_INCOMPLETE when held.
  */
 static int fvd_origin_read_failed(struct fvd_target *fvd, struct bio *bio,
 				  blk_status_t *error)
@@ -1496,10 +1499,17 @@ static int fvd_origin_read_failed(struct fvd_target *fvd, struct bio *bio,
 	unsigned long flags;
 	bool first;
 
+	/* A medium or target error will not go away by waiting. */
+	if (!blk_path_error(*error))
+		return DM_ENDIO_DONE;
 	spin_lock_irqsave(&fvd->lock, flags);
-	if (fvd->suspending) {
-		if (fvd->suspend_noflush)
-			*error = BLK_STS_DM_REQUEUE;
+	/* As for writes held for space: see fvd_map_chunk(). */
+	if (fvd->suspending && dm_noflush_suspending(fvd->ti)) {
+		spin_unlock_irqrestore(&fvd->lock, flags);
+		*error = BLK_STS_DM_REQUEUE;
+		return DM_ENDIO_DONE;
+	}
+	if (fvd->suspending && !fvd->suspend_noflush) {
 		spin_unlock_irqrestore(&fvd->lock, flags);
 		return DM_ENDIO_DONE;
 	}
@@ -1553,8 +1563,32 @@ static void fvd_origin_held_done(struct fvd_target *fvd)
 }
 
 /*
- * Try the held bios again: reads straight from the origin (no copy this
- * time), writes through the worker, which copies their block anew.
+ * A held read: from the data device if its block became local meanwhile
+ * (a read within one block; larger ones were all absent and go on to the
+ * origin), else straight from the origin, with no copy this time.
+ */
+static void fvd_origin_retry_read(struct fvd_target *fvd, struct bio *bio)
+{
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	sector_t sector = fvd_bio_sector(fvd, bio);
+	u64 block = fvd_sector_to_block(sb, sector);
+	bool local = false;
+
+	spin_lock_irq(&fvd->lock);
+	if (fvd_sector_to_block(sb, sector + bio_sectors(bio) - 1) == block &&
+	    fvd_meta_present(&fvd->meta, block)) {
+		fvd_remap_locked(fvd, bio);
+		local = true;
+	}
+	spin_unlock_irq(&fvd->lock);
+	if (!local)
+		fvd_remap_origin(fvd, bio);
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/*
+ * Try the held bios again: reads as fvd_origin_retry_read() says, writes
+ * through the worker, which copies their block anew.
  */
 static void fvd_origin_retry_fn(struct work_struct *ws)
 {
@@ -1568,12 +1602,10 @@ static void fvd_origin_retry_fn(struct work_struct *ws)
 	bio_list_init(&fvd->origin_held);
 	spin_unlock_irq(&fvd->lock);
 	while ((bio = bio_list_pop(&bios))) {
-		if (bio_data_dir(bio) == READ) {
-			fvd_remap_origin(fvd, bio);
-			dm_submit_bio_remap(bio, NULL);
-		} else {
+		if (bio_data_dir(bio) == READ)
+			fvd_origin_retry_read(fvd, bio);
+		else
 			bio_list_add(&writes, bio);
-		}
 	}
 	if (bio_list_empty(&writes))
 		return;

@@ -217,8 +217,13 @@ static bool fvd_prefetch_enter(struct fvd_target *fvd,
 
 	lockdep_assert_held(&fvd->lock);
 	if (pf->state == state) {
-		if (pf->cause == cause)
+		/* Held by the cap or not changes with every batch: no event. */
+		if (pf->cause == cause ||
+		    (state == FVD_PREFETCH_RUNNING &&
+		     (pf->cause == FVD_PREFETCH_BY_RATE || cause == FVD_PREFETCH_BY_RATE))) {
+			pf->cause = cause;
 			return false;
+		}
 		pf->cause = cause;
 		return true;
 	}
@@ -582,8 +587,11 @@ static bool fvd_prefetch_held(struct fvd_target *fvd)
 	u64 wait_ns = fvd_pace_wait_ns(pf->pace_next_ns, now,
 				       fvd_tunable(fvd, FVD_PREFETCH_MAX_RATE));
 
-	if (!wait_ns)
+	if (!wait_ns) {
+		if (pf->cause == FVD_PREFETCH_BY_RATE)
+			pf->cause = FVD_PREFETCH_NO_CAUSE;
 		return false;
+	}
 	if (!pf->nr_inflight && !pf->held_since_ns)
 		pf->held_since_ns = now;
 	/* No dm event: this changes with every batch while the cap holds. */
@@ -599,9 +607,9 @@ static void fvd_prefetch_pace(struct fvd_target *fvd,
 	struct fvd_prefetch *pf = &fvd->prefetch;
 	u64 now = ktime_get_ns();
 
-	pf->pace_next_ns = fvd_pace_next_ns(pf->pace_next_ns, now,
-					    (u64)fvd_prefetch_origin_sectors(fvd, batch) <<
-					    SECTOR_SHIFT,
+	pf->pace_last_ns = max(pf->pace_next_ns, now);
+	pf->pace_last_bytes = (u64)fvd_prefetch_origin_sectors(fvd, batch) << SECTOR_SHIFT;
+	pf->pace_next_ns = fvd_pace_next_ns(pf->pace_next_ns, now, pf->pace_last_bytes,
 					    fvd_tunable(fvd, FVD_PREFETCH_MAX_RATE));
 	if (pf->held_since_ns) {
 		fvd_rate_idle(&pf->read_rate, pf->held_since_ns, now);
@@ -813,9 +821,10 @@ int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
 		if (!pf->suspended && id == FVD_PREFETCH_DELAY &&
 		    pf->state == FVD_PREFETCH_WAITING)
 			fvd_prefetch_kick(fvd, v * HZ);
-		/* So does a new cap, counted from the next batch. */
+		/* So does a new cap, counted from the last batch's start. */
 		if (id == FVD_PREFETCH_MAX_RATE) {
-			pf->pace_next_ns = 0;
+			pf->pace_next_ns = v ? fvd_pace_next_ns(pf->pace_last_ns, pf->pace_last_ns,
+								pf->pace_last_bytes, v) : 0;
 			if (!pf->suspended && pf->state == FVD_PREFETCH_RUNNING)
 				fvd_prefetch_kick(fvd, 0);
 		}

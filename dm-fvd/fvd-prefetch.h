@@ -100,6 +100,8 @@ struct fvd_prefetch {
 	unsigned int nr_inflight;	/* batches */
 	unsigned long pause_end;	/* jiffies */
 	u64 pace_next_ns;		/* prefetch_max_rate: next batch start */
+	u64 pace_last_ns;		/* and the last one's start and bytes */
+	u64 pace_last_bytes;
 	u64 held_since_ns;		/* idle under the cap since, or 0 */
 
 	u32 tunables[FVD_NR_TUNABLES];	/* READ_ONCE without the lock */

@@ -145,6 +145,10 @@ netorigin_down() {
 	for pid in $(netorigin_server_pids); do
 		kill "$pid" 2>/dev/null || :
 	done
+	# gone before the device it served is removed
+	while [ -n "$(netorigin_server_pids)" ]; do
+		sleep 0.1
+	done
 	# The veth pairs go with the namespaces (callers may run under set -e).
 	ip netns del $NETORIGIN_NS 2>/dev/null || :
 	ip link del $NETORIGIN_HOST_IF 2>/dev/null || :
