@@ -125,9 +125,12 @@ netorigin_host_add() {
 		ip netns exec "$ns" ip route add default via 10.78."$n".1
 }
 
+# nbd's netlink family exists in the first namespace only: from a host's
+# namespace nbd-client configures the device by ioctl (-nonetlink) and
+# stays to serve it, its socket in that namespace.
 netorigin_host_connect() {
 	ip netns exec $NETORIGIN_HOST_NS"$1" nbd-client $NETORIGIN_SRV_IP $NETORIGIN_PORT \
-		/dev/"$2" -N origin -t 30 >/dev/null
+		/dev/"$2" -N origin -t 30 -nonetlink >/dev/null
 }
 
 # netorigin_server_pids: the processes of the image server's namespace
