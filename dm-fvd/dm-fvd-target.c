@@ -903,14 +903,17 @@ static void fvd_remap_origin(struct fvd_target *fvd, struct bio *bio)
 	atomic64_add(bio->bi_iter.bi_size, &fvd->nr_origin_bytes);
 }
 
-/* The copy reached the data device, or failed: the block is fresh or absent. */
-static void fvd_cor_finish(struct fvd_op *op)
+/*
+ * The copy reached the data device, or its origin read (@read_failed) or
+ * data write failed: the block is fresh or absent.
+ */
+static void fvd_cor_finish(struct fvd_op *op, bool read_failed)
 {
 	struct fvd_target *fvd = op->fvd;
 	size_t bytes = (size_t)fvd_block_len(&fvd->meta.sb, op->block) << SECTOR_SHIFT;
 
-	/* With origin_error_mode queue the read is held: no failure yet. */
-	if (op->status && !fvd->args.origin_queue)
+	/* With origin_error_mode queue a failed read is held: no failure yet. */
+	if (op->status && !(read_failed && fvd->args.origin_queue))
 		DMERR_LIMIT("%s: copy-on-read of block %llu failed",
 			    dm_table_device_name(fvd->ti->table), op->block);
 	if (!fvd_op_release(fvd, op, op->status))
@@ -924,7 +927,7 @@ static void fvd_cor_finish(struct fvd_op *op)
 
 static void fvd_cor_finish_work(struct work_struct *ws)
 {
-	fvd_cor_finish(container_of(ws, struct fvd_op, work));
+	fvd_cor_finish(container_of(ws, struct fvd_op, work), false);
 }
 
 /* The block is in the buffer: complete the read, then store the block. */
@@ -943,7 +946,7 @@ static void fvd_cor_read_done(struct work_struct *ws)
 	if (op->status) {
 		bio->bi_status = op->status;
 		bio_endio(bio);
-		fvd_cor_finish(op);
+		fvd_cor_finish(op, true);
 		return;
 	}
 	bio_for_each_segment(bv, bio, iter) {
@@ -1547,19 +1550,18 @@ static int fvd_origin_read_failed(struct fvd_target *fvd, struct bio *bio,
 	return DM_ENDIO_INCOMPLETE;
 }
 
-/* end_io: a bio once held completes for good. */
+/* end_io: a bio once held completes for good; the last raises an event. */
 static void fvd_origin_held_done(struct fvd_target *fvd)
 {
 	unsigned long flags;
+	bool last;
 
 	spin_lock_irqsave(&fvd->lock, flags);
-	if (!--fvd->nr_origin_held) {
-		fvd->raise_event = true;
-		spin_unlock_irqrestore(&fvd->lock, flags);
-		fvd_wake_worker(fvd);
-		return;
-	}
+	last = !--fvd->nr_origin_held;
+	fvd->raise_event |= last;
 	spin_unlock_irqrestore(&fvd->lock, flags);
+	if (last)
+		fvd_wake_worker(fvd);
 }
 
 /*
