@@ -868,6 +868,7 @@ static void fvd_copy_start(struct fvd_op *op)
 		return;
 	}
 	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
+	fvd_profile_note(fvd, fvd_block_start(sb, op->block), origin_len);
 	fvd_origin_read_begins(fvd, op->bio);
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, op->block), origin_len,
@@ -900,6 +901,7 @@ static void fvd_remap_origin(struct fvd_target *fvd, struct bio *bio)
 	fvd_origin_read_begins(fvd, bio);
 	bio_set_dev(bio, fvd->origin_dev->bdev);
 	bio->bi_iter.bi_sector = fvd_bio_sector(fvd, bio);
+	fvd_profile_note(fvd, bio->bi_iter.bi_sector, bio_sectors(bio));
 	atomic64_add(bio->bi_iter.bi_size, &fvd->nr_origin_bytes);
 }
 
@@ -1026,6 +1028,7 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	memset(buffer + ((size_t)origin_len << SECTOR_SHIFT), 0,
 	       (size_t)(len - origin_len) << SECTOR_SHIFT);
 	atomic64_add((u64)origin_len << SECTOR_SHIFT, &fvd->nr_origin_bytes);
+	fvd_profile_note(fvd, fvd_block_start(sb, block), origin_len);
 	fvd_buffer_io(op, REQ_OP_READ, fvd->origin_dev->bdev,
 		      fvd_block_start(sb, block), origin_len, fvd_cor_read_done);
 }
@@ -1678,6 +1681,7 @@ static void fvd_destroy(struct fvd_target *fvd)
 	cancel_delayed_work_sync(&fvd->no_space_timer);
 	cancel_delayed_work_sync(&fvd->origin_retry);
 	fvd_prefetch_cancel(fvd);
+	fvd_profile_exit(fvd);
 	if (fvd->wq)
 		destroy_workqueue(fvd->wq);
 	if (fvd->copy_wq)
@@ -2026,6 +2030,11 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 	fvd_prefetch_init(fvd);
+	r = fvd_profile_init(fvd);
+	if (r) {
+		ti->error = "Cannot allocate the profile's record (profile_seconds)";
+		goto bad;
+	}
 
 	/* No max_io_len: fvd_map_span() cuts bios only where it must. */
 	ti->num_flush_bios = 1;
@@ -2286,6 +2295,7 @@ static void fvd_resume(struct dm_target *ti)
 			fvd->low_water_raised = false;
 		spin_unlock_irq(&fvd->lock);
 	}
+	fvd_profile_resume(fvd);
 	fvd_prefetch_resume(fvd);
 	if (fvd->writable && READ_ONCE(fvd->mode) == FVD_MODE_WRITE)
 		queue_delayed_work(fvd->wq, &fvd->commit_timer, FVD_COMMIT_PERIOD);
@@ -2395,6 +2405,8 @@ static void fvd_status(struct dm_target *ti, status_type_t type,
 static int fvd_message(struct dm_target *ti, unsigned int argc, char **argv,
 		       char *result, unsigned int maxlen)
 {
+	if (argc >= 1 && !strcasecmp(argv[0], "profile"))
+		return fvd_profile_message(ti->private, argc, argv, result, maxlen);
 	return fvd_prefetch_message(ti->private, argc, argv);
 }
 

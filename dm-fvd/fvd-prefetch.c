@@ -65,6 +65,9 @@ const struct fvd_tunable fvd_tunables[FVD_NR_TUNABLES] = {
 	[FVD_PREFETCH_MAX_RATE] = {
 		"prefetch_max_rate", 0, 1U << 24, 0,
 		"Invalid prefetch_max_rate: KiB/s, 0 to 16777216" },
+	[FVD_PROFILE_SECONDS] = {
+		"profile_seconds", 0, 24 * 3600, 0,
+		"Invalid profile_seconds: seconds, at most a day" },
 };
 
 int fvd_tunable_lookup(const char *name)
@@ -287,31 +290,19 @@ static bool fvd_prefetch_wanted(struct fvd_target *fvd, u64 block)
 }
 
 /*
- * Find the next run of blocks to copy from the cursor and make them busy
- * with the ops of @batch.  Looks at a bounded number of blocks per call;
- * returns the number of blocks in the run, 0 if none was found yet.  Under
- * the lock.
+ * Make @batch the run of wanted blocks from @first (wanted itself), at most
+ * @max_blocks and not past @end.  Under the lock.
  */
-static unsigned int fvd_prefetch_fill(struct fvd_target *fvd,
+static unsigned int fvd_prefetch_take(struct fvd_target *fvd,
 				      struct fvd_prefetch_batch *batch,
-				      unsigned int max_blocks)
+				      u64 first, u64 end, unsigned int max_blocks)
 {
-	struct fvd_prefetch *pf = &fvd->prefetch;
 	const struct fvd_sb_info *sb = &fvd->meta.sb;
-	u64 nr_blocks = fvd_origin_blocks(sb);
-	u64 end = min(pf->cursor + FVD_PREFETCH_SCAN_BLOCKS, nr_blocks);
-	u64 first, chunk;
+	u64 chunk = fvd->compact ? fvd_block_chunk(sb, first) : 0;
 	unsigned int n;
 
-	while (pf->cursor < end && !fvd_prefetch_wanted(fvd, pf->cursor))
-		pf->cursor++;
-	if (pf->cursor >= end)
-		return 0;
-
-	first = pf->cursor;
-	chunk = fvd->compact ? fvd_block_chunk(sb, first) : 0;
 	/* One data write: on a compact image, only within one chunk. */
-	for (n = 1; n < max_blocks && first + n < nr_blocks; n++)
+	for (n = 1; n < max_blocks && first + n < end; n++)
 		if ((fvd->compact && fvd_block_chunk(sb, first + n) != chunk) ||
 		    !fvd_prefetch_wanted(fvd, first + n))
 			break;
@@ -323,9 +314,78 @@ static unsigned int fvd_prefetch_fill(struct fvd_target *fvd,
 		fvd_op_start(fvd, &batch->ops[n], first + n);
 		batch->sectors += fvd_block_len(sb, first + n);
 	}
-	pf->cursor = first + batch->nr_blocks;
-	pf->nr_inflight++;
+	fvd->prefetch.nr_inflight++;
 	return batch->nr_blocks;
+}
+
+/* Seeded profile runs not copied yet?  Under the lock. */
+static bool fvd_prefetch_profile_pending(struct fvd_target *fvd)
+{
+	return fvd->profile.head < fvd->profile.queue.nr;
+}
+
+/*
+ * The seeded profile first: the next wanted blocks of the run at the
+ * queue's head, a batch never reaching past the run (the rest of the disk
+ * comes later, in the cursor's order).  Like the cursor's scan, looks at
+ * a bounded number of blocks per call.
+ */
+static unsigned int fvd_prefetch_fill_profile(struct fvd_target *fvd,
+					      struct fvd_prefetch_batch *batch,
+					      unsigned int max_blocks)
+{
+	struct fvd_profile *prof = &fvd->profile;
+	u64 nr_blocks = fvd_origin_blocks(&fvd->meta.sb);
+	const struct fvd_profile_run *run;
+	unsigned int looked = 0, n;
+	u64 block, end;
+
+	while (fvd_prefetch_profile_pending(fvd) && looked < FVD_PREFETCH_SCAN_BLOCKS) {
+		run = &prof->queue.runs[prof->head];
+		block = run->first + prof->pos;
+		end = min(run->first + run->nr, nr_blocks);
+		if (block >= end) {
+			prof->head++;
+			prof->pos = 0;
+			continue;
+		}
+		if (!fvd_prefetch_wanted(fvd, block)) {
+			prof->pos++;
+			looked++;
+			continue;
+		}
+		n = fvd_prefetch_take(fvd, batch, block, end, max_blocks);
+		prof->pos += n;
+		return n;
+	}
+	return 0;
+}
+
+/*
+ * Find the next run of blocks to copy, the seeded profile's first, then
+ * from the cursor, and make them busy with the ops of @batch.  Looks at a
+ * bounded number of blocks per call; returns the number of blocks in the
+ * run, 0 if none was found yet.  Under the lock.
+ */
+static unsigned int fvd_prefetch_fill(struct fvd_target *fvd,
+				      struct fvd_prefetch_batch *batch,
+				      unsigned int max_blocks)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+	u64 nr_blocks = fvd_origin_blocks(&fvd->meta.sb);
+	u64 end = min(pf->cursor + FVD_PREFETCH_SCAN_BLOCKS, nr_blocks);
+	unsigned int n;
+
+	if (fvd_prefetch_profile_pending(fvd))
+		return fvd_prefetch_fill_profile(fvd, batch, max_blocks);
+
+	while (pf->cursor < end && !fvd_prefetch_wanted(fvd, pf->cursor))
+		pf->cursor++;
+	if (pf->cursor >= end)
+		return 0;
+	n = fvd_prefetch_take(fvd, batch, pf->cursor, nr_blocks, max_blocks);
+	pf->cursor += n;
+	return n;
 }
 
 static void fvd_prefetch_free(struct fvd_prefetch_batch *batch)
@@ -648,7 +708,8 @@ static void fvd_prefetch_step(struct work_struct *ws)
 			spin_unlock_irq(&fvd->lock);
 			break;
 		}
-		if (pf->cursor >= fvd_origin_blocks(&fvd->meta.sb)) {
+		if (pf->cursor >= fvd_origin_blocks(&fvd->meta.sb) &&
+		    !fvd_prefetch_profile_pending(fvd)) {
 			pass_done = !pf->nr_inflight;
 			spin_unlock_irq(&fvd->lock);
 			break;
@@ -727,7 +788,8 @@ void fvd_prefetch_resume(struct fvd_target *fvd)
 	}
 	pf->suspended = false;
 	if (pf->state == FVD_PREFETCH_WAITING)
-		fvd_prefetch_kick(fvd, fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ);
+		fvd_prefetch_kick(fvd, fvd_prefetch_profile_pending(fvd) ? 0 :
+				  fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ);
 	else if (pf->state == FVD_PREFETCH_RUNNING ||
 		 pf->state == FVD_PREFETCH_PAUSED)
 		fvd_prefetch_kick(fvd, 0);
@@ -746,6 +808,21 @@ void fvd_prefetch_suspend(struct fvd_target *fvd)
 	wait_var_event(&pf->nr_inflight, !READ_ONCE(pf->nr_inflight));
 	/* The last batch's end may have queued the work again. */
 	cancel_delayed_work_sync(&pf->work);
+}
+
+/*
+ * "profile add" queued runs; under the lock.  They are what the guest will
+ * read next: a prefetch still waiting for prefetch_delay starts now.
+ */
+void fvd_prefetch_profile_queued(struct fvd_target *fvd)
+{
+	struct fvd_prefetch *pf = &fvd->prefetch;
+
+	lockdep_assert_held(&fvd->lock);
+	if (pf->suspended)
+		return;
+	if (pf->state == FVD_PREFETCH_WAITING || pf->state == FVD_PREFETCH_RUNNING)
+		fvd_prefetch_kick(fvd, 0);
 }
 
 static int fvd_prefetch_control(struct fvd_target *fvd, bool start)
@@ -829,6 +906,8 @@ int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
 				fvd_prefetch_kick(fvd, 0);
 		}
 		spin_unlock_irq(&fvd->lock);
+		if (id == FVD_PROFILE_SECONDS)
+			return fvd_profile_set_seconds(fvd);
 		return 0;
 	}
 	DMERR("%s: unknown message: expected 'prefetch start|stop' or 'set <tunable> <value>'",

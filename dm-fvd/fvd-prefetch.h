@@ -21,6 +21,7 @@ enum fvd_tunable_id {
 	FVD_PREFETCH_MIN_WRITE,		/* KiB/s to the data device, 0: none */
 	FVD_PREFETCH_MAX_PAUSE,		/* ms */
 	FVD_PREFETCH_MAX_RATE,		/* KiB/s from the origin, 0: no cap */
+	FVD_PROFILE_SECONDS,		/* s recorded from the first resume, 0: none */
 	FVD_NR_TUNABLES
 };
 

@@ -18,6 +18,7 @@
 #include "fvd-journal.h"
 #include "fvd-meta.h"
 #include "fvd-prefetch.h"
+#include "fvd-profile.h"
 #include "fvd-table.h"
 
 #define FVD_OP_HASH_BITS	8
@@ -93,6 +94,7 @@ struct fvd_target {
 	atomic64_t nr_origin_bytes;	/* read from the origin */
 
 	struct fvd_prefetch prefetch;
+	struct fvd_profile profile;
 };
 
 /* An absent block on its way to becoming local. */

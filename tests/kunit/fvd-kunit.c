@@ -15,6 +15,7 @@
 #include "fvd-format.h"
 #include "fvd-meta.h"
 #include "fvd-prefetch.h"
+#include "fvd-profile.h"
 #include "fvd-table.h"
 
 #define MiB_SECTORS	2048ULL
@@ -2131,8 +2132,8 @@ static const struct fvd_table_case fvd_table_cases[] = {
 	{ "origin_queue_timeout zero", "/dev/m /dev/d /dev/o 4 origin_error_mode queue origin_queue_timeout 0", "Invalid origin_queue_timeout" },
 	{ "origin_queue_timeout over a day", "/dev/m /dev/d /dev/o 4 origin_error_mode queue origin_queue_timeout 86401", "Invalid origin_queue_timeout" },
 	{ "skip_origin_check twice", "/dev/m /dev/d /dev/o 2 skip_origin_check skip_origin_check", "Repeated feature argument" },
-	{ "every feature", "/dev/m /dev/d /dev/o 31 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0", NULL },
-	{ "every feature and one more", "/dev/m /dev/d /dev/o 32 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 read_only", "Invalid number of feature" },
+	{ "every feature", "/dev/m /dev/d /dev/o 33 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 profile_seconds 1", NULL },
+	{ "every feature and one more", "/dev/m /dev/d /dev/o 34 read_only no_copy_on_read max_cor_inflight 1 error_if_no_space low_water_mark 1 no_space_timeout 1 no_prefetch skip_origin_check origin_error_mode queue origin_queue_timeout 9 prefetch_delay 1 prefetch_batch 4 prefetch_writes 1 prefetch_window 10 prefetch_min_read 0 prefetch_min_write 0 prefetch_max_pause 1 prefetch_max_rate 0 profile_seconds 1 read_only", "Invalid number of feature" },
 	{ "prefetch_batch below 4 KiB", "/dev/m /dev/d /dev/o 2 prefetch_batch 3", "Invalid prefetch_batch" },
 	{ "prefetch_writes too many", "/dev/m /dev/d /dev/o 2 prefetch_writes 65", "Invalid prefetch_writes" },
 	{ "prefetch_window too short", "/dev/m /dev/d /dev/o 2 prefetch_window 9", "Invalid prefetch_window" },
@@ -2516,6 +2517,68 @@ static void fvd_test_origin_blocks(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, fvd_bits_all_set(map, 9));
 }
 
+/* A profile keeps the order of first need and merges what touches the last run. */
+static void fvd_test_profile_runs(struct kunit *test)
+{
+	struct fvd_profile_list list = { };
+	unsigned int i;
+
+	list.runs = kunit_kcalloc(test, FVD_PROFILE_MAX_RUNS, sizeof(*list.runs), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, list.runs);
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 10, 2));
+	/* adjacent, overlapping and inside: the same run */
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 12, 1));
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 11, 4));
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 10, 1));
+	KUNIT_EXPECT_EQ(test, list.nr, 1U);
+	KUNIT_EXPECT_EQ(test, list.runs[0].first, 10ULL);
+	KUNIT_EXPECT_EQ(test, list.runs[0].nr, 5ULL);
+	/* a gap, or a block before the run: a new run, in order */
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 16, 1));
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 3, 1));
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 0, 0));
+	KUNIT_EXPECT_EQ(test, list.nr, 3U);
+	KUNIT_EXPECT_EQ(test, list.runs[1].first, 16ULL);
+	KUNIT_EXPECT_EQ(test, list.runs[2].first, 3ULL);
+	KUNIT_EXPECT_EQ(test, list.runs[2].nr, 1ULL);
+	/* full: a new run is refused, growing the last is not */
+	for (i = list.nr; i < FVD_PROFILE_MAX_RUNS; i++)
+		KUNIT_ASSERT_TRUE(test, fvd_profile_append(&list, 1000 + 2 * i, 1));
+	KUNIT_EXPECT_FALSE(test, fvd_profile_append(&list, 1, 1));
+	KUNIT_EXPECT_TRUE(test, fvd_profile_append(&list, 1000 + 2 * (i - 1) + 1, 1));
+	KUNIT_EXPECT_EQ(test, list.nr, (unsigned int)FVD_PROFILE_MAX_RUNS);
+	KUNIT_EXPECT_EQ(test, list.runs[i - 1].nr, 2ULL);
+}
+
+static void fvd_test_profile_range(struct kunit *test)
+{
+	u64 start = 0, len = 0;
+
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("0+8", 100, &start, &len), 0);
+	KUNIT_EXPECT_EQ(test, start, 0ULL);
+	KUNIT_EXPECT_EQ(test, len, 8ULL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("92+8", 100, &start, &len), 0);
+	KUNIT_EXPECT_EQ(test, start, 92ULL);
+	/* past the origin's end, empty, or not START+LEN */
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("93+8", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("100+1", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("5+0", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("5", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("+5", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("5+", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("-1+5", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("1+2+3", 100, &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("12345678901234567890123+1",
+						      100, &start, &len), -EINVAL);
+	/* no overflow at the top of u64 */
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("18446744073709551615+1", U64_MAX,
+						      &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("1+18446744073709551615", U64_MAX,
+						      &start, &len), -EINVAL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_parse_range("1+18446744073709551614", U64_MAX,
+						      &start, &len), 0);
+}
+
 static struct kunit_case fvd_prefetch_cases[] = {
 	KUNIT_CASE(fvd_test_rate_average),
 	KUNIT_CASE(fvd_test_rate_large),
@@ -2525,6 +2588,8 @@ static struct kunit_case fvd_prefetch_cases[] = {
 	KUNIT_CASE(fvd_test_pace),
 	KUNIT_CASE(fvd_test_tunables),
 	KUNIT_CASE(fvd_test_origin_blocks),
+	KUNIT_CASE(fvd_test_profile_runs),
+	KUNIT_CASE(fvd_test_profile_range),
 	{}
 };
 

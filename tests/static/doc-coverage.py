@@ -5,7 +5,8 @@
 The names come from the code's own tables: the feature arguments of
 fvd_features[] and fvd_tunables[], the status fields of fvd-status.h (by
 position too), the words of the mode, prefetch state and cause, and the
-messages fvd_prefetch_message() takes.  Prints one line per missing name
+messages fvd_prefetch_message() and
+fvd_profile_message() take.  Prints one line per missing name
 and exits 1 if there is one.
 """
 import re
@@ -21,6 +22,7 @@ def read(path):
 
 target = read("dm-fvd/dm-fvd-target.c")
 prefetch = read("dm-fvd/fvd-prefetch.c")
+profile = read("dm-fvd/fvd-profile.c")
 status_h = read("dm-fvd/fvd-status.h")
 doc = read("Documentation/dm-fvd.rst")
 
@@ -35,7 +37,7 @@ def table(source, start, pattern):
 names = {
     "feature argument": table(target, "} fvd_features[] = {",
                               r'\{ "([a-z_]+)", (?:true|false),') +
-    table(prefetch, "fvd_tunables[FVD_NR_TUNABLES] = {", r'"(prefetch_[a-z_]+)", '),
+    table(prefetch, "fvd_tunables[FVD_NR_TUNABLES] = {", r'"((?:prefetch|profile)_[a-z_]+)", '),
     "status field": table(status_h, "fvd_status_field_names[", r'= "([a-z_]+)",'),
     "prefetch state": table(prefetch, "[FVD_PREFETCH_OFF] =", r'\] = "([a-z_]+)",'),
     "prefetch cause": table(prefetch, "[FVD_PREFETCH_NO_CAUSE] =", r'\] = "([a-z_]+)",'),
@@ -51,6 +53,9 @@ names["message"] = [" ".join(m) for m in
 names["message"] += [f"{a} {b}" for a in re.findall(r'argv\[0\], "(prefetch)"', message)
                      for b in re.findall(r'argv\[1\], "([a-z]+)"', message)]
 names["message"] += re.findall(r'argc == 3 && !strcasecmp\(argv\[0\], "([a-z]+)"', message)
+message = profile[profile.index("int fvd_profile_message("):]
+message = message[:message.index("\n}\n")]
+names["message"] += [f"profile {b}" for b in re.findall(r'argv\[1\], "([a-z]+)"', message)]
 
 missing = 0
 for kind, found in names.items():
