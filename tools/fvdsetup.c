@@ -62,10 +62,14 @@ static void usage(FILE *out)
 		"      --read-only       load the device read-only\n"
 		"      --no-copy-on-read, --no-prefetch, --skip-origin-check\n"
 		"      --feature NAME[=VALUE]  any other feature argument of the table\n"
+		"      --profile-from FILE  have the prefetch copy the blocks of a saved\n"
+		"                           profile first, at once\n"
 		"  close NAME                          remove the device\n"
 		"  status NAME [--json]                what the device does, for a person\n"
 		"  info IMAGE [--json]                 what the image's superblock says\n"
 		"  prefetch NAME start|stop|set TUNABLE VALUE\n"
+		"  profile NAME save FILE|-             save what the guest read from the\n"
+		"                                      origin (table feature profile_seconds)\n"
 		"  check IMAGE [fvd-check options]     check the image (fvd-check)\n"
 		"  repair IMAGE [fvd-check options]    fvd-check --repair\n"
 		"  --version                           print the version of dm-fvd\n"
@@ -421,8 +425,113 @@ static void check_name(const char *name)
 
 enum {
 	OPT_ORIGIN = 256, OPT_DATA_DEV, OPT_READ_ONLY, OPT_NO_COR, OPT_NO_PREFETCH,
-	OPT_SKIP_ORIGIN_CHECK, OPT_FEATURE, OPT_JSON,
+	OPT_SKIP_ORIGIN_CHECK, OPT_FEATURE, OPT_JSON, OPT_PROFILE_FROM,
 };
+
+/*
+ * A profile file: what "profile get" gave, with the origin it was recorded
+ * over, so that it seeds only images of the same origin.
+ */
+#define PROFILE_HEADER		"# dm-fvd profile 1"
+#define PROFILE_RUNS_PER_MESSAGE	128
+
+struct profile {
+	uint64_t origin_sectors;
+	uint32_t fingerprint;
+	bool has_fingerprint;
+	char **runs;			/* "START+LEN" */
+	size_t nr;
+};
+
+static void profile_read(const char *path, struct profile *prof)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	char line[128], *end;
+	size_t room = 0;
+	unsigned int lineno = 0;
+	uint64_t start, len;
+	int skip;
+
+	if (!f)
+		die("cannot open profile %s: %s", path, strerror(errno));
+	memset(prof, 0, sizeof(*prof));
+	if (!fgets(line, sizeof(line), f) || strncmp(line, PROFILE_HEADER "\n", sizeof(PROFILE_HEADER)))
+		die("%s is not a dm-fvd profile (no '%s' line first)", path, PROFILE_HEADER);
+	lineno = 1;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f))
+			die("%s line %u: too long", path, lineno);
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		if (!strncmp(line, "origin_sectors ", 15)) {
+			prof->origin_sectors = strtoull(line + 15, &end, 10);
+			if (*end || !prof->origin_sectors)
+				die("%s line %u: bad origin_sectors", path, lineno);
+			continue;
+		}
+		if (!strncmp(line, "origin_fingerprint ", 19)) {
+			prof->fingerprint = strtoul(line + 19, &end, 16);
+			if (*end)
+				die("%s line %u: bad origin_fingerprint", path, lineno);
+			prof->has_fingerprint = true;
+			continue;
+		}
+		skip = 0;
+		if (sscanf(line, "%" SCNu64 "+%" SCNu64 "%n", &start, &len, &skip) != 2 ||
+		    line[skip] || !len || !prof->origin_sectors ||
+		    start >= prof->origin_sectors || len > prof->origin_sectors - start)
+			die("%s line %u: '%s' is not START+LEN inside the origin_sectors given before it",
+			    path, lineno, line);
+		if (prof->nr == room) {
+			room = room ? 2 * room : 1024;
+			prof->runs = realloc(prof->runs, room * sizeof(*prof->runs));
+			if (!prof->runs)
+				die("out of memory");
+		}
+		prof->runs[prof->nr] = strdup(line);
+		if (!prof->runs[prof->nr++])
+			die("out of memory");
+	}
+	if (ferror(f))
+		die("cannot read profile %s: %s", path, strerror(errno));
+	if (!prof->origin_sectors)
+		die("%s has no origin_sectors line", path);
+	if (f != stdin)
+		fclose(f);
+}
+
+/* A profile seeds only an image over the origin it was recorded on. */
+static void profile_check(const char *path, const struct profile *prof,
+			  const struct fvd_sb_info *sb, const char *image)
+{
+	if (prof->origin_sectors != sb->origin_sectors)
+		die("profile %s was recorded over an origin of %" PRIu64 " sectors, %s has one of %" PRIu64,
+		    path, prof->origin_sectors, image, sb->origin_sectors);
+	if (prof->has_fingerprint && (sb->compat_features & FVD_COMPAT_ORIGIN_ID) &&
+	    prof->fingerprint != sb->origin_fingerprint)
+		die("profile %s was recorded over another origin (fingerprint %08x, %s's is %08x)",
+		    path, prof->fingerprint, image, sb->origin_fingerprint);
+}
+
+/* profile add, PROFILE_RUNS_PER_MESSAGE runs per message. */
+static bool profile_send(const char *name, const struct profile *prof)
+{
+	static char message[32 + PROFILE_RUNS_PER_MESSAGE * 44];
+	size_t i, n, len;
+
+	for (i = 0; i < prof->nr; i += n) {
+		len = snprintf(message, sizeof(message), "profile add");
+		for (n = 0; n < PROFILE_RUNS_PER_MESSAGE && i + n < prof->nr; n++)
+			len += snprintf(message + len, sizeof(message) - len, " %s",
+					prof->runs[i + n]);
+		if (run_dmsetup((const char *const[]){ "message", name, "0", message, NULL },
+				NULL, 0))
+			return false;
+	}
+	return true;
+}
 
 static int cmd_open(int argc, char **argv)
 {
@@ -434,9 +543,12 @@ static int cmd_open(int argc, char **argv)
 		{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 		{ "skip-origin-check", no_argument, NULL, OPT_SKIP_ORIGIN_CHECK },
 		{ "feature", required_argument, NULL, OPT_FEATURE },
+		{ "profile-from", required_argument, NULL, OPT_PROFILE_FROM },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *origin = NULL, *data = NULL, *image, *name, *meta_dev, *data_dev;
+	const char *profile_from = NULL;
+	struct profile prof;
 	const char *origin_dev = "-";
 	char features[1024] = "", table[4096 + 3 * PATH_MAX], a[32], uuid[64], other[256];
 	char loops[3][32];
@@ -455,6 +567,9 @@ static int cmd_open(int argc, char **argv)
 			break;
 		case OPT_READ_ONLY:
 			read_only = true;
+			break;
+		case OPT_PROFILE_FROM:
+			profile_from = optarg;
 			break;
 		case OPT_NO_COR:
 		case OPT_NO_PREFETCH:
@@ -513,6 +628,15 @@ static int cmd_open(int argc, char **argv)
 	}
 	if (needs_origin)
 		check_origin(&sb, origin, skip_check);
+	if (profile_from) {
+		if (read_only || !sb.origin_sectors)
+			die("--profile-from: %s", read_only ? "a read-only device copies nothing" :
+			    "the image has no origin");
+		profile_read(profile_from, &prof);
+		profile_check(profile_from, &prof, &sb, image);
+		if (!needs_origin)
+			profile_from = NULL;	/* all local: nothing to copy */
+	}
 	if (sb.data_offset && data)
 		die("%s keeps its data after its metadata, but --data-dev %s was given", image, data);
 	if (!sb.data_offset && !data)
@@ -551,6 +675,13 @@ static int cmd_open(int argc, char **argv)
 			close(held[i]);
 	if (r)
 		die("dmsetup create %s failed (the kernel log says why): table %s", name, table);
+	if (profile_from && !profile_send(name, &prof)) {
+		run_dmsetup((const char *const[]){ "remove", name, NULL }, NULL, 0);
+		die("the target refused the profile %s (the kernel log says why): %s removed",
+		    profile_from, name);
+	}
+	if (profile_from)
+		printf("%s: prefetch seeded with %zu runs from %s\n", name, prof.nr, profile_from);
 	printf("/dev/mapper/%s: %s over %s%s%s\n", name,
 	       human(sb.virtual_sectors * SECTOR, a, sizeof(a)), image,
 	       needs_origin ? ", origin " : "", needs_origin ? origin : "");
@@ -837,6 +968,76 @@ static int cmd_status(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * profile NAME save FILE: page through "profile get" and write the runs
+ * with the origin they were recorded over.  An existing FILE is refused.
+ */
+static int cmd_profile(int argc, char **argv)
+{
+	static char answer[1 << 16];
+	char line[4096], message[64], state[16], *p;
+	uint64_t length, nr = 0, index = 0, first, start, len;
+	struct fvd_sb_info sb;
+	bool have_sb, to_stdout;
+	int fd, skip;
+	FILE *f;
+
+	if (argc != 3 || strcmp(argv[1], "save"))
+		die("profile: NAME save FILE expected");
+	fvd_line(argv[0], "table", line, sizeof(line), &length);
+	have_sb = table_superblock(line, &sb);
+	to_stdout = !strcmp(argv[2], "-");
+	if (to_stdout) {
+		f = stdout;
+	} else {
+		fd = open(argv[2], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			die("cannot create %s: %s%s", argv[2], strerror(errno),
+			    errno == EEXIST ? " (remove it first: it is not overwritten)" : "");
+		f = fdopen(fd, "w");
+		if (!f)
+			die("cannot write %s: %s", argv[2], strerror(errno));
+	}
+	do {
+		snprintf(message, sizeof(message), "profile get %" PRIu64, index);
+		if (run_dmsetup((const char *const[]){ "message", argv[0], "0", message, NULL },
+				answer, sizeof(answer)))
+			goto refused;
+		skip = 0;
+		if (sscanf(answer, "%15s %" SCNu64 " %" SCNu64 "%n", state, &nr, &first, &skip) != 3 ||
+		    first != index)
+			goto refused;
+		if (!index) {
+			if (!strcmp(state, "off"))
+				die("%s records no profile: its table has no profile_seconds", argv[0]);
+			fprintf(f, PROFILE_HEADER "\n# %s, recorded from %s: %" PRIu64 " runs\n",
+				state, argv[0], nr);
+			if (!have_sb)
+				die("cannot read the superblock of %s's image", argv[0]);
+			fprintf(f, "origin_sectors %" PRIu64 "\n", sb.origin_sectors);
+			if (sb.compat_features & FVD_COMPAT_ORIGIN_ID)
+				fprintf(f, "origin_fingerprint %08x\n", sb.origin_fingerprint);
+		}
+		p = answer + skip;
+		while (sscanf(p, " %" SCNu64 "+%" SCNu64 "%n", &start, &len, &skip) == 2) {
+			fprintf(f, "%" PRIu64 "+%" PRIu64 "\n", start, len);
+			p += skip;
+			index++;
+		}
+		if (index < nr && p == answer)
+			goto refused;
+	} while (index < nr);
+	if (fflush(f) || (!to_stdout && fclose(f)))
+		die("cannot write %s: %s", argv[2], strerror(errno));
+	if (!to_stdout)
+		fprintf(stderr, "%s: %" PRIu64 " runs (%s) saved to %s\n", argv[0], nr, state, argv[2]);
+	return 0;
+refused:
+	if (!to_stdout)
+		unlink(argv[2]);
+	die("the target refused '%s' or gave no profile (the kernel log says why)", message);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -870,6 +1071,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 2, argv + 2);
 	if (!strcmp(cmd, "prefetch"))
 		return cmd_prefetch(argc - 2, argv + 2);
+	if (!strcmp(cmd, "profile"))
+		return cmd_profile(argc - 2, argv + 2);
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
 	usage(stderr);
 	return 1;

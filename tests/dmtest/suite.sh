@@ -1270,6 +1270,107 @@ test_copy_on_read() {
 	rm -f /tmp/r1 /tmp/r2 /tmp/r3 /tmp/ref /tmp/piece /tmp/check.out
 }
 
+# profile_get: the whole recorded profile, "STATE NR RUN...", paged as
+# fvdsetup pages it
+profile_get() {
+	local f index=0 state nr runs=()
+	while :; do
+		read -r -a f <<<"$(dmsetup message $DEV 0 profile get $index)"
+		state=${f[0]}
+		nr=${f[1]}
+		[ "${f[2]}" = "$index" ] || fail "profile get $index answered from run ${f[2]}"
+		runs+=("${f[@]:3}")
+		index=$((index + ${#f[@]} - 3))
+		[ "$index" -lt "$nr" ] || break
+		[ ${#f[@]} -gt 3 ] || fail "profile get $index: no runs, $nr recorded"
+	done
+	echo "$state $nr ${runs[*]}"
+}
+
+# profile_seconds records, in order, the blocks the guest's I/O needed
+# from the origin (copy-on-read and the copy of a partial write), as origin
+# sector ranges; a block read again once local, and anything after
+# "profile stop", is not recorded.  "profile add" on another image over
+# the same origin makes the prefetch copy those blocks first, and at once
+# although prefetch_delay is an hour: with one block per batch at
+# 16 KiB/s, the five profiled blocks are local and the cursor's first
+# block (0) is not when the prefetch has copied five blocks.
+test_profile_record_and_seed() {
+	local bs=65536 b=128 got deadline
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
+		fail "fvd-create"
+	fvd_up $SCRATCH $DATA $ORIGIN profile_seconds 600
+	[[ " $(dmsetup table $DEV) " == *" profile_seconds 600 "* ]] ||
+		fail "table line without profile_seconds: $(dmsetup table $DEV)"
+	expect_eq "$(dmsetup message $DEV 0 profile get 0)" "recording 0 0" "empty profile"
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((37 * 16 + 3)) count=1 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((38 * 16)) count=1 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((5 * 16 + 15)) count=1 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((37 * 16 + 9)) count=1 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=8192 skip=$((120 * 8 + 2)) count=1 iflag=direct status=none
+	head -c 4096 /dev/urandom | dd of=$MAPPER bs=4096 seek=$((200 * 16 + 1)) oflag=direct \
+		conv=notrunc status=none || fail "partial write"
+	expect_eq "$(profile_get)" \
+		"recording 4 $((37 * b))+$((2 * b)) $((5 * b))+$b $((120 * b))+$b $((200 * b))+$b" \
+		"recorded profile"
+	dmsetup message $DEV 0 profile stop || fail "profile stop"
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((300 * 16)) count=1 iflag=direct status=none
+	got=$(dmsetup message $DEV 0 profile get 2)
+	expect_eq "$got" "done 4 2 $((120 * b))+$b $((200 * b))+$b" "profile from run 2 after stop"
+	expect_eq "$(dmsetup message $DEV 0 profile get 4)" "done 4 4" "profile past its end"
+	dmesg -c >>/tmp/kernel-log.saved
+	! dmsetup message $DEV 0 profile get 5 2>/dev/null || fail "profile get 5 of 4 accepted"
+	dmesg | grep -qF "profile get: run 5 asked, the profile holds 4" ||
+		fail "no log line for run 5 of 4"
+	rm -f /tmp/prof.fvd
+	$FVDSETUP profile $DEV save /tmp/prof.fvd 2>/dev/null || fail "fvdsetup profile save"
+	expect_eq "$(grep -v '^#' /tmp/prof.fvd | tr '\n' ' ')" \
+		"origin_sectors $(sectors $ORIGIN) origin_fingerprint $(printf %08x "$(sb_field $SCRATCH origin_fingerprint)") $((37 * b))+$((2 * b)) $((5 * b))+$b $((120 * b))+$b $((200 * b))+$b " \
+		"saved profile"
+	! $FVDSETUP profile $DEV save /tmp/prof.fvd 2>/dev/null || fail "an existing file overwritten"
+	fvd_down
+
+	# seeded on a fresh image of the same origin
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
+		fail "fvd-create for the seeded image"
+	sed 's/^origin_sectors .*/origin_sectors 1000/' /tmp/prof.fvd >/tmp/prof-other.fvd
+	! $FVDSETUP open $SCRATCH $DEV --data-dev $DATA --profile-from /tmp/prof-other.fvd \
+		2>/tmp/open.err || fail "a profile of another origin accepted"
+	grep -qF "recorded over an origin of 1000 sectors" /tmp/open.err ||
+		fail "refusal of another origin's profile: $(cat /tmp/open.err)"
+	[ ! -b $MAPPER ] || fail "$MAPPER made with a refused profile"
+	$FVDSETUP open $SCRATCH $DEV --data-dev $DATA --profile-from /tmp/prof.fvd \
+		--feature prefetch_delay=3600 --feature prefetch_batch=64 \
+		--feature prefetch_writes=1 --feature prefetch_max_rate=16 \
+		--feature prefetch_min_read=0 --feature prefetch_min_write=0 >/tmp/open.out ||
+		fail "fvdsetup open --profile-from"
+	grep -qF "prefetch seeded with 4 runs from /tmp/prof.fvd" /tmp/open.out ||
+		fail "fvdsetup open said: $(cat /tmp/open.out)"
+	deadline=$((SECONDS + 300))
+	while [ "$(status_field 16)" -lt $((5 * bs)) ]; do
+		[ $SECONDS -lt $deadline ] || fail "the prefetch copied $(status_field 16) bytes in 300 s"
+	done
+	dmsetup message $DEV 0 prefetch stop || fail "prefetch stop"
+	expect_eq "$(status_field 16)" $((5 * bs)) "bytes copied when stopped"
+	expect_eq "$(status_field 14)" $((5 * bs)) "origin bytes read"
+	dmesg -c >>/tmp/kernel-log.saved
+	! dmsetup message $DEV 0 profile add 0+0 2>/dev/null || fail "an empty range accepted"
+	! dmsetup message $DEV 0 profile add $(sectors $ORIGIN)+1 2>/dev/null ||
+		fail "a range past the origin accepted"
+	dmesg | grep -qF "is not START+LEN inside the origin's $(sectors $ORIGIN) sectors" ||
+		fail "no log line for a range past the origin"
+	fvd_down
+	data_blocks_are $bs 1024 5,37,38,120,200
+	$FVD_CHECK --data-dev $DATA $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check"; }
+	fvd_up $SCRATCH $DATA $ORIGIN
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs on the seeded image"
+	fvd_down
+	rm -f /tmp/check.out /tmp/prof.fvd /tmp/prof-other.fvd /tmp/open.out /tmp/open.err
+}
+
 # no_copy_on_read: reads go to the origin and nothing is copied.  A compact
 # image copies on read only into chunks already allocated.
 test_copy_on_read_off_and_compact() {
