@@ -222,7 +222,7 @@ static int fvd_profile_get(struct fvd_target *fvd, const char *arg,
 	}
 	DMEMIT("%s %u %u", state, nr, index);
 	/* a run takes at most 2 * 20 digits, a '+' and a space */
-	for (; index < nr && maxlen - sz > 48; index++) {
+	for (; index < nr && sz + 48 < maxlen; index++) {
 		spin_lock_irqsave(&prof->lock, flags);
 		run = prof->rec.runs[index];
 		spin_unlock_irqrestore(&prof->lock, flags);

@@ -978,14 +978,16 @@ static int cmd_profile(int argc, char **argv)
 	char line[4096], message[64], state[16], *p;
 	uint64_t length, nr = 0, index = 0, first, start, len;
 	struct fvd_sb_info sb;
-	bool have_sb, to_stdout;
+	unsigned int given;
+	bool to_stdout;
 	int fd, skip;
 	FILE *f;
 
 	if (argc != 3 || strcmp(argv[1], "save"))
 		die("profile: NAME save FILE expected");
 	fvd_line(argv[0], "table", line, sizeof(line), &length);
-	have_sb = table_superblock(line, &sb);
+	if (!table_superblock(line, &sb))
+		die("cannot read the superblock of %s's image", argv[0]);
 	to_stdout = !strcmp(argv[2], "-");
 	if (to_stdout) {
 		f = stdout;
@@ -1008,23 +1010,26 @@ static int cmd_profile(int argc, char **argv)
 		    first != index)
 			goto refused;
 		if (!index) {
-			if (!strcmp(state, "off"))
+			if (!strcmp(state, "off")) {
+				if (!to_stdout)
+					unlink(argv[2]);
 				die("%s records no profile: its table has no profile_seconds", argv[0]);
+			}
 			fprintf(f, PROFILE_HEADER "\n# %s, recorded from %s: %" PRIu64 " runs\n",
 				state, argv[0], nr);
-			if (!have_sb)
-				die("cannot read the superblock of %s's image", argv[0]);
 			fprintf(f, "origin_sectors %" PRIu64 "\n", sb.origin_sectors);
 			if (sb.compat_features & FVD_COMPAT_ORIGIN_ID)
 				fprintf(f, "origin_fingerprint %08x\n", sb.origin_fingerprint);
 		}
 		p = answer + skip;
+		given = 0;
 		while (sscanf(p, " %" SCNu64 "+%" SCNu64 "%n", &start, &len, &skip) == 2) {
 			fprintf(f, "%" PRIu64 "+%" PRIu64 "\n", start, len);
 			p += skip;
-			index++;
+			given++;
 		}
-		if (index < nr && p == answer)
+		index += given;
+		if (index < nr && !given)
 			goto refused;
 	} while (index < nr);
 	if (fflush(f) || (!to_stdout && fclose(f)))
