@@ -1335,10 +1335,11 @@ test_profile_record_and_seed() {
 	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
 	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
 		fail "fvd-create for the seeded image"
-	sed 's/^origin_sectors .*/origin_sectors 1000/' /tmp/prof.fvd >/tmp/prof-other.fvd
+	sed "s/^origin_sectors .*/origin_sectors $(($(sectors $ORIGIN) * 2))/" /tmp/prof.fvd \
+		>/tmp/prof-other.fvd
 	! $FVDSETUP open $SCRATCH $DEV --data-dev $DATA --profile-from /tmp/prof-other.fvd \
 		2>/tmp/open.err || fail "a profile of another origin accepted"
-	grep -qF "recorded over an origin of 1000 sectors" /tmp/open.err ||
+	grep -qF "recorded over an origin of $(($(sectors $ORIGIN) * 2)) sectors" /tmp/open.err ||
 		fail "refusal of another origin's profile: $(cat /tmp/open.err)"
 	[ ! -b $MAPPER ] || fail "$MAPPER made with a refused profile"
 	$FVDSETUP open $SCRATCH $DEV --data-dev $DATA --profile-from /tmp/prof.fvd \
