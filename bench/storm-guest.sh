@@ -33,6 +33,8 @@ set -u
 SRC=$FVD_SRC
 OUT=$FVD_OUT
 FVD_CREATE=$SRC/tools/fvd-create
+FVDSETUP=$SRC/tools/fvdsetup
+PROFILE=/tmp/boot.profile	# fvd-profile: what a first host's boot recorded
 ORIGIN=/dev/vda
 DATA=/dev/vdb
 META=/dev/vdc
@@ -42,7 +44,7 @@ TRACE=$OUT/boot.trace
 DEV=storm
 
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
-PEERS=${STORM_PEERS:-"local fvd fvd-nocor thin clone qcow2"}
+PEERS=${STORM_PEERS:-"local fvd fvd-nocor fvd-profile thin clone qcow2"}
 HOSTS=${STORM_HOSTS:-8}
 STORM_ON=${STORM_STORM_PROFILES:-wan}	# the links the storm runs on
 STORM_PEERS_ALL=${STORM_STORM_PEERS:-"fvd thin"}
@@ -70,6 +72,17 @@ peer_make() {
 	fvd)
 		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
 	fvd-nocor)
+		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
+	fvd-profile)
+		# a first host boots and records its profile; this host's image,
+		# made afresh, is the second host's
+		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;
+		dm_up $DEV "0 $(sectors $ORIGIN) fvd $DATA $DATA $NET 3 no_prefetch profile_seconds 3600"
+		replay /dev/mapper/$DEV
+		rm -f $PROFILE
+		$FVDSETUP profile $DEV save $PROFILE || fail "fvdsetup profile save"
+		dmsetup remove $DEV || fail "dmsetup remove $DEV"
+		echo "setup profile $(grep -vc '^[#o]' $PROFILE) runs recorded by a first boot of $((WALL_MS / 1000)) s" >>"$OUT/raw"
 		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
 	thin)
 		zero $META 4
@@ -99,6 +112,10 @@ peer_up() {
 		dm_up $DEV "0 $s fvd $DATA $DATA $NET 1 no_prefetch" ;;
 	fvd-nocor)
 		dm_up $DEV "0 $s fvd $DATA $DATA $NET 2 no_prefetch no_copy_on_read" ;;
+	fvd-profile)
+		# the prefetch on, seeded: it copies the profile first, at once
+		$FVDSETUP open $DATA $DEV --origin $NET \
+			--profile-from $PROFILE >/dev/null || fail "fvdsetup open --profile-from" ;;
 	thin)
 		dm_up ${DEV}pool "0 $(sectors $DATA) thin-pool $META $DATA 128 0"
 		dm_up $DEV "0 $s thin /dev/mapper/${DEV}pool 0 $NET" ;;
