@@ -708,6 +708,24 @@ static void fvd_prefetch_step(struct work_struct *ws)
 			spin_unlock_irq(&fvd->lock);
 			break;
 		}
+		/*
+		 * A profile started the prefetch early: once it is copied, the
+		 * rest of the disk waits for prefetch_delay as it would have.
+		 */
+		if (pf->early && !fvd_prefetch_profile_pending(fvd)) {
+			if (pf->nr_inflight) {
+				spin_unlock_irq(&fvd->lock);
+				break;	/* the last batch's end comes back here */
+			}
+			pf->early = false;
+			if (time_before(jiffies, pf->delay_end)) {
+				event |= fvd_prefetch_enter(fvd, FVD_PREFETCH_WAITING,
+							    FVD_PREFETCH_NO_CAUSE);
+				fvd_prefetch_kick(fvd, pf->delay_end - jiffies);
+				spin_unlock_irq(&fvd->lock);
+				break;
+			}
+		}
 		if (pf->cursor >= fvd_origin_blocks(&fvd->meta.sb) &&
 		    !fvd_prefetch_profile_pending(fvd)) {
 			pass_done = !pf->nr_inflight;
@@ -787,10 +805,11 @@ void fvd_prefetch_resume(struct fvd_target *fvd)
 		pf->cause = FVD_PREFETCH_NO_CAUSE;
 	}
 	pf->suspended = false;
-	if (pf->state == FVD_PREFETCH_WAITING)
-		fvd_prefetch_kick(fvd, fvd_prefetch_profile_pending(fvd) ? 0 :
-				  fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ);
-	else if (pf->state == FVD_PREFETCH_RUNNING ||
+	if (pf->state == FVD_PREFETCH_WAITING) {
+		pf->delay_end = jiffies + fvd_tunable(fvd, FVD_PREFETCH_DELAY) * HZ;
+		pf->early = fvd_prefetch_profile_pending(fvd);
+		fvd_prefetch_kick(fvd, pf->early ? 0 : pf->delay_end - jiffies);
+	} else if (pf->state == FVD_PREFETCH_RUNNING ||
 		 pf->state == FVD_PREFETCH_PAUSED)
 		fvd_prefetch_kick(fvd, 0);
 	spin_unlock_irq(&fvd->lock);
@@ -812,7 +831,8 @@ void fvd_prefetch_suspend(struct fvd_target *fvd)
 
 /*
  * "profile add" queued runs; under the lock.  They are what the guest will
- * read next: a prefetch still waiting for prefetch_delay starts now.
+ * read next: a prefetch still waiting for prefetch_delay copies them now,
+ * and then waits for the rest of the delay.
  */
 void fvd_prefetch_profile_queued(struct fvd_target *fvd)
 {
@@ -821,6 +841,8 @@ void fvd_prefetch_profile_queued(struct fvd_target *fvd)
 	lockdep_assert_held(&fvd->lock);
 	if (pf->suspended)
 		return;
+	if (pf->state == FVD_PREFETCH_WAITING)
+		pf->early = true;
 	if (pf->state == FVD_PREFETCH_WAITING || pf->state == FVD_PREFETCH_RUNNING)
 		fvd_prefetch_kick(fvd, 0);
 }
@@ -843,12 +865,14 @@ static int fvd_prefetch_control(struct fvd_target *fvd, bool start)
 			r = -EROFS;
 			break;
 		}
-		if (start)
+		if (start) {
+			pf->early = false;
 			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_RUNNING,
 						   FVD_PREFETCH_NO_CAUSE);
-		else
+		} else {
 			event = fvd_prefetch_enter(fvd, FVD_PREFETCH_STOPPED,
 						   FVD_PREFETCH_BY_MESSAGE);
+		}
 		if (start && !pf->suspended)
 			fvd_prefetch_kick(fvd, 0);
 	}
@@ -891,10 +915,15 @@ int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
 			      fvd_tunables[id].error);
 			return -EINVAL;
 		}
+		/* Room for a recording first: a failed set changes nothing. */
+		if (id == FVD_PROFILE_SECONDS && fvd_profile_reserve(fvd, v))
+			return -ENOMEM;
 		spin_lock_irq(&fvd->lock);
 		WRITE_ONCE(pf->tunables[id], v);
 		pf->given |= BIT(id);
 		/* A shorter delay or pause takes effect now. */
+		if (id == FVD_PREFETCH_DELAY)
+			pf->delay_end = jiffies + v * HZ;
 		if (!pf->suspended && id == FVD_PREFETCH_DELAY &&
 		    pf->state == FVD_PREFETCH_WAITING)
 			fvd_prefetch_kick(fvd, v * HZ);
@@ -907,10 +936,10 @@ int fvd_prefetch_message(struct fvd_target *fvd, unsigned int argc,
 		}
 		spin_unlock_irq(&fvd->lock);
 		if (id == FVD_PROFILE_SECONDS)
-			return fvd_profile_set_seconds(fvd);
+			fvd_profile_set_seconds(fvd);
 		return 0;
 	}
-	DMERR("%s: unknown message: expected 'prefetch start|stop' or 'set <tunable> <value>'",
+	DMERR("%s: unknown message: expected 'prefetch start|stop', 'set <tunable> <value>' or 'profile ...'",
 	      dm_table_device_name(fvd->ti->table));
 	return -EINVAL;
 }

@@ -104,6 +104,8 @@ struct fvd_prefetch {
 	u64 pace_last_ns;		/* and the last one's start and bytes */
 	u64 pace_last_bytes;
 	u64 held_since_ns;		/* idle under the cap since, or 0 */
+	unsigned long delay_end;	/* jiffies: prefetch_delay is over */
+	bool early;			/* started before it by a profile */
 
 	u32 tunables[FVD_NR_TUNABLES];	/* READ_ONCE without the lock */
 	unsigned long given;		/* tunables in the table line or set */

@@ -132,58 +132,84 @@ void fvd_profile_note(struct fvd_target *fvd, u64 sector, u64 sectors)
 	first = fvd_sector_to_block(sb, sector);
 	last = fvd_sector_to_block(sb, sector + sectors - 1);
 	spin_lock_irqsave(&prof->lock, flags);
-	if (!prof->recording) {
-		/* ended meanwhile */
-	} else if (time_after_eq(jiffies, prof->start +
-				 (unsigned long)fvd_profile_seconds(fvd) * HZ)) {
-		WRITE_ONCE(prof->recording, false);
-	} else if (!fvd_profile_append(&prof->rec, first, last - first + 1)) {
+	if (fvd_profile_window_open(fvd) &&
+	    !fvd_profile_append(&prof->rec, first, last - first + 1)) {
 		prof->full = true;
 		WRITE_ONCE(prof->recording, false);
 	}
 	spin_unlock_irqrestore(&prof->lock, flags);
 }
 
+/* Under the profile's lock: a window that has passed ends the recording. */
+static bool fvd_profile_window_open(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+
+	if (prof->recording &&
+	    time_after_eq(jiffies, prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ))
+		WRITE_ONCE(prof->recording, false);
+	return prof->recording;
+}
+
 /*
- * set profile_seconds N, on a live table: the window's length changes; a
- * table that recorded nothing so far starts a recording now.
+ * set profile_seconds @seconds, before the new value is stored: the room
+ * for a recording when the table had none, and the end of a recording
+ * whose window has passed (it is ended for good: a longer window does not
+ * bring it back).
  */
-int fvd_profile_set_seconds(struct fvd_target *fvd)
+int fvd_profile_reserve(struct fvd_target *fvd, u32 seconds)
 {
 	struct fvd_profile *prof = &fvd->profile;
 	struct fvd_profile_run *runs = NULL;
 	unsigned long flags;
 
-	if (!fvd->origin_dev || !fvd_profile_seconds(fvd))
+	if (!fvd->origin_dev || !seconds)
 		return 0;
 	if (!READ_ONCE(prof->rec.runs)) {
 		runs = fvd_profile_alloc_runs();
-		if (!runs)
+		if (!runs) {
+			DMERR("%s: set profile_seconds: cannot allocate the record (%zu KiB)",
+			      fvd_profile_name(fvd),
+			      FVD_PROFILE_MAX_RUNS * sizeof(*runs) >> 10);
 			return -ENOMEM;
+		}
 	}
 	spin_lock_irqsave(&prof->lock, flags);
 	if (!prof->rec.runs) {
 		prof->rec.runs = runs;
 		runs = NULL;
 	}
-	if (!prof->start && fvd->resumed) {
-		prof->start = jiffies | 1;
-		WRITE_ONCE(prof->recording, true);
-	}
+	fvd_profile_window_open(fvd);
 	spin_unlock_irqrestore(&prof->lock, flags);
 	kvfree(runs);
 	return 0;
 }
 
-/* The recording's state word in "profile get". */
+/*
+ * After set profile_seconds: the window's length changed; a live table
+ * that recorded nothing so far starts a recording now.
+ */
+void fvd_profile_set_seconds(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+	unsigned long flags;
+
+	spin_lock_irqsave(&prof->lock, flags);
+	if (prof->rec.runs && !prof->start && fvd->resumed && fvd_profile_seconds(fvd)) {
+		prof->start = jiffies | 1;
+		WRITE_ONCE(prof->recording, true);
+	}
+	spin_unlock_irqrestore(&prof->lock, flags);
+}
+
+/* The recording's state word in "profile get"; under the profile's lock. */
 static const char *fvd_profile_state(struct fvd_target *fvd)
 {
 	struct fvd_profile *prof = &fvd->profile;
 
 	if (!prof->rec.runs)
 		return "off";
-	if (prof->recording &&
-	    time_before(jiffies, prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ))
+	if (fvd_profile_window_open(fvd))
 		return "recording";
 	if (prof->full)
 		return "full";
@@ -192,9 +218,8 @@ static const char *fvd_profile_state(struct fvd_target *fvd)
 
 /*
  * profile get INDEX: "STATE NR INDEX" and the runs from INDEX on, as many
- * as the result buffer holds, each "START+LEN" in origin sectors.  Runs
- * before the last never change once a later one exists: only the last is
- * read under the lock.
+ * as the result buffer holds, each "START+LEN" in origin sectors.  A run
+ * is read under the lock: the last one may still grow.
  */
 static int fvd_profile_get(struct fvd_target *fvd, const char *arg,
 			   char *result, unsigned int maxlen)
@@ -241,27 +266,41 @@ static int fvd_profile_add(struct fvd_target *fvd, unsigned int argc, char **arg
 {
 	struct fvd_profile *prof = &fvd->profile;
 	const struct fvd_sb_info *sb = &fvd->meta.sb;
-	struct fvd_profile_run *runs = NULL;
-	u64 start, len, first;
+	struct fvd_profile_run *runs = NULL, *asked;
+	u64 start, len;
 	unsigned int i, queued;
 	int r = 0;
 
 	if (!fvd->origin_dev || !fvd->writable) {
-		DMERR("%s: profile add: no prefetch: the table is read-only or has no origin",
-		      fvd_profile_name(fvd));
+		DMERR("%s: profile add: no prefetch: the table %s", fvd_profile_name(fvd),
+		      fvd->writable ? "has no origin" : "is read-only");
 		return -EOPNOTSUPP;
 	}
+	if (argc > FVD_PROFILE_MAX_RUNS) {
+		DMERR("%s: profile add: %u ranges, the queue holds %u",
+		      fvd_profile_name(fvd), argc, FVD_PROFILE_MAX_RUNS);
+		return -ENOSPC;
+	}
+	/* Parsed here, not under the target's lock that .map takes. */
+	asked = kvmalloc_array(argc, sizeof(*asked), GFP_KERNEL);
+	if (!asked)
+		goto no_memory;
 	for (i = 0; i < argc; i++) {
 		if (fvd_profile_parse_range(argv[i], sb->origin_sectors, &start, &len)) {
 			DMERR("%s: profile add: '%s' is not START+LEN inside the origin's %llu sectors",
 			      fvd_profile_name(fvd), argv[i], sb->origin_sectors);
+			kvfree(asked);
 			return -EINVAL;
 		}
+		asked[i].first = fvd_sector_to_block(sb, start);
+		asked[i].nr = fvd_sector_to_block(sb, start + len - 1) - asked[i].first + 1;
 	}
 	if (!READ_ONCE(prof->queue.runs)) {
 		runs = fvd_profile_alloc_runs();
-		if (!runs)
-			return -ENOMEM;
+		if (!runs) {
+			kvfree(asked);
+			goto no_memory;
+		}
 	}
 
 	spin_lock_irq(&fvd->lock);
@@ -280,20 +319,21 @@ static int fvd_profile_add(struct fvd_target *fvd, unsigned int argc, char **arg
 	if (queued + argc > FVD_PROFILE_MAX_RUNS) {
 		r = -ENOSPC;
 	} else {
-		for (i = 0; i < argc; i++) {
-			fvd_profile_parse_range(argv[i], sb->origin_sectors, &start, &len);
-			first = fvd_sector_to_block(sb, start);
-			fvd_profile_append(&prof->queue, first,
-					   fvd_sector_to_block(sb, start + len - 1) - first + 1);
-		}
+		for (i = 0; i < argc; i++)
+			fvd_profile_append(&prof->queue, asked[i].first, asked[i].nr);
 		fvd_prefetch_profile_queued(fvd);
 	}
 	spin_unlock_irq(&fvd->lock);
 	kvfree(runs);
+	kvfree(asked);
 	if (r)
 		DMERR("%s: profile add: %u runs queued, %u more asked, the queue holds %u",
 		      fvd_profile_name(fvd), queued, argc, FVD_PROFILE_MAX_RUNS);
 	return r;
+
+no_memory:
+	DMERR("%s: profile add: cannot allocate the queue", fvd_profile_name(fvd));
+	return -ENOMEM;
 }
 
 /*
@@ -306,17 +346,23 @@ int fvd_profile_message(struct fvd_target *fvd, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
 	struct fvd_profile *prof = &fvd->profile;
+	struct fvd_profile_run *runs;
 	unsigned long flags;
 
 	if (argc == 3 && !strcasecmp(argv[1], "get"))
 		return fvd_profile_get(fvd, argv[2], result, maxlen);
 	if (argc == 2 && !strcasecmp(argv[1], "stop")) {
 		spin_lock_irqsave(&prof->lock, flags);
+		runs = prof->rec.runs;
 		WRITE_ONCE(prof->recording, false);
-		if (!prof->start)
+		if (runs && !prof->start)
 			prof->start = jiffies | 1;
 		spin_unlock_irqrestore(&prof->lock, flags);
-		return 0;
+		if (runs)
+			return 0;
+		DMERR("%s: profile stop: the table records no profile (profile_seconds 0)",
+		      fvd_profile_name(fvd));
+		return -EINVAL;
 	}
 	if (argc >= 3 && !strcasecmp(argv[1], "add"))
 		return fvd_profile_add(fvd, argc - 2, argv + 2);

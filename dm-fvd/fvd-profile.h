@@ -54,7 +54,8 @@ struct fvd_target;
 int fvd_profile_init(struct fvd_target *fvd);
 void fvd_profile_exit(struct fvd_target *fvd);
 void fvd_profile_resume(struct fvd_target *fvd);
-int fvd_profile_set_seconds(struct fvd_target *fvd);
+int fvd_profile_reserve(struct fvd_target *fvd, u32 seconds);
+void fvd_profile_set_seconds(struct fvd_target *fvd);
 void fvd_profile_note(struct fvd_target *fvd, u64 sector, u64 sectors);
 void fvd_prefetch_profile_queued(struct fvd_target *fvd);
 int fvd_profile_message(struct fvd_target *fvd, unsigned int argc, char **argv,

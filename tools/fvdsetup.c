@@ -17,6 +17,7 @@
  * devices for images in files, and a person's reading of the status line.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -435,29 +436,52 @@ enum {
 #define PROFILE_HEADER		"# dm-fvd profile 1"
 #define PROFILE_RUNS_PER_MESSAGE	128
 
+struct profile_run {
+	uint64_t start;
+	uint64_t len;
+};
+
 struct profile {
 	uint64_t origin_sectors;
 	uint32_t fingerprint;
 	bool has_fingerprint;
-	char **runs;			/* "START+LEN" */
+	struct profile_run *runs;
 	size_t nr;
 };
+
+/* Decimal digits only, as the kernel reads them: no sign, no blanks. */
+static bool parse_u64(const char *s, const char *end, uint64_t *v)
+{
+	uint64_t n = 0;
+
+	if (s == end)
+		return false;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9' || n > (UINT64_MAX - (*s - '0')) / 10)
+			return false;
+		n = n * 10 + (*s - '0');
+	}
+	*v = n;
+	return true;
+}
+
+/* At most FVD_PROFILE_MAX_RUNS runs: what the target's queue holds. */
+#define PROFILE_MAX_RUNS	8192
 
 static void profile_read(const char *path, struct profile *prof)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	char line[128], *end;
+	char line[128], *plus, *end;
+	unsigned long fp;
 	size_t room = 0;
-	unsigned int lineno = 0;
-	uint64_t start, len;
-	int skip;
+	unsigned int lineno = 1;
+	struct profile_run run;
 
 	if (!f)
 		die("cannot open profile %s: %s", path, strerror(errno));
 	memset(prof, 0, sizeof(*prof));
 	if (!fgets(line, sizeof(line), f) || strncmp(line, PROFILE_HEADER "\n", sizeof(PROFILE_HEADER)))
 		die("%s is not a dm-fvd profile (no '%s' line first)", path, PROFILE_HEADER);
-	lineno = 1;
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
 		if (!strchr(line, '\n') && !feof(f))
@@ -466,33 +490,40 @@ static void profile_read(const char *path, struct profile *prof)
 		if (!line[0] || line[0] == '#')
 			continue;
 		if (!strncmp(line, "origin_sectors ", 15)) {
-			prof->origin_sectors = strtoull(line + 15, &end, 10);
-			if (*end || !prof->origin_sectors)
+			if (prof->origin_sectors)
+				die("%s line %u: a second origin_sectors", path, lineno);
+			if (!parse_u64(line + 15, line + strlen(line), &prof->origin_sectors) ||
+			    !prof->origin_sectors)
 				die("%s line %u: bad origin_sectors", path, lineno);
 			continue;
 		}
 		if (!strncmp(line, "origin_fingerprint ", 19)) {
-			prof->fingerprint = strtoul(line + 19, &end, 16);
-			if (*end)
-				die("%s line %u: bad origin_fingerprint", path, lineno);
+			errno = 0;
+			fp = strtoul(line + 19, &end, 16);
+			if (prof->has_fingerprint || end == line + 19 || *end || errno ||
+			    fp > UINT32_MAX || !isxdigit((unsigned char)line[19]))
+				die("%s line %u: bad or second origin_fingerprint", path, lineno);
+			prof->fingerprint = fp;
 			prof->has_fingerprint = true;
 			continue;
 		}
-		skip = 0;
-		if (sscanf(line, "%" SCNu64 "+%" SCNu64 "%n", &start, &len, &skip) != 2 ||
-		    line[skip] || !len || !prof->origin_sectors ||
-		    start >= prof->origin_sectors || len > prof->origin_sectors - start)
+		plus = strchr(line, '+');
+		if (!plus || !parse_u64(line, plus, &run.start) ||
+		    !parse_u64(plus + 1, line + strlen(line), &run.len) || !run.len ||
+		    !prof->origin_sectors || run.start >= prof->origin_sectors ||
+		    run.len > prof->origin_sectors - run.start)
 			die("%s line %u: '%s' is not START+LEN inside the origin_sectors given before it",
 			    path, lineno, line);
+		if (prof->nr == PROFILE_MAX_RUNS)
+			die("%s: more than %d runs, which the target does not queue", path,
+			    PROFILE_MAX_RUNS);
 		if (prof->nr == room) {
 			room = room ? 2 * room : 1024;
 			prof->runs = realloc(prof->runs, room * sizeof(*prof->runs));
 			if (!prof->runs)
 				die("out of memory");
 		}
-		prof->runs[prof->nr] = strdup(line);
-		if (!prof->runs[prof->nr++])
-			die("out of memory");
+		prof->runs[prof->nr++] = run;
 	}
 	if (ferror(f))
 		die("cannot read profile %s: %s", path, strerror(errno));
@@ -518,14 +549,18 @@ static void profile_check(const char *path, const struct profile *prof,
 /* profile add, PROFILE_RUNS_PER_MESSAGE runs per message. */
 static bool profile_send(const char *name, const struct profile *prof)
 {
-	static char message[32 + PROFILE_RUNS_PER_MESSAGE * 44];
+	/* a run prints as at most 20 + 1 + 20 characters and a space */
+	static char message[32 + PROFILE_RUNS_PER_MESSAGE * 42];
 	size_t i, n, len;
 
 	for (i = 0; i < prof->nr; i += n) {
 		len = snprintf(message, sizeof(message), "profile add");
 		for (n = 0; n < PROFILE_RUNS_PER_MESSAGE && i + n < prof->nr; n++)
-			len += snprintf(message + len, sizeof(message) - len, " %s",
-					prof->runs[i + n]);
+			len += snprintf(message + len, sizeof(message) - len,
+					" %" PRIu64 "+%" PRIu64, prof->runs[i + n].start,
+					prof->runs[i + n].len);
+		if (len >= sizeof(message))
+			die("internal error: profile message of %zu bytes", len);
 		if (run_dmsetup((const char *const[]){ "message", name, "0", message, NULL },
 				NULL, 0))
 			return false;
@@ -676,9 +711,9 @@ static int cmd_open(int argc, char **argv)
 	if (r)
 		die("dmsetup create %s failed (the kernel log says why): table %s", name, table);
 	if (profile_from && !profile_send(name, &prof)) {
-		run_dmsetup((const char *const[]){ "remove", name, NULL }, NULL, 0);
-		die("the target refused the profile %s (the kernel log says why): %s removed",
-		    profile_from, name);
+		r = run_dmsetup((const char *const[]){ "remove", name, NULL }, NULL, 0);
+		die("the target refused the profile %s (the kernel log says why): %s %s",
+		    profile_from, name, r ? "could not be removed" : "removed");
 	}
 	if (profile_from)
 		printf("%s: prefetch seeded with %zu runs from %s\n", name, prof.nr, profile_from);
@@ -997,8 +1032,10 @@ static int cmd_profile(int argc, char **argv)
 			die("cannot create %s: %s%s", argv[2], strerror(errno),
 			    errno == EEXIST ? " (remove it first: it is not overwritten)" : "");
 		f = fdopen(fd, "w");
-		if (!f)
+		if (!f) {
+			unlink(argv[2]);
 			die("cannot write %s: %s", argv[2], strerror(errno));
+		}
 	}
 	do {
 		snprintf(message, sizeof(message), "profile get %" PRIu64, index);
@@ -1013,7 +1050,8 @@ static int cmd_profile(int argc, char **argv)
 			if (!strcmp(state, "off")) {
 				if (!to_stdout)
 					unlink(argv[2]);
-				die("%s records no profile: its table has no profile_seconds", argv[0]);
+				die("%s records no profile: its table has no profile_seconds, or no origin",
+				    argv[0]);
 			}
 			fprintf(f, PROFILE_HEADER "\n# %s, recorded from %s: %" PRIu64 " runs\n",
 				state, argv[0], nr);
@@ -1032,10 +1070,16 @@ static int cmd_profile(int argc, char **argv)
 		if (index < nr && !given)
 			goto refused;
 	} while (index < nr);
-	if (fflush(f) || (!to_stdout && fclose(f)))
+	if (fflush(f) || ferror(f) || (!to_stdout && fclose(f))) {
+		if (!to_stdout)
+			unlink(argv[2]);
 		die("cannot write %s: %s", argv[2], strerror(errno));
+	}
 	if (!to_stdout)
 		fprintf(stderr, "%s: %" PRIu64 " runs (%s) saved to %s\n", argv[0], nr, state, argv[2]);
+	if (strcmp(state, "done") && strcmp(state, "full"))
+		fprintf(stderr, "%s: warning: the profile is not finished (%s): it holds what the guest read so far; save it after profile_seconds or 'dmsetup message %s 0 profile stop'\n",
+			prog, state, argv[0]);
 	return 0;
 refused:
 	if (!to_stdout)
