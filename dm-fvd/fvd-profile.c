@@ -116,6 +116,17 @@ void fvd_profile_resume(struct fvd_target *fvd)
 	spin_unlock_irqrestore(&prof->lock, flags);
 }
 
+/* Under the profile's lock: a window that has passed ends the recording. */
+static bool fvd_profile_window_open(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+
+	if (prof->recording &&
+	    time_after_eq(jiffies, prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ))
+		WRITE_ONCE(prof->recording, false);
+	return prof->recording;
+}
+
 /*
  * The guest's I/O reads virtual sectors [@sector, @sector + @sectors) from
  * the origin.  Called in .map and the worker: a spinlock and an append.
@@ -138,17 +149,6 @@ void fvd_profile_note(struct fvd_target *fvd, u64 sector, u64 sectors)
 		WRITE_ONCE(prof->recording, false);
 	}
 	spin_unlock_irqrestore(&prof->lock, flags);
-}
-
-/* Under the profile's lock: a window that has passed ends the recording. */
-static bool fvd_profile_window_open(struct fvd_target *fvd)
-{
-	struct fvd_profile *prof = &fvd->profile;
-
-	if (prof->recording &&
-	    time_after_eq(jiffies, prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ))
-		WRITE_ONCE(prof->recording, false);
-	return prof->recording;
 }
 
 /*
