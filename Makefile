@@ -44,7 +44,7 @@ UDEV_RULES_DIR := $(PREFIX)/lib/udev/rules.d
 DEB_PACKAGES := build-essential qemu-system-x86 busybox-static dmsetup fio \
 	linux-headers-amd64 linux-source-6.1 flex bison bc libelf-dev \
 	libssl-dev sparse e2fsprogs cpio kmod file python3 xz-utils \
-	clang libclang-rt-14-dev nbd-server nbd-client iproute2 mmdebstrap \
+	clang libclang-rt-14-dev nbd-server nbd-client open-iscsi iproute2 mmdebstrap \
 	lintian mandoc groff-base
 # make bench also runs qcow2 through qemu-nbd and draws its chart
 BENCH_PACKAGES := qemu-utils gnuplot-nox

@@ -2101,6 +2101,48 @@ test_network_origin_wan() {
 	dmsetup remove --retry fvdslice || fail "remove fvdslice"
 }
 
+# The origin over iSCSI, the second network transport (tests/lib/netorigin.sh:
+# the kernel's target in the image server's namespace, open-iscsi's
+# initiator in the host's), on the WAN link: the export takes no write and
+# is shaped (single reads take a round trip each); dm-fvd copies two blocks
+# on read and the prefetch the rest, reading each origin block once; the
+# disk holds the origin's data, compared byte for byte, and still does once
+# the session is logged out (the origin let go after the prefetch).
+test_network_origin_iscsi() {
+	local size=$((16 * MB)) disk t0 ms s0 s1
+	dmsetup create fvdslice --table "0 $((size / 512)) linear $ORIGIN 0" || fail "fvdslice"
+	netorigin_up wan /dev/mapper/fvdslice || fail "network origin"
+	netorigin_iscsi_serve /dev/mapper/fvdslice || fail "the iSCSI export"
+	disk=$(netorigin_iscsi_connect) || fail "the iSCSI login"
+	expect_eq "$(bytes "$disk")" $size "origin size over iSCSI"
+	if dd if=/dev/zero of="$disk" bs=4k count=1 oflag=direct status=none 2>/dev/null; then
+		fail "the read-only export took a write"
+	fi
+	t0=$(date +%s%N)
+	dd if="$disk" of=/dev/null bs=4k count=20 skip=1000 iflag=direct status=none ||
+		fail "single reads over iSCSI"
+	ms=$(ms_since "$t0")
+	[ "$ms" -ge 400 ] || fail "20 single reads in $ms ms: less than a 20 ms round trip each"
+	$FVD_CREATE --force --origin "$disk" $IMG >/dev/null || fail "fvd-create over iSCSI"
+	fvd_up $IMG $IMG "$disk" no_prefetch prefetch_delay 0
+	s0=$(nbd_read_sectors "${disk#/dev/}")
+	cmp <(block_of $MAPPER 3) <(block_of /dev/mapper/fvdslice 3) || fail "block 3 read over iSCSI"
+	cmp <(block_of $MAPPER 200) <(block_of /dev/mapper/fvdslice 200) ||
+		fail "block 200 read over iSCSI"
+	expect_eq "$(status_field 13)" $((2 * 65536)) "bytes copied on read"
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	prefetch_wait done
+	s1=$(nbd_read_sectors "${disk#/dev/}")
+	expect_eq "$(((s1 - s0) * 512))" $size "origin bytes read over iSCSI (each block once)"
+	$FVDIO compare $MAPPER /dev/mapper/fvdslice || fail "data differs over iSCSI"
+	iscsiadm -m node --logoutall=all >/dev/null || fail "iSCSI logout"
+	[ ! -b "$disk" ] || fail "$disk still there after the logout"
+	$FVDIO compare $MAPPER /dev/mapper/fvdslice || fail "data differs once the origin is gone"
+	fvd_down
+	netorigin_down
+	dmsetup remove --retry fvdslice || fail "remove fvdslice"
+}
+
 # held_wait N: until N guest I/Os are held for the origin (field 22)
 held_wait() {
 	local deadline=$((SECONDS + 120))

@@ -13,6 +13,7 @@
 #   netorigin_kill, netorigin_serve   stop the server as a crash would, start it
 #   netorigin_host_add N          simulated host N (1-250): a namespace of its own
 #   netorigin_host_connect N NBD  attach /dev/NBD to the server from host N
+#   netorigin_iscsi_serve, netorigin_iscsi_connect   the same over iSCSI (below)
 #   netorigin_down                disconnect and remove it all
 #
 # The shaped link is the image server's: the hosts reach it through the
@@ -138,12 +139,110 @@ netorigin_server_pids() {
 	ip netns pids $NETORIGIN_NS 2>/dev/null
 }
 
+# --- iSCSI, the second transport: the kernel's target (LIO) exports the
+# device from the image server's namespace, open-iscsi's initiator logs in
+# from the root namespace over the same shaped link.  LIO is set up through
+# configfs directly (what targetcli writes for it); the portal is made from
+# inside the server's namespace, so that it listens there.  iscsid speaks to
+# the kernel over a netlink family that exists in the first network
+# namespace only, so the initiator is the root namespace's: one host (the
+# storms' hosts in namespaces of their own use NBD).
+#
+#   netorigin_iscsi_serve DEVICE   export DEVICE read-only (after netorigin_up)
+#   netorigin_iscsi_connect        log in; prints the disk (/dev/sdX)
+#   netorigin_iscsi_down           log out, stop iscsid, remove the export
+
+NETORIGIN_IQN=iqn.2026-12.org.dm-fvd:origin
+NETORIGIN_ISCSI_PORT=3260
+NETORIGIN_BACKSTORE=/sys/kernel/config/target/core/iblock_0/fvdorigin
+NETORIGIN_TPG=/sys/kernel/config/target/iscsi/$NETORIGIN_IQN/tpgt_1
+NETORIGIN_ISCSID_PID=/run/fvd-iscsid.pid
+
+netorigin_iscsi_serve() {
+	local device=$1
+	modprobe target_core_mod && modprobe target_core_iblock && modprobe iscsi_target_mod ||
+		return 1
+	mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config ||
+		return 1
+	mkdir -p $NETORIGIN_BACKSTORE &&
+		echo "udev_path=$device,readonly=1" >$NETORIGIN_BACKSTORE/control &&
+		echo 1 >$NETORIGIN_BACKSTORE/enable &&
+		mkdir -p $NETORIGIN_TPG/lun/lun_0 &&
+		ln -s $NETORIGIN_BACKSTORE $NETORIGIN_TPG/lun/lun_0/origin &&
+		echo 0 >$NETORIGIN_TPG/attrib/authentication &&
+		echo 1 >$NETORIGIN_TPG/attrib/generate_node_acls &&
+		echo 1 >$NETORIGIN_TPG/attrib/cache_dynamic_acls &&
+		echo 1 >$NETORIGIN_TPG/attrib/demo_mode_write_protect &&
+		nsenter --net=/var/run/netns/$NETORIGIN_NS \
+			mkdir "$NETORIGIN_TPG/np/$NETORIGIN_SRV_IP:$NETORIGIN_ISCSI_PORT" &&
+		echo 1 >$NETORIGIN_TPG/enable
+}
+
+# The disk of the session's LUN 0, once the initiator's scan made it; the
+# scan runs after the login returns.
+netorigin_iscsi_disk() {
+	local i disk
+	for ((i = 0; i < 3000; i++)); do
+		for disk in /sys/class/iscsi_session/session*/device/target*/*:0/block/*; do
+			[ -e "$disk" ] && [ -b /dev/"${disk##*/}" ] && echo /dev/"${disk##*/}" && return 0
+		done
+		read -r -t 0.01 <> <(:) || :
+	done
+	echo "netorigin: no disk appeared for the iSCSI session" >&2
+	return 1
+}
+
+# The guest's root is read-only: iscsid's configuration and node database
+# (/etc/iscsi) live in a tmpfs mounted over it.  I/O fails 30 s after the
+# connection is lost, as with nbd-client -t 30.
+netorigin_iscsi_connect() {
+	local portal=$NETORIGIN_SRV_IP:$NETORIGIN_ISCSI_PORT
+	modprobe iscsi_tcp && modprobe sd_mod || return 1
+	if [ ! -e $NETORIGIN_ISCSID_PID ]; then
+		[[ $(</proc/mounts) == *" /etc/iscsi "* ]] || mount -t tmpfs tmpfs /etc/iscsi ||
+			return 1
+		mkdir -p /run/lock/iscsi
+		echo "InitiatorName=iqn.2026-12.org.dm-fvd:host" >/etc/iscsi/initiatorname.iscsi
+		cat >/etc/iscsi/iscsid.conf <<EOF
+node.startup = manual
+node.session.timeo.replacement_timeout = 30
+node.conn[0].timeo.noop_out_interval = 5
+node.conn[0].timeo.noop_out_timeout = 5
+EOF
+		iscsid -p $NETORIGIN_ISCSID_PID || return 1
+	fi
+	iscsiadm -m discovery -t sendtargets -p "$portal" >/dev/null &&
+		iscsiadm -m node -T $NETORIGIN_IQN -p "$portal" --login >/dev/null &&
+		netorigin_iscsi_disk
+}
+
+# Only what exists is acted on (it runs after every guest test).
+netorigin_iscsi_down() {
+	local np
+	if [ -e $NETORIGIN_ISCSID_PID ]; then
+		iscsiadm -m node --logoutall=all >/dev/null 2>&1 || :
+		iscsiadm -k 0 >/dev/null 2>&1 || :
+		rm -f $NETORIGIN_ISCSID_PID
+	fi
+	[[ $(</proc/mounts) != *" /etc/iscsi "* ]] || umount /etc/iscsi || :
+	if [ -d $NETORIGIN_TPG ]; then
+		echo 0 >$NETORIGIN_TPG/enable 2>/dev/null || :
+		for np in $NETORIGIN_TPG/np/*; do
+			[ ! -d "$np" ] || rmdir "$np" || :
+		done
+		rm -f $NETORIGIN_TPG/lun/lun_0/origin
+		rmdir $NETORIGIN_TPG/lun/lun_0 $NETORIGIN_TPG "${NETORIGIN_TPG%/*}" 2>/dev/null || :
+	fi
+	[ ! -d $NETORIGIN_BACKSTORE ] || rmdir $NETORIGIN_BACKSTORE || :
+}
+
 # Also from another shell than the one that connected: every NBD device
 # with a connection (a pid in sysfs) is disconnected.  Called after every
 # guest test: what is not there is seen in sysfs and /var/run/netns, without
 # starting a process (each costs a few hundred ms under TCG).
 netorigin_down() {
 	local nbd pid ns
+	netorigin_iscsi_down
 	for nbd in /sys/block/nbd*; do
 		[ ! -e "$nbd/pid" ] || nbd-client -d /dev/"${nbd##*/}" >/dev/null 2>&1 || :
 	done
