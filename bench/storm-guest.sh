@@ -12,7 +12,9 @@
 # For every link profile and peer: set the peer up over /dev/nbd0 afresh,
 # replay the trace (fio, direct I/O, queue depth 1) as the first boot, take
 # the peer down and up again on the same data and replay it again as the
-# second boot.  Appends lines
+# second boot; STORM_REPEATS times, each from a fresh image.  The
+# STORM_ISCSI_PEERS boot again with the origin over iSCSI (as profile
+# PROFILE-iscsi).  Appends lines
 #   boot PROFILE PEER BOOT METRIC VALUE
 # (BOOT first or second; METRIC ms, p50_us, p99_us, origin_bytes) to
 # /run/fvd/out/raw.
@@ -23,8 +25,14 @@
 # the longest boot, the wall time, the hosts' median p50 and largest p99,
 # the origin bytes of all hosts.
 #
+# On the STORM_SETTLE_PROFILES links (datacenter), dm-fvd's storm images
+# then settle: every host's prefetch at once, a light load on each host,
+# until all are all-local (settle, settle_host and settle_sample lines).
+#
 # Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all),
-# STORM_HOSTS, STORM_STORM_PROFILES, STORM_STORM_PEERS (fvd thin).
+# STORM_HOSTS, STORM_REPEATS (1), STORM_STORM_PROFILES (wan datacenter),
+# STORM_STORM_PEERS (fvd thin), STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20
+# per host), STORM_ISCSI_PEERS (fvd thin; empty for none).
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
@@ -44,10 +52,13 @@ TRACE=$OUT/boot.trace
 DEV=storm
 
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
-PEERS=${STORM_PEERS:-"local fvd fvd-nocor fvd-profile thin clone qcow2"}
+PEERS=${STORM_PEERS:-"local fvd fvd-16k fvd-nocor fvd-profile thin clone qcow2"}
 HOSTS=${STORM_HOSTS:-8}
-STORM_ON=${STORM_STORM_PROFILES:-wan}	# the links the storm runs on
+REPEATS=${STORM_REPEATS:-1}	# of each peer's two boots, each from a fresh image
+STORM_ON=${STORM_STORM_PROFILES:-"wan datacenter"}	# the links the storm runs on
 STORM_PEERS_ALL=${STORM_STORM_PEERS:-"fvd thin"}
+SETTLE_ON=${STORM_SETTLE_PROFILES:-datacenter}	# the links the settle runs on
+ISCSI_PEERS=${STORM_ISCSI_PEERS-"fvd thin"}	# the peers booted over iSCSI too
 
 log() {
 	echo "[storm] $*" >&2
@@ -73,6 +84,9 @@ peer_make() {
 		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
 	fvd-nocor)
 		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
+	fvd-16k)
+		$FVD_CREATE --force --origin $NET --block-size 16K $DATA >/dev/null ||
+			fail "fvd-create --block-size 16K" ;;
 	fvd-profile)
 		# a first host boots and records its profile; this host's image,
 		# made afresh, is the second host's
@@ -107,7 +121,7 @@ peer_up() {
 	case $1 in
 	local)
 		dm_up $DEV "0 $s linear $DATA 0" ;;
-	fvd)
+	fvd|fvd-16k)
 		# the prefetch stays off: the boot alone is measured
 		dm_up $DEV "0 $s fvd $DATA $DATA $NET 1 no_prefetch" ;;
 	fvd-nocor)
@@ -196,6 +210,11 @@ boot() {
 	record "$1" "$2" "$3" p99_us "$6"
 	record "$1" "$2" "$3" origin_bytes $((after - mid))
 	record "$1" "$2" "$3" activation_origin_bytes $((mid - before))
+	# dm-fvd: what copy-on-read and the prefetch copied by the boot's end
+	if [[ $2 == fvd* ]]; then
+		record "$1" "$2" "$3" cor_bytes "$(fvd_field $DEV 13)"
+		record "$1" "$2" "$3" prefetch_bytes "$(fvd_field $DEV 16)"
+	fi
 	peer_down "$2"
 }
 
@@ -263,6 +282,163 @@ storm() {
 	done
 }
 
+# ---- the settle: after the storm, every host's prefetch copies the rest of
+# the origin while each host keeps a light guest load on a region of its
+# disk that is local already (so that the load itself reads no origin)
+
+LOAD_MIB=16	# the load's region, at the end of each host's disk
+LOAD_IOPS=${STORM_LOAD_IOPS:-20}	# per host, 4 KiB random reads and writes
+IDLE_S=20	# the load alone, prefetch stopped: its idle latency
+
+fvd_field() {	# fvd_field DEV N: field N of dm-fvd's status line
+	dmsetup status "$1" | awk -v n="$2" '{ print $(3 + n) }'
+}
+
+# prefetch_states: PREFETCH_STATE[I] of every host I's device (status
+# field 15), from one dmsetup status of all devices
+prefetch_states() {
+	local words
+	PREFETCH_STATE=()
+	while read -ra words; do
+		[[ "${words[0]}" =~ ^storm([0-9]+):$ ]] && [ "${words[3]}" = fvd ] &&
+			PREFETCH_STATE[BASH_REMATCH[1]]=${words[18]}
+	done < <(dmsetup status)
+}
+
+# link_rate N: bytes per second the server's link gives N hosts reading at
+# once (a dd of 16 MiB each, 1 MiB direct reads, its own part of the
+# origin), the server's cache cold: the rate the settle is measured against
+link_rate() {
+	local n=$1 i t0 pids=()
+	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	t0=$(date +%s%N)
+	for ((i = 1; i <= n; i++)); do
+		dd if=/dev/nbd"$i" of=/dev/null bs=1M count=16 skip=$(((i - 1) * 16)) \
+			iflag=direct status=none &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i" || fail "dd through the link"
+	done
+	echo $((n * (16 << 20) * 1000000000 / ($(date +%s%N) - t0)))
+}
+
+# load_start NAME N: the light load on every host's disk, in the background
+# until load_stop; each I/O's completion latency is logged
+load_start() {
+	local name=$1 n=$2 i s
+	LOAD_PIDS=()
+	for ((i = 1; i <= n; i++)); do
+		s=$(sectors /dev/mapper/storm"$i")
+		(cd /tmp && exec fio --name="$name$i" --filename=/dev/mapper/storm"$i" \
+			--ioengine=psync --direct=1 --rw=randrw --bs=4k \
+			--offset=$(((s << 9) - (LOAD_MIB << 20))) --size=${LOAD_MIB}M \
+			--rate_iops="$LOAD_IOPS" --time_based --runtime=86400 \
+			--randseed="$i" --write_lat_log=/tmp/"$name$i" >/dev/null 2>&1) &
+		LOAD_PIDS+=($!)
+	done
+}
+
+load_stop() {	# fio writes its logs when interrupted
+	local pid
+	for pid in "${LOAD_PIDS[@]}"; do
+		kill -INT "$pid" 2>/dev/null || :
+	done
+	for pid in "${LOAD_PIDS[@]}"; do
+		wait "$pid" || :
+	done
+}
+
+load_latency() {	# load_latency NAME: "p50 p99" (us) of every host's load
+	python3 - "$1" <<'PY'
+import glob, sys
+lat = sorted(int(line.split(",")[1])
+             for f in glob.glob("/tmp/%s*_clat.*.log" % sys.argv[1]) for line in open(f))
+if len(lat) < 100:
+    sys.exit("too few I/Os logged: %d" % len(lat))
+print(lat[len(lat) // 2] // 1000, lat[len(lat) * 99 // 100] // 1000)
+PY
+}
+
+# settle PROFILE N: the hosts' images (of the storm, or fresh) load with the
+# prefetch stopped; the load alone first, then every prefetch at once
+settle() {
+	local profile=$1 n=$2 i s t0 now all_done sect rate absent=0
+	local idle_p50 idle_p99 busy_p50 busy_p99
+	local done_ms=() start_bytes=()
+	s=$(sectors $ORIGIN)
+	rate=$(link_rate "$n")
+	record_settle "$profile" hosts "$n"
+	record_settle "$profile" link_bytes_per_s "$rate"
+	record_settle "$profile" origin_bytes_each $((s << 9))
+	for ((i = 1; i <= n; i++)); do
+		host_vars "$i"
+		[ -n "$SETTLE_IMAGES" ] || peer_make fvd
+		dm_up $DEV "0 $s fvd $DATA $DATA $NET 1 no_prefetch"
+		# the load's region made local by whole-block writes (no copies)
+		dd if=/dev/zero of=/dev/mapper/$DEV bs=1M seek=$(((s >> 11) - LOAD_MIB)) \
+			count=$LOAD_MIB oflag=direct status=none || fail "the load's region"
+		absent=$((absent + $(fvd_field $DEV 3 | awk -F/ '{ print $2 - $1 }')))
+	done
+	record_settle "$profile" absent_bytes $((absent * $(fvd_field storm1 2) * 512))
+	rm -f /tmp/idle*_clat.* /tmp/busy*_clat.*
+	load_start idle "$n"
+	sleep $IDLE_S	# a span of load to measure, not a wait for an event
+	load_stop
+	read -r idle_p50 idle_p99 <<<"$(load_latency idle)" || fail "idle latency"
+	record_settle "$profile" idle_p50_us "$idle_p50"
+	record_settle "$profile" idle_p99_us "$idle_p99"
+	load_start busy "$n"
+	for ((i = 1; i <= n; i++)); do
+		start_bytes[i]=$(nbd_read_bytes /dev/nbd"$i")
+	done
+	t0=$(date +%s%N)
+	for ((i = 1; i <= n; i++)); do
+		dmsetup message storm"$i" 0 prefetch start || fail "prefetch start on host $i"
+	done
+	# A sample a second (the plot's resolution) until every host is
+	# all-local, with one process per sample: each costs a lot under TCG.
+	all_done=0
+	until [ "$all_done" = 1 ]; do
+		sleep 1
+		now=$((($(date +%s%N) - t0) / 1000000))
+		[ "$now" -lt 7200000 ] || fail "the hosts are not all-local after 2 hours"
+		prefetch_states
+		all_done=1
+		for ((i = 1; i <= n; i++)); do
+			read -r _ _ sect _ </sys/block/nbd"$i"/stat
+			echo "settle_sample $profile $i $now $((sect * 512 - start_bytes[i]))" >>"$OUT/raw"
+			[ -z "${done_ms[i]:-}" ] || continue
+			case ${PREFETCH_STATE[i]:-} in
+			done) done_ms[i]=$now ;;
+			running|paused) all_done=0 ;;
+			*) fail "host $i: prefetch ${PREFETCH_STATE[i]:-not seen}" ;;
+			esac
+		done
+	done
+	load_stop
+	read -r busy_p50 busy_p99 <<<"$(load_latency busy)" || fail "load latency"
+	record_settle "$profile" ms "$now"
+	record_settle "$profile" busy_p50_us "$busy_p50"
+	record_settle "$profile" busy_p99_us "$busy_p99"
+	for ((i = 1; i <= n; i++)); do
+		echo "settle_host $profile $i done_ms ${done_ms[i]}" >>"$OUT/raw"
+		echo "settle_host $profile $i pauses $(fvd_field storm"$i" 19)" >>"$OUT/raw"
+		echo "settle_host $profile $i origin_bytes $(($(nbd_read_bytes /dev/nbd"$i") - start_bytes[i]))" >>"$OUT/raw"
+	done
+	# all-local and right: host 1's disk, but for the load's region, is the origin
+	cmp -n $(((s << 9) - (LOAD_MIB << 20))) /dev/mapper/storm1 $ORIGIN ||
+		fail "host 1 does not read the origin's data after the settle"
+	for ((i = 1; i <= n; i++)); do
+		dmsetup remove storm"$i" || fail "dmsetup remove storm$i"
+	done
+}
+
+record_settle() {	# record_settle PROFILE METRIC VALUE
+	echo "settle $*" >>"$OUT/raw"
+	log "settle $*"
+}
+
 modprobe dm-mod && modprobe dm-thin-pool && modprobe dm-persistent-data ||
 	fail "modprobe"
 load_dm_fvd || fail "insmod dm-fvd.ko"
@@ -280,16 +456,40 @@ for profile in $PROFILES; do
 	netorigin_connect ${NET#/dev/} || fail "nbd-client"
 	until_sized $NET
 	for peer in $PEERS; do
-		peer_make "$peer"
-		boot "$profile" "$peer" first
-		boot "$profile" "$peer" second
+		for ((r = 1; r <= REPEATS; r++)); do
+			peer_make "$peer"
+			boot "$profile" "$peer" first
+			boot "$profile" "$peer" second
+		done
 	done
+	# the same boots over iSCSI (one host: see tests/lib/netorigin.sh)
+	if [ -n "$ISCSI_PEERS" ]; then
+		netorigin_iscsi_serve $ORIGIN || fail "the iSCSI export"
+		NET=$(netorigin_iscsi_connect) || fail "the iSCSI login"
+		for peer in $ISCSI_PEERS; do
+			for ((r = 1; r <= REPEATS; r++)); do
+				peer_make "$peer"
+				boot "$profile-iscsi" "$peer" first
+				boot "$profile-iscsi" "$peer" second
+			done
+		done
+		netorigin_iscsi_down
+		NET=/dev/nbd0
+	fi
 	if [[ " $STORM_ON " == *" $profile "* ]] && [ "$HOSTS" -gt 1 ]; then
 		storm_up "$HOSTS"
 		for peer in $STORM_PEERS_ALL; do
 			storm "$profile" "$peer" first "$HOSTS"
 			storm "$profile" "$peer" second "$HOSTS"
+			# the settle goes on from the storm's images, before another
+			# peer takes the hosts' disks
+			if [ "$peer" = fvd ] && [[ " $SETTLE_ON " == *" $profile "* ]]; then
+				SETTLE_IMAGES=storm settle "$profile" "$HOSTS"
+			fi
 		done
+		if [[ " $STORM_PEERS_ALL " != *" fvd "* ]] && [[ " $SETTLE_ON " == *" $profile "* ]]; then
+			SETTLE_IMAGES="" settle "$profile" "$HOSTS"
+		fi
 		storm_down "$HOSTS"
 		NET=/dev/nbd0 DATA=/dev/vdb META=/dev/vdc DEV=storm
 	fi

@@ -2,21 +2,29 @@
 # SPDX-License-Identifier: GPL-2.0
 """The boot benchmark's report, in Markdown, from bench/storm's raw file.
 
-    storm-report.py RAW
+    storm-report.py RAW [PNG-PREFIX]
 
-RAW holds "setup ..." lines and "boot PROFILE PEER BOOT METRIC VALUE"
-lines (bench/storm-guest.sh).  Ratios are of times, the peer's against
-dm-linear on a local full copy ("local"): above 1 is faster than the
-limit, which only a cache could be.
+RAW holds "setup ..." lines, "boot PROFILE PEER BOOT METRIC VALUE" lines
+and the settle's "settle PROFILE METRIC VALUE", "settle_host PROFILE HOST
+METRIC VALUE" and "settle_sample PROFILE HOST MS ORIGIN-BYTES" lines
+(bench/storm-guest.sh).  Ratios are of times, the peer's against dm-linear
+on a local full copy ("local"): above 1 is faster than the limit, which
+only a cache could be.  With PNG-PREFIX, the charts are drawn with gnuplot
+into PNG-PREFIX-boot.png (boot times per peer) and PNG-PREFIX-settle.png
+(each host's origin throughput while the prefetch settles) and linked.
 """
 
+import os
 import re
+import statistics
+import subprocess
 import sys
 
 NAMES = {
     "local": "dm-linear, local full copy",
     "fvd": "dm-fvd",
     "fvd-nocor": "dm-fvd, no_copy_on_read",
+    "fvd-16k": "dm-fvd, 16 KiB blocks",
     "fvd-profile": "dm-fvd, prefetch seeded with another host's profile",
     "thin": "dm-thin, external origin",
     "clone": "dm-clone (no hydration)",
@@ -25,27 +33,51 @@ NAMES = {
 LINKS = {
     "wan": "WAN: 25 Mbit/s, 20 ms round trip",
     "datacenter": "datacenter: 1 Gbit/s, 0.5 ms round trip (TCG moves less)",
+    "wan-iscsi": "WAN, the origin over iSCSI (LIO to open-iscsi)",
+    "datacenter-iscsi": "datacenter, the origin over iSCSI (LIO to open-iscsi)",
 }
 
 
 def load(path):
-    setup, runs = [], {}
+    """setup lines, boots by profile/peer/boot, and the settle by profile:
+    {"run": {metric: value}, "hosts": {host: {metric: value}},
+    "samples": {host: [(ms, origin bytes)]}}"""
+    setup, runs, settles = [], {}, {}
     for line in open(path):
         words = line.split()
         if not words:
             continue
         if words[0] == "setup":
             setup.append(" ".join(words[1:]))
+        elif words[0] in ("settle", "settle_host", "settle_sample"):
+            st = settles.setdefault(words[1], {"run": {}, "hosts": {}, "samples": {}})
+            if words[0] == "settle" and len(words) == 4:
+                st["run"][words[2]] = int(words[3])
+            elif words[0] == "settle_host" and len(words) == 5:
+                st["hosts"].setdefault(int(words[2]), {})[words[3]] = int(words[4])
+            elif words[0] == "settle_sample" and len(words) == 5:
+                st["samples"].setdefault(int(words[2]), []).append(
+                    (int(words[3]), int(words[4])))
         elif words[0] == "boot" and len(words) == 6:
             _, profile, peer, boot, metric, value = words
-            runs.setdefault(profile, {}).setdefault(peer, {}).setdefault(boot, {})[metric] = \
-                int(value)
-    # what the activation read (dm-fvd: the fingerprint) counts too
+            runs.setdefault(profile, {}).setdefault(peer, {}).setdefault(boot, {}) \
+                .setdefault(metric, []).append(int(value))
+    # Repeats: the median stands for a metric, "runs" and "range" (of the
+    # times) say how many and how far apart.  What the activation read
+    # (dm-fvd: the fingerprint) counts as origin bytes too.
     for peers in runs.values():
         for boots in peers.values():
             for b in boots.values():
-                b["origin_bytes"] = b.get("origin_bytes", 0) + b.get("activation_origin_bytes", 0)
-    return setup, runs
+                activation = b.pop("activation_origin_bytes", [])
+                if activation and len(activation) == len(b.get("origin_bytes", [])):
+                    b["origin_bytes"] = [x + y for x, y in zip(b["origin_bytes"], activation)]
+                times = b.get("ms", [])
+                b["runs"] = len(times)
+                b["range"] = (min(times), max(times)) if times else None
+                for metric, values in list(b.items()):
+                    if isinstance(values, list):
+                        b[metric] = statistics.median(values)
+    return setup, runs, settles
 
 
 def block_footprint(setup):
@@ -62,6 +94,17 @@ def trace_bytes(setup):
         if m:
             return int(m.group(2))
     return None
+
+
+def seconds(b):
+    """A boot's time: the median, and the range of the repeats when more
+    than one ran."""
+    if "ms" not in b:
+        return "-"
+    if b["runs"] < 2:
+        return f"{b['ms'] / 1000:.2f}"
+    lo, hi = b["range"]
+    return f"{b['ms'] / 1000:.2f} ({lo / 1000:.2f}–{hi / 1000:.2f}, n={b['runs']})"
 
 
 def mib(b):
@@ -90,17 +133,140 @@ def storm_table(stormed, boot_set):
     return out + [""]
 
 
+def settle_table(st):
+    """The settle: every host's prefetch at once, a light load on each."""
+    run, hosts = st["run"], st["hosts"]
+    n, rate = run["hosts"], run["link_bytes_per_s"]
+    bound = n * run["origin_bytes_each"] / rate
+    out = [f"The settle: after the storm, the {n} hosts' prefetches run at once",
+           "(default tunables) while each host keeps a light load (4 KiB random",
+           "reads and writes at a fixed rate on a region already local).  The",
+           f"link moved {rate / 1e6:.1f} MB/s to {n} hosts reading at once (a dd each,",
+           "cold server cache); N × origin size ÷ that rate is "
+           f"{bound:.0f} s.  {mib(run['absent_bytes'])} MiB were",
+           "left to copy.", "",
+           "| hosts | all local s | ×(N × origin ÷ link) | origin MiB | MB/s "
+           "| load p50/p99 ms, idle | load p50/p99 ms, settling | p99 ×idle |",
+           "|---|---|---|---|---|---|---|---|"]
+    origin = sum(h.get("origin_bytes", 0) for h in hosts.values())
+    out.append("| " + " | ".join([
+        str(n), f"{run['ms'] / 1000:.1f}", f"{run['ms'] / 1000 / bound:.2f}×",
+        mib(origin), f"{origin / run['ms'] / 1000:.1f}",
+        f"{run['idle_p50_us'] / 1000:.2f}/{run['idle_p99_us'] / 1000:.2f}",
+        f"{run['busy_p50_us'] / 1000:.2f}/{run['busy_p99_us'] / 1000:.2f}",
+        f"{run['busy_p99_us'] / run['idle_p99_us']:.2f}×"]) + " |")
+    out += ["", "| host | all local s | pauses | origin MiB |", "|---|---|---|---|"]
+    for host in sorted(hosts):
+        h = hosts[host]
+        out.append(f"| {host} | {h['done_ms'] / 1000:.1f} | {h['pauses']} "
+                   f"| {mib(h['origin_bytes'])} |")
+    return out + [""], bound
+
+
+def gnuplot(script, png):
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"storm-report: no chart {png}: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def boot_chart(runs, png):
+    """Bars of the first and second boot's time per link and peer."""
+    rows = [(profile, peer, boots) for profile, peers in runs.items()
+            for peer, boots in peers.items() if "ms" in boots.get("first", {})]
+    if not rows:
+        return False
+    dat = png + ".dat"
+    with open(dat, "w") as f:
+        f.write('peer "first boot" "second boot"\n')
+        for profile, peer, boots in rows:
+            second = boots.get("second", {}).get("ms")
+            f.write(f'"{profile}: {NAMES.get(peer, peer)}" {boots["first"]["ms"] / 1000:.3f} '
+                    + (f"{second / 1000:.3f}" if second else "-") + "\n")
+    script = f"""
+set terminal pngcairo size 1400,650 font "sans,10"
+set output '{png}'
+set title "Boot trace replay time per peer (one host; lower is better)"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set datafile missing '-'
+set termoption noenhanced
+set logscale y
+set ylabel "seconds (log scale)"
+set yrange [0.1:*]
+set grid ytics
+set xtics rotate by -25
+set key top left
+plot '{dat}' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3)
+"""
+    try:
+        return gnuplot(script, png)
+    finally:
+        os.unlink(dat)
+
+
+def settle_chart(profile, st, png):
+    """Each host's origin read rate over time while the prefetch settles."""
+    samples = st["samples"]
+    if not samples:
+        return False
+    dat = png + ".dat"
+    hosts = sorted(samples)
+    with open(dat, "w") as f:
+        for host in hosts:
+            f.write(f'"host {host}"\n')
+            last_ms, last_bytes = 0, 0
+            for ms, b in samples[host]:
+                if ms > last_ms:
+                    f.write(f"{ms / 1000:.2f} {(b - last_bytes) / (ms - last_ms) / 1000:.3f}\n")
+                last_ms, last_bytes = ms, b
+            f.write("\n\n")
+        # and the link's total: the hosts are sampled at the same moments
+        f.write('"all hosts"\n')
+        total = {}
+        for host in hosts:
+            for ms, b in samples[host]:
+                total[ms] = total.get(ms, 0) + b
+        last_ms, last_bytes = 0, 0
+        for ms in sorted(total):
+            f.write(f"{ms / 1000:.2f} {(total[ms] - last_bytes) / (ms - last_ms) / 1000:.3f}\n")
+            last_ms, last_bytes = ms, total[ms]
+    script = f"""
+set terminal pngcairo size 1400,650 font "sans,10"
+set output '{png}'
+set title "Origin reads per host while the prefetch settles ({profile} link, {len(hosts)} hosts)"
+set termoption noenhanced
+set xlabel "seconds since the prefetches started"
+set ylabel "MB/s read from the origin"
+set grid
+set key outside right top
+set yrange [0:*]
+plot for [i=0:{len(hosts) - 1}] '{dat}' index i using 1:2 with lines lw 1.5 title columnheader(1), \\
+     '{dat}' index {len(hosts)} using 1:2 with lines lw 3 lc rgb "black" title columnheader(1)
+"""
+    try:
+        return gnuplot(script, png)
+    finally:
+        os.unlink(dat)
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    setup, runs = load(sys.argv[1])
+    setup, runs, settles = load(sys.argv[1])
+    prefix = sys.argv[2] if len(sys.argv) == 3 else None
     boot_set = trace_bytes(setup)
     out = ["# Boot over a network origin", ""]
     out += ["One host replays a boot-shaped read trace (bench/boot-trace.py: direct",
             "reads at queue depth 1) on each peer, whose origin is served by",
             "nbd-server from another network namespace over a shaped veth link",
             "(tests/lib/netorigin.sh): the first boot, then, after deactivating and",
-            "activating the disk, the second.  One run each (no spread yet).  The",
+            "activating the disk, the second.  Times are medians of the repeats,",
+            "each from a fresh image, with their range when more than one ran.  The",
             "prefetch and dm-clone's hydration are off: the boot alone is measured.",
             "The server's page cache is dropped before every boot.  Origin bytes",
             "include what the activation read (dm-fvd reads the origin's",
@@ -109,12 +275,14 @@ def main():
             ""]
     out += [f"- {s}" for s in setup] + [""]
     goals = []
-    for profile, peers in runs.items():
+    for profile in dict.fromkeys(list(runs) + list(settles)):
+        peers = runs.get(profile, {})
         out += [f"## {LINKS.get(profile, profile)}", ""]
-        out += ["| peer | first boot s | second boot s | first p50/p99 ms "
-                "| second p50/p99 ms | origin MiB, first | origin MiB, second "
-                "| first ×local | second ×local |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        if any("first" in boots for boots in peers.values()):
+            out += ["| peer | first boot s | second boot s | first p50/p99 ms "
+                    "| second p50/p99 ms | origin MiB, first | origin MiB, second "
+                    "| first ×local | second ×local |",
+                    "|---|---|---|---|---|---|---|---|---|"]
         local = peers.get("local", {})
         for peer, boots in peers.items():
             if "first" not in boots:
@@ -122,7 +290,7 @@ def main():
             first, second = boots.get("first", {}), boots.get("second", {})
             row = [NAMES.get(peer, peer)]
             for b in (first, second):
-                row.append(f"{b['ms'] / 1000:.2f}" if "ms" in b else "-")
+                row.append(seconds(b))
             for b in (first, second):
                 row.append(f"{b['p50_us'] / 1000:.2f}/{b['p99_us'] / 1000:.2f}"
                            if "p50_us" in b else "-")
@@ -132,10 +300,32 @@ def main():
                 mine, lim = boots.get(name, {}).get("ms"), local.get(name, {}).get("ms")
                 row.append(f"{lim / mine:.2f}×" if mine and lim else "-")
             out.append("| " + " | ".join(row) + " |")
-        out.append("")
+        if out[-1]:
+            out.append("")
+        copied = [f"- {NAMES.get(peer, peer)}, {name} boot: {mib(b['cor_bytes'])} MiB copied "
+                  f"on read, {mib(b['prefetch_bytes'])} MiB by the prefetch"
+                  for peer, boots in peers.items() for name, b in boots.items()
+                  if "cor_bytes" in b and "prefetch_bytes" in b]
+        if copied:
+            out += copied + [""]
         stormed = {peer: boots for peer, boots in peers.items() if "storm-first" in boots}
+        settle_goals = []
         if stormed:
             out += storm_table(stormed, boot_set)
+        st = settles.get(profile)
+        if st and "ms" in st["run"]:
+            table, bound = settle_table(st)
+            out += table
+            all_local = st["run"]["ms"] / 1000 / bound
+            settle_goals.append((profile, f"settle, {st['run']['hosts']} hosts: all local, against "
+                          "N × origin size ÷ link rate", "≤ 1.30×", f"{all_local:.2f}×",
+                          all_local <= 1.3))
+            p99 = st["run"]["busy_p99_us"] / st["run"]["idle_p99_us"]
+            settle_goals.append((profile, "settle: the guests' p99 against idle", "≤ 1.50×",
+                          f"{p99:.2f}×", p99 <= 1.5))
+            png = f"{prefix}-settle-{profile}.png" if prefix else None
+            if png and settle_chart(profile, st, png):
+                out += [f"![origin reads per host, {profile}]({os.path.basename(png)})", ""]
         fvd = peers.get("fvd", {})
         if "first" in fvd and "second" in fvd and "first" in local and "second" in local:
             second = local["second"]["ms"] / fvd["second"]["ms"]
@@ -168,6 +358,9 @@ def main():
                 share = sum(b["origin_bytes"] for b in storm) / storm[0]["hosts"] / footprint
                 goals.append((profile, "the same against the 64 KiB blocks the trace touches "
                               "(what a copy by blocks must read)", "–", f"{share:.2f}×", None))
+        goals += settle_goals
+    if prefix and boot_chart(runs, prefix + "-boot.png"):
+        out += ["![boot times per peer](%s)" % os.path.basename(prefix + "-boot.png"), ""]
     if goals:
         out += ["## Goals (issue 15)", "",
                 "| link | goal | wanted | measured | met |", "|---|---|---|---|---|"]
