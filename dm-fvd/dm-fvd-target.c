@@ -962,9 +962,13 @@ static void fvd_cor_read_done(struct work_struct *ws)
 
 /*
  * Worker: a read of an absent block.  Copy it on read unless it is busy
- * (being written or copied: the origin serves the read), over the
+ * (being written or prefetched: the origin serves the read), over the
  * in-flight bound, or, in a compact image, in a chunk not allocated yet
- * (reads never take space).
+ * (reads never take space).  A block being copied on read already has its
+ * origin read done or under way, and that copy completed the read that
+ * started it before storing the block: a later read waits for the store
+ * and is then served by the data device, instead of reading the origin
+ * again (a boot's small sequential reads meet this all the time).
  */
 static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 {
@@ -972,14 +976,21 @@ static void fvd_handle_absent_read(struct fvd_target *fvd, struct bio *bio)
 	u64 block = fvd_bio_block(fvd, bio);
 	u32 len = fvd_block_len(sb, block), origin_len;
 	u64 bytes = (u64)len << SECTOR_SHIFT;
-	bool copy = false;
-	struct fvd_op *op;
+	bool copy = false, present;
+	struct fvd_op *op, *busy;
 	void *buffer;
 
 	spin_lock_irq(&fvd->lock);
-	if (fvd_meta_present(&fvd->meta, block)) {
+	present = fvd_meta_present(&fvd->meta, block);
+	busy = present ? NULL : fvd_find_op(fvd, block);
+	if (present) {
 		fvd_remap_locked(fvd, bio);
-	} else if (fvd->mode != FVD_MODE_WRITE || fvd_find_op(fvd, block) ||
+	} else if (busy && busy->copy_on_read) {
+		/* fvd_op_release() hands it back to the worker */
+		bio_list_add(&busy->waiters, bio);
+		spin_unlock_irq(&fvd->lock);
+		return;
+	} else if (fvd->mode != FVD_MODE_WRITE || busy ||
 		   fvd->cor_inflight + bytes > fvd->max_cor_inflight ||
 		   (fvd->compact &&
 		    fvd_table_get(fvd->meta.table.live,

@@ -107,7 +107,7 @@ struct fvd_op {
 	struct bio *bio;		/* partial write being merged, or read */
 	bool fua;
 	bool copy_on_read;		/* makes the block fresh, not local */
-	struct bio_list waiters;	/* writes to the block that came later */
+	struct bio_list waiters;	/* I/O to the block that came later */
 	void *buffer;
 	struct work_struct work;
 	blk_status_t status;

@@ -1270,6 +1270,31 @@ test_copy_on_read() {
 	rm -f /tmp/r1 /tmp/r2 /tmp/r3 /tmp/ref /tmp/piece /tmp/check.out
 }
 
+# A read of a block whose copy-on-read is still storing it (the data
+# device's writes slowed by dm-delay to a second) waits for the store and
+# is served by the data device: four 4 KiB reads in a row of one block read
+# the origin once, 64 KiB.  Before, the three later reads found the block
+# busy and each went to the origin (76 KiB), a round trip each over a WAN.
+test_copy_on_read_later_reads_wait_for_the_store() {
+	local bs=65536
+	modprobe dm-delay || fail "modprobe dm-delay"
+	dmsetup create fvddata --table "0 $(sectors $DATA) delay $DATA 0 0 $DATA 0 1000" ||
+		fail "fvddata"
+	$FVD_CREATE --force --origin $ORIGIN --data-dev /dev/mapper/fvddata $SCRATCH >/dev/null ||
+		fail "fvd-create"
+	fvd_up $SCRATCH /dev/mapper/fvddata $ORIGIN
+	dd if=$MAPPER of=/tmp/r1 bs=4096 skip=$((7 * 16)) count=4 iflag=direct status=none ||
+		fail "reads in block 7"
+	cmp /tmp/r1 <(dd if=$ORIGIN bs=4096 skip=$((7 * 16)) count=4 status=none) ||
+		fail "the reads of block 7 differ from the origin"
+	expect_eq "$(status_field 14)" $bs "bytes read from the origin"
+	expect_eq "$(status_field 13)" $bs "bytes copied on read"
+	expect_eq "$(status_field 12)" 1 "fresh blocks"
+	fvd_down
+	dmsetup remove fvddata || fail "remove fvddata"
+	rm -f /tmp/r1
+}
+
 # profile_get: the whole recorded profile, "STATE NR RUN...", paged as
 # fvdsetup pages it
 profile_get() {
