@@ -19,11 +19,11 @@
 # (BOOT first or second; METRIC ms, p50_us, p99_us, origin_bytes) to
 # /run/fvd/out/raw.
 #
-# Then, on the STORM_STORM_PROFILES links (wan), STORM_HOSTS hosts (8) boot
+# Then, on the STORM_STORM_PROFILES links (wan datacenter), STORM_HOSTS hosts (8) boot
 # at once, each in a network namespace of its own with its own connection,
 # device and slices of the disks, twice (BOOT storm-first, storm-second):
 # the longest boot, the wall time, the hosts' median p50 and largest p99,
-# the origin bytes of all hosts.
+# the origin bytes of all hosts.  The storm and the settle run once.
 #
 # On the STORM_SETTLE_PROFILES links (datacenter), dm-fvd's storm images
 # then settle: every host's prefetch at once, a light load on each host,
@@ -127,8 +127,10 @@ peer_up() {
 	fvd-nocor)
 		dm_up $DEV "0 $s fvd $DATA $DATA $NET 2 no_prefetch no_copy_on_read" ;;
 	fvd-profile)
-		# the prefetch on, seeded: it copies the profile first, at once
-		$FVDSETUP open $DATA $DEV --origin $NET \
+		# Seeded, the prefetch copies the profile first; boot() starts
+		# it with the first boot's replay, so that it gets no head start
+		# while fvdsetup sends the profile (seconds under TCG).
+		$FVDSETUP open $DATA $DEV --origin $NET --no-prefetch \
 			--profile-from $PROFILE >/dev/null || fail "fvdsetup open --profile-from" ;;
 	thin)
 		dm_up ${DEV}pool "0 $(sectors $DATA) thin-pool $META $DATA 128 0"
@@ -174,6 +176,9 @@ replay() {
 		jobs+=(--name=boot$i --read_iolog=$TRACE --replay_redirect="$disk")
 	done
 	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	if [ -n "${START_PREFETCH:-}" ]; then
+		dmsetup message "$START_PREFETCH" 0 prefetch start || fail "prefetch start"
+	fi
 	t0=$(date +%s%N)
 	(cd /tmp && fio --ioengine=psync --direct=1 --output-format=json \
 		--output=/tmp/boot.json "${jobs[@]}") >/dev/null || fail "fio boot"
@@ -200,7 +205,10 @@ boot() {
 	before=$(nbd_read_bytes $NET)
 	peer_up "$2"
 	mid=$(nbd_read_bytes $NET)
+	START_PREFETCH=
+	[ "$2/$3" != fvd-profile/first ] || START_PREFETCH=$DEV
 	replay "$DISK"
+	START_PREFETCH=
 	after=$(nbd_read_bytes $NET)
 	# shellcheck disable=SC2046
 	set -- "$@" $(fio_figures)
@@ -287,7 +295,7 @@ storm() {
 # disk that is local already (so that the load itself reads no origin)
 
 LOAD_MIB=16	# the load's region, at the end of each host's disk
-LOAD_IOPS=${STORM_LOAD_IOPS:-20}	# per host, 4 KiB random reads and writes
+LOAD_IOPS=${STORM_LOAD_IOPS:-20}	# per host: half 4 KiB random reads, half writes
 IDLE_S=20	# the load alone, prefetch stopped: its idle latency
 
 fvd_field() {	# fvd_field DEV N: field N of dm-fvd's status line
@@ -306,21 +314,21 @@ prefetch_states() {
 }
 
 # link_rate N: bytes per second the server's link gives N hosts reading at
-# once (a dd of 16 MiB each, 1 MiB direct reads, its own part of the
-# origin), the server's cache cold: the rate the settle is measured against
+# once, the server's cache cold: one fio with a job per host, started
+# together, each reading 1 MiB at a time with two in flight (as the
+# prefetch's default two batches of 1 MiB) from its own part of the origin,
+# for 15 s; fio's aggregate rate.  The settle is measured against it.
 link_rate() {
-	local n=$1 i t0 pids=()
-	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
-	t0=$(date +%s%N)
+	local n=$1 i jobs=()
 	for ((i = 1; i <= n; i++)); do
-		dd if=/dev/nbd"$i" of=/dev/null bs=1M count=16 skip=$(((i - 1) * 16)) \
-			iflag=direct status=none &
-		pids+=($!)
+		jobs+=(--name=link"$i" --filename=/dev/nbd"$i" --offset=$(((i - 1) * 32))M)
 	done
-	for i in "${pids[@]}"; do
-		wait "$i" || fail "dd through the link"
-	done
-	echo $((n * (16 << 20) * 1000000000 / ($(date +%s%N) - t0)))
+	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	(cd /tmp && fio --ioengine=libaio --direct=1 --rw=read --bs=1M --iodepth=2 \
+		--size=32M --time_based --runtime=15 --group_reporting --output-format=json \
+		--output=/tmp/link.json "${jobs[@]}") >/dev/null || fail "fio through the link"
+	python3 -c 'import json; print(json.load(open("/tmp/link.json"))["jobs"][0]["read"]["bw_bytes"])' ||
+		fail "no rate from fio"
 }
 
 # load_start NAME N: the light load on every host's disk, in the background
@@ -333,8 +341,9 @@ load_start() {
 		(cd /tmp && exec fio --name="$name$i" --filename=/dev/mapper/storm"$i" \
 			--ioengine=psync --direct=1 --rw=randrw --bs=4k \
 			--offset=$(((s << 9) - (LOAD_MIB << 20))) --size=${LOAD_MIB}M \
-			--rate_iops="$LOAD_IOPS" --time_based --runtime=86400 \
-			--randseed="$i" --write_lat_log=/tmp/"$name$i" >/dev/null 2>&1) &
+			--rate_iops=$((LOAD_IOPS / 2)),$((LOAD_IOPS / 2)) --time_based \
+			--runtime=86400 --randseed="$i" --write_lat_log=/tmp/"$name$i" \
+			--log_unix_epoch=1 >/dev/null 2>&1) &
 		LOAD_PIDS+=($!)
 	done
 }
@@ -349,14 +358,30 @@ load_stop() {	# fio writes its logs when interrupted
 	done
 }
 
-load_latency() {	# load_latency NAME: "p50 p99" (us) of every host's load
-	python3 - "$1" <<'PY'
-import glob, sys
-lat = sorted(int(line.split(",")[1])
-             for f in glob.glob("/tmp/%s*_clat.*.log" % sys.argv[1]) for line in open(f))
+# load_latency NAME [CUTOFF-FILE]: "p50 p99" (us) of every host's load;
+# with CUTOFF-FILE ("HOST EPOCH-MS" lines), of each host's I/Os before its
+# moment only (the load goes on until the last host is all-local)
+load_latency() {
+	python3 - "$@" <<'PY'
+import glob, re, sys
+name = sys.argv[1]
+cutoff = {}
+if len(sys.argv) > 2:
+    for line in open(sys.argv[2]):
+        host, ms = line.split()
+        cutoff[int(host)] = int(ms)
+lat, hosts = [], 0
+for f in glob.glob("/tmp/%s*_clat.*.log" % name):
+    host = int(re.match(r"/tmp/%s(\d+)_clat" % name, f).group(1))
+    hosts += 1
+    for line in open(f):
+        t, ns = line.split(",")[:2]
+        if host not in cutoff or int(t) <= cutoff[host]:
+            lat.append(int(ns))
+lat.sort()
 if len(lat) < 100:
-    sys.exit("too few I/Os logged: %d" % len(lat))
-print(lat[len(lat) // 2] // 1000, lat[len(lat) * 99 // 100] // 1000)
+    sys.exit("too few I/Os logged: %d from %d hosts" % (len(lat), hosts))
+print(hosts, lat[len(lat) // 2] // 1000, lat[len(lat) * 99 // 100] // 1000)
 PY
 }
 
@@ -364,7 +389,7 @@ PY
 # prefetch stopped; the load alone first, then every prefetch at once
 settle() {
 	local profile=$1 n=$2 i s t0 now all_done sect rate absent=0
-	local idle_p50 idle_p99 busy_p50 busy_p99
+	local idle_p50 idle_p99 busy_p50 busy_p99 out logs
 	local done_ms=() start_bytes=()
 	s=$(sectors $ORIGIN)
 	rate=$(link_rate "$n")
@@ -385,25 +410,29 @@ settle() {
 	load_start idle "$n"
 	sleep $IDLE_S	# a span of load to measure, not a wait for an event
 	load_stop
-	read -r idle_p50 idle_p99 <<<"$(load_latency idle)" || fail "idle latency"
+	out=$(load_latency idle) || fail "the idle load's latency"
+	read -r logs idle_p50 idle_p99 <<<"$out"
+	[ "$logs" = "$n" ] || fail "$logs of $n hosts logged their idle load"
 	record_settle "$profile" idle_p50_us "$idle_p50"
 	record_settle "$profile" idle_p99_us "$idle_p99"
 	load_start busy "$n"
 	for ((i = 1; i <= n; i++)); do
 		start_bytes[i]=$(nbd_read_bytes /dev/nbd"$i")
 	done
+	# the time counts from the first host's start
 	t0=$(date +%s%N)
 	for ((i = 1; i <= n; i++)); do
 		dmsetup message storm"$i" 0 prefetch start || fail "prefetch start on host $i"
 	done
-	# A sample a second (the plot's resolution) until every host is
-	# all-local, with one process per sample: each costs a lot under TCG.
+	# About a sample a second (the plot's resolution) until every host is
+	# all-local: one dmsetup for all hosts, as processes cost a lot under
+	# TCG; the time is read after it.
 	all_done=0
 	until [ "$all_done" = 1 ]; do
 		sleep 1
+		prefetch_states
 		now=$((($(date +%s%N) - t0) / 1000000))
 		[ "$now" -lt 7200000 ] || fail "the hosts are not all-local after 2 hours"
-		prefetch_states
 		all_done=1
 		for ((i = 1; i <= n; i++)); do
 			read -r _ _ sect _ </sys/block/nbd"$i"/stat
@@ -417,7 +446,12 @@ settle() {
 		done
 	done
 	load_stop
-	read -r busy_p50 busy_p99 <<<"$(load_latency busy)" || fail "load latency"
+	for ((i = 1; i <= n; i++)); do
+		echo "$i $((t0 / 1000000 + done_ms[i]))"
+	done >/tmp/busy-cutoff
+	out=$(load_latency busy /tmp/busy-cutoff) || fail "the load's latency while settling"
+	read -r logs busy_p50 busy_p99 <<<"$out"
+	[ "$logs" = "$n" ] || fail "$logs of $n hosts logged their load"
 	record_settle "$profile" ms "$now"
 	record_settle "$profile" busy_p50_us "$busy_p50"
 	record_settle "$profile" busy_p99_us "$busy_p99"

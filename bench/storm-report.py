@@ -10,8 +10,9 @@ METRIC VALUE" and "settle_sample PROFILE HOST MS ORIGIN-BYTES" lines
 (bench/storm-guest.sh).  Ratios are of times, the peer's against dm-linear
 on a local full copy ("local"): above 1 is faster than the limit, which
 only a cache could be.  With PNG-PREFIX, the charts are drawn with gnuplot
-into PNG-PREFIX-boot.png (boot times per peer) and PNG-PREFIX-settle.png
-(each host's origin throughput while the prefetch settles) and linked.
+into PNG-PREFIX-boot.png (boot times per peer, with the range of the
+repeats) and PNG-PREFIX-settle-LINK.png (each host's origin throughput
+while the prefetch settles) and linked.
 """
 
 import os
@@ -66,10 +67,13 @@ def load(path):
     # times) say how many and how far apart.  What the activation read
     # (dm-fvd: the fingerprint) counts as origin bytes too.
     for peers in runs.values():
-        for boots in peers.values():
+        for peer, boots in peers.items():
             for b in boots.values():
                 activation = b.pop("activation_origin_bytes", [])
-                if activation and len(activation) == len(b.get("origin_bytes", [])):
+                if activation:
+                    if len(activation) != len(b.get("origin_bytes", [])):
+                        sys.exit(f"{path}: origin and activation bytes of {peer} differ "
+                                 "in number")
                     b["origin_bytes"] = [x + y for x, y in zip(b["origin_bytes"], activation)]
                 times = b.get("ms", [])
                 b["runs"] = len(times)
@@ -138,13 +142,16 @@ def settle_table(st):
     run, hosts = st["run"], st["hosts"]
     n, rate = run["hosts"], run["link_bytes_per_s"]
     bound = n * run["origin_bytes_each"] / rate
-    out = [f"The settle: after the storm, the {n} hosts' prefetches run at once",
-           "(default tunables) while each host keeps a light load (4 KiB random",
-           "reads and writes at a fixed rate on a region already local).  The",
-           f"link moved {rate / 1e6:.1f} MB/s to {n} hosts reading at once (a dd each,",
-           "cold server cache); N × origin size ÷ that rate is "
-           f"{bound:.0f} s.  {mib(run['absent_bytes'])} MiB were",
-           "left to copy.", "",
+    left = run["absent_bytes"] / rate
+    out = [f"The settle (one run): after the storm, the {n} hosts' prefetches run at",
+           "once (default tunables) while each host keeps a light load (4 KiB random",
+           "reads and writes at a fixed rate on a region already local; its latency",
+           "counted on each host until that host is all-local).  The link moved",
+           f"{rate / 1e6:.1f} MB/s to {n} hosts reading at once (fio, a job each, 1 MiB",
+           f"reads, 2 in flight, cold server cache): N × origin size ÷ that rate is",
+           f"{bound:.0f} s; what was left to copy, {mib(run['absent_bytes'])} MiB, "
+           f"÷ that rate is {left:.0f} s", f"(the settle took {run['ms'] / 1000 / left:.2f}× that).",
+           "",
            "| hosts | all local s | ×(N × origin ÷ link) | origin MiB | MB/s "
            "| load p50/p99 ms, idle | load p50/p99 ms, settling | p99 ×idle |",
            "|---|---|---|---|---|---|---|---|"]
@@ -163,11 +170,15 @@ def settle_table(st):
     return out + [""], bound
 
 
+CHART_ERRORS = []
+
+
 def gnuplot(script, png):
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as err:
         print(f"storm-report: no chart {png}: {err}", file=sys.stderr)
+        CHART_ERRORS.append(f"{os.path.basename(png)}: {err}")
         return False
     return True
 
@@ -179,18 +190,22 @@ def boot_chart(runs, png):
     if not rows:
         return False
     dat = png + ".dat"
+    def cells(b):	# the median and the range, in seconds
+        if "ms" not in b:
+            return "- - -"
+        lo, hi = b["range"]
+        return f"{b['ms'] / 1000:.3f} {lo / 1000:.3f} {hi / 1000:.3f}"
     with open(dat, "w") as f:
-        f.write('peer "first boot" "second boot"\n')
+        f.write('peer "first boot" lo hi "second boot" lo hi\n')
         for profile, peer, boots in rows:
-            second = boots.get("second", {}).get("ms")
-            f.write(f'"{profile}: {NAMES.get(peer, peer)}" {boots["first"]["ms"] / 1000:.3f} '
-                    + (f"{second / 1000:.3f}" if second else "-") + "\n")
+            f.write(f'"{profile}: {NAMES.get(peer, peer)}" {cells(boots["first"])} '
+                    f'{cells(boots.get("second", {}))}\n')
     script = f"""
 set terminal pngcairo size 1400,650 font "sans,10"
 set output '{png}'
-set title "Boot trace replay time per peer (one host; lower is better)"
+set title "Boot trace replay time per peer (one host; median, bars: range of the repeats; lower is better)"
 set style data histogram
-set style histogram cluster gap 1
+set style histogram errorbars gap 1 lw 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set datafile missing '-'
@@ -201,7 +216,7 @@ set yrange [0.1:*]
 set grid ytics
 set xtics rotate by -25
 set key top left
-plot '{dat}' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3)
+plot '{dat}' using 2:3:4:xtic(1) title columnheader(2), '' using 5:6:7 title columnheader(5)
 """
     try:
         return gnuplot(script, png)
@@ -263,11 +278,15 @@ def main():
     out = ["# Boot over a network origin", ""]
     out += ["One host replays a boot-shaped read trace (bench/boot-trace.py: direct",
             "reads at queue depth 1) on each peer, whose origin is served by",
-            "nbd-server from another network namespace over a shaped veth link",
+            "nbd-server (the links named \"iscsi\": by the kernel's iSCSI target, LIO,",
+            "to open-iscsi) from another network namespace over a shaped veth link",
             "(tests/lib/netorigin.sh): the first boot, then, after deactivating and",
-            "activating the disk, the second.  Times are medians of the repeats,",
-            "each from a fresh image, with their range when more than one ran.  The",
-            "prefetch and dm-clone's hydration are off: the boot alone is measured.",
+            "activating the disk, the second.  Each figure is the median of its",
+            "repeats, each from a fresh image; times give their range when more",
+            "than one ran.  The storm and the settle ran once.  The",
+            "prefetch and dm-clone's hydration are off: the boot alone is measured",
+            "(but for the seeded peer's first boot: its prefetch, started with the",
+            "replay, copies the profile first, then goes on over the rest of the disk).",
             "The server's page cache is dropped before every boot.  Origin bytes",
             "include what the activation read (dm-fvd reads the origin's",
             "fingerprint, 2 MiB and 64 KiB, at each load).  The hosts of the storm",
@@ -360,7 +379,10 @@ def main():
                               "(what a copy by blocks must read)", "–", f"{share:.2f}×", None))
         goals += settle_goals
     if prefix and boot_chart(runs, prefix + "-boot.png"):
-        out += ["![boot times per peer](%s)" % os.path.basename(prefix + "-boot.png"), ""]
+        out += ["## Boot times", "",
+                "![boot times per peer](%s)" % os.path.basename(prefix + "-boot.png"), ""]
+    if CHART_ERRORS:
+        out += ["Charts not drawn: " + "; ".join(CHART_ERRORS), ""]
     if goals:
         out += ["## Goals (issue 15)", "",
                 "| link | goal | wanted | measured | met |", "|---|---|---|---|---|"]

@@ -181,14 +181,14 @@ netorigin_iscsi_serve() {
 # The disk of the session's LUN 0, once the initiator's scan made it; the
 # scan runs after the login returns.
 netorigin_iscsi_disk() {
-	local i disk
-	for ((i = 0; i < 3000; i++)); do
+	local disk deadline=$((SECONDS + 60))
+	while [ $SECONDS -lt $deadline ]; do
 		for disk in /sys/class/iscsi_session/session*/device/target*/*:0/block/*; do
 			[ -e "$disk" ] && [ -b /dev/"${disk##*/}" ] && echo /dev/"${disk##*/}" && return 0
 		done
 		read -r -t 0.01 <> <(:) || :
 	done
-	echo "netorigin: no disk appeared for the iSCSI session" >&2
+	echo "netorigin: no disk appeared for the iSCSI session in 60 s" >&2
 	return 1
 }
 
@@ -220,8 +220,14 @@ EOF
 netorigin_iscsi_down() {
 	local np
 	if [ -e $NETORIGIN_ISCSID_PID ]; then
+		local pid deadline=$((SECONDS + 30))
+		pid=$(<$NETORIGIN_ISCSID_PID)
 		iscsiadm -m node --logoutall=all >/dev/null 2>&1 || :
 		iscsiadm -k 0 >/dev/null 2>&1 || :
+		# gone before its /etc/iscsi is unmounted
+		while [ -e /proc/"$pid" ] && [ $SECONDS -lt $deadline ]; do
+			read -r -t 0.05 <> <(:) || :
+		done
 		rm -f $NETORIGIN_ISCSID_PID
 	fi
 	[[ $(</proc/mounts) != *" /etc/iscsi "* ]] || umount /etc/iscsi || :
@@ -233,7 +239,7 @@ netorigin_iscsi_down() {
 		rm -f $NETORIGIN_TPG/lun/lun_0/origin
 		rmdir $NETORIGIN_TPG/lun/lun_0 $NETORIGIN_TPG "${NETORIGIN_TPG%/*}" 2>/dev/null || :
 	fi
-	[ ! -d $NETORIGIN_BACKSTORE ] || rmdir $NETORIGIN_BACKSTORE || :
+	[ ! -d $NETORIGIN_BACKSTORE ] || rmdir $NETORIGIN_BACKSTORE "${NETORIGIN_BACKSTORE%/*}" || :
 }
 
 # Also from another shell than the one that connected: every NBD device
