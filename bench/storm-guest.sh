@@ -29,7 +29,7 @@
 # then settle: every host's prefetch at once, a light load on each host,
 # until all are all-local (settle, settle_host and settle_sample lines).
 #
-# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all),
+# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all; empty for none),
 # STORM_HOSTS, STORM_REPEATS (1), STORM_STORM_PROFILES (wan datacenter),
 # STORM_STORM_PEERS (fvd thin), STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20
 # per host), STORM_ISCSI_PEERS (fvd thin; empty for none).
@@ -52,7 +52,7 @@ TRACE=$OUT/boot.trace
 DEV=storm
 
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
-PEERS=${STORM_PEERS:-"local fvd fvd-16k fvd-nocor fvd-profile thin clone qcow2"}
+PEERS=${STORM_PEERS-"local fvd fvd-16k fvd-nocor fvd-profile thin clone qcow2"}
 HOSTS=${STORM_HOSTS:-8}
 REPEATS=${STORM_REPEATS:-1}	# of each peer's two boots, each from a fresh image
 STORM_ON=${STORM_STORM_PROFILES:-"wan datacenter"}	# the links the storm runs on
@@ -226,6 +226,20 @@ boot() {
 	peer_down "$2"
 }
 
+# boots LINK PEER...: each peer's first and second boot, STORM_REPEATS
+# times from a fresh image, recorded under LINK
+boots() {
+	local link=$1 peer r
+	shift
+	for peer in "$@"; do
+		for ((r = 1; r <= REPEATS; r++)); do
+			peer_make "$peer"
+			boot "$link" "$peer" first
+			boot "$link" "$peer" second
+		done
+	done
+}
+
 # ---- the storm: STORM_HOSTS hosts at once, each in a namespace of its own
 # with its own connection to the server, its own slice of the data and
 # metadata disks and its own device
@@ -388,7 +402,8 @@ PY
 # settle PROFILE N: the hosts' images (of the storm, or fresh) load with the
 # prefetch stopped; the load alone first, then every prefetch at once
 settle() {
-	local profile=$1 n=$2 i s t0 now all_done sect rate absent=0
+	local profile=$1 n=$2 i s t0 now all_done sect rate absent=0 tick next wait_us wait_s
+	local samples
 	local idle_p50 idle_p99 busy_p50 busy_p99 out logs
 	local done_ms=() start_bytes=()
 	s=$(sectors $ORIGIN)
@@ -420,23 +435,34 @@ settle() {
 		start_bytes[i]=$(nbd_read_bytes /dev/nbd"$i")
 	done
 	# the time counts from the first host's start
-	t0=$(date +%s%N)
+	t0=${EPOCHREALTIME/./}
 	for ((i = 1; i <= n; i++)); do
 		dmsetup message storm"$i" 0 prefetch start || fail "prefetch start on host $i"
 	done
-	# About a sample a second (the plot's resolution) until every host is
-	# all-local: one dmsetup for all hosts, as processes cost a lot under
-	# TCG; the time is read after it.
+	# A sample a second (the plot's resolution) until every host is
+	# all-local.  Processes cost a lot under TCG with eight prefetches
+	# running (a loop with sleep, date and a write to the shared raw file per
+	# line took 8 s a round): one dmsetup for all hosts, the clock and the
+	# wait are bash's own (read -t on a pipe nobody writes), the samples
+	# are written at the end.
+	exec {tick}<> <(:)
+	samples=()
 	all_done=0
+	next=$t0
 	until [ "$all_done" = 1 ]; do
-		sleep 1
+		next=$((next + 1000000))
+		wait_us=$((next - ${EPOCHREALTIME/./}))
+		if [ "$wait_us" -gt 0 ]; then
+			printf -v wait_s '%d.%06d' $((wait_us / 1000000)) $((wait_us % 1000000))
+			read -r -t "$wait_s" -u "$tick" || :
+		fi
 		prefetch_states
-		now=$((($(date +%s%N) - t0) / 1000000))
+		now=$(((${EPOCHREALTIME/./} - t0) / 1000))
 		[ "$now" -lt 7200000 ] || fail "the hosts are not all-local after 2 hours"
 		all_done=1
 		for ((i = 1; i <= n; i++)); do
 			read -r _ _ sect _ </sys/block/nbd"$i"/stat
-			echo "settle_sample $profile $i $now $((sect * 512 - start_bytes[i]))" >>"$OUT/raw"
+			samples+=("settle_sample $profile $i $now $((sect * 512 - start_bytes[i]))")
 			[ -z "${done_ms[i]:-}" ] || continue
 			case ${PREFETCH_STATE[i]:-} in
 			done) done_ms[i]=$now ;;
@@ -445,9 +471,11 @@ settle() {
 			esac
 		done
 	done
+	exec {tick}<&-
+	printf '%s\n' "${samples[@]}" >>"$OUT/raw"
 	load_stop
 	for ((i = 1; i <= n; i++)); do
-		echo "$i $((t0 / 1000000 + done_ms[i]))"
+		echo "$i $((t0 / 1000 + done_ms[i]))"
 	done >/tmp/busy-cutoff
 	out=$(load_latency busy /tmp/busy-cutoff) || fail "the load's latency while settling"
 	read -r logs busy_p50 busy_p99 <<<"$out"
@@ -489,24 +517,14 @@ for profile in $PROFILES; do
 	netorigin_up "$profile" $ORIGIN || fail "network origin ($profile)"
 	netorigin_connect ${NET#/dev/} || fail "nbd-client"
 	until_sized $NET
-	for peer in $PEERS; do
-		for ((r = 1; r <= REPEATS; r++)); do
-			peer_make "$peer"
-			boot "$profile" "$peer" first
-			boot "$profile" "$peer" second
-		done
-	done
+	# shellcheck disable=SC2086
+	boots "$profile" $PEERS
 	# the same boots over iSCSI (one host: see tests/lib/netorigin.sh)
 	if [ -n "$ISCSI_PEERS" ]; then
 		netorigin_iscsi_serve $ORIGIN || fail "the iSCSI export"
 		NET=$(netorigin_iscsi_connect) || fail "the iSCSI login"
-		for peer in $ISCSI_PEERS; do
-			for ((r = 1; r <= REPEATS; r++)); do
-				peer_make "$peer"
-				boot "$profile-iscsi" "$peer" first
-				boot "$profile-iscsi" "$peer" second
-			done
-		done
+		# shellcheck disable=SC2086
+		boots "$profile-iscsi" $ISCSI_PEERS
 		netorigin_iscsi_down
 		NET=/dev/nbd0
 	fi
