@@ -261,7 +261,7 @@ set grid
 set key outside right top
 set yrange [0:*]
 plot for [i=0:{len(hosts) - 1}] '{dat}' index i using 1:2 with lines lw 1.5 title columnheader(1), \\
-     '{dat}' index {len(hosts)} using 1:2 with lines lw 3 lc rgb "black" title columnheader(1)
+     '{dat}' index {len(hosts)} using 1:2 with lines lw 3 dt 2 lc rgb "#404040" title columnheader(1)
 """
     try:
         return gnuplot(script, png)
