@@ -24,3 +24,16 @@ until_sized() {	# until the block device reports a size (no sleeps)
 	done
 	fail "$1 has no size"
 }
+
+# nbd_read_bytes NBD...: bytes the devices read since the guest booted
+# (sysfs's stat, sectors read: bash's 64-bit arithmetic, as awk prints
+# 2.56e+09 for a device that read more than 2 GiB).  SYSFS: for the tests.
+nbd_read_bytes() {
+	local dev sect total=0
+	for dev in "$@"; do
+		read -r _ _ sect _ <"${SYSFS:-/sys}/block/${dev#/dev/}/stat" ||
+			fail "no statistics of $dev"
+		total=$((total + sect * 512))
+	done
+	echo $total
+}

@@ -222,11 +222,15 @@ copy_wait() {
 }
 
 copied_bytes() {	# of a copy cut off
+	local f
+	read -r -a f <<<"$(dmsetup status $DEV)"
 	case $1 in
 	fvd*)
-		dmsetup status $DEV | awk '{ print $19 }' ;;
+		echo "${f[18]}" ;;
 	clone*)
-		dmsetup status $DEV | awk '{ split($7, r, "/"); print r[1] * $6 * 512 }' ;;
+		# hydrated regions × region sectors × 512, in bash's 64 bits
+		# (awk prints 2.56e+09 above 2 GiB)
+		echo $((${f[6]%/*} * f[5] * 512)) ;;
 	esac
 }
 

@@ -158,14 +158,6 @@ peer_down() {
 	esac
 }
 
-nbd_read_bytes() {	# nbd_read_bytes NBD...: bytes the NBD devices read
-	local nbd total=0
-	for nbd in "$@"; do
-		total=$((total + $(awk '{ print $3 * 512 }' /sys/block/"${nbd#/dev/}"/stat)))
-	done
-	echo $total
-}
-
 # replay DISK...: the trace on every DISK at once, one fio job each in one
 # fio, so that they start together (report in /tmp/boot.json); sets WALL_MS.
 # The server's page cache is dropped first: every boot finds it cold.
