@@ -19,6 +19,9 @@
 # (BOOT first or second; METRIC ms, p50_us, p99_us, origin_bytes) to
 # /run/fvd/out/raw.
 #
+# On the STORM_PREFETCH_PROFILES links (wan datacenter), one host's prefetch
+# against fio and dd through the link (prefetch PROFILE METRIC VALUE lines).
+#
 # Then, on the STORM_STORM_PROFILES links (wan datacenter), STORM_HOSTS hosts (8) boot
 # at once, each in a network namespace of its own with its own connection,
 # device and slices of the disks, twice (BOOT storm-first, storm-second):
@@ -32,7 +35,9 @@
 # Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all; empty for none),
 # STORM_HOSTS, STORM_REPEATS (1), STORM_STORM_PROFILES (wan datacenter),
 # STORM_STORM_PEERS (fvd thin), STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20
-# per host), STORM_ISCSI_PEERS (fvd thin; empty for none).
+# per host), STORM_ISCSI_PEERS (fvd thin; empty for none),
+# STORM_PREFETCH_PROFILES (wan datacenter; empty for none),
+# STORM_PREFETCH_SECONDS (20).
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
@@ -59,6 +64,7 @@ STORM_ON=${STORM_STORM_PROFILES:-"wan datacenter"}	# the links the storm runs on
 STORM_PEERS_ALL=${STORM_STORM_PEERS:-"fvd thin"}
 SETTLE_ON=${STORM_SETTLE_PROFILES:-datacenter}	# the links the settle runs on
 ISCSI_PEERS=${STORM_ISCSI_PEERS-"fvd thin"}	# the peers booted over iSCSI too
+PREFETCH_ON=${STORM_PREFETCH_PROFILES-"wan datacenter"}	# the prefetch against the link
 
 log() {
 	echo "[storm] $*" >&2
@@ -230,6 +236,81 @@ boots() {
 			boot "$link" "$peer" second
 		done
 	done
+}
+
+# ---- the prefetch against the link (one host): dm-fvd's prefetch with the
+# default tunables (two batches of 1 MiB in flight, each one origin read)
+# copies the first PREFETCH_MIB of the origin (an image of that size, over a
+# dm-linear slice of the link's device), against fio reading the same bytes
+# the same way (1 MiB reads, two in flight) and dd (1 MiB, one at a time),
+# each with the server's cache cold
+
+record_prefetch() {	# record_prefetch PROFILE METRIC VALUE
+	echo "prefetch $*" >>"$OUT/raw"
+	log "prefetch $*"
+}
+
+cold_server() {
+	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+}
+
+prefetch_mib() {	# prefetch_mib PROFILE: about 20 s of the WAN, all the origin else
+	local mib
+	case $1 in
+	wan*) mib=64 ;;
+	*) mib=$(($(sectors $ORIGIN) >> 11)) ;;
+	esac
+	echo "${STORM_PREFETCH_MIB:-$mib}"
+}
+
+until_prefetch_done() {	# until_prefetch_done DEV: on dm events
+	local nr f
+	while :; do
+		nr=$(dmsetup info -c --noheadings -o events "$1" | tr -d ' ')
+		read -r -a f <<<"$(dmsetup status "$1")"
+		case ${f[17]} in
+		done) return 0 ;;
+		running|paused) ;;
+		*) fail "the prefetch is ${f[17]}" ;;
+		esac
+		timeout 600 dmsetup wait "$1" "$nr" >/dev/null ||
+			fail "no event from the prefetch in 10 minutes"
+	done
+}
+
+# prefetch_rate PROFILE: one measurement of the three
+prefetch_rate() {
+	local profile=$1 mib t0 t1 o0 o1 us
+	mib=$(prefetch_mib "$profile")
+	record_prefetch "$profile" bytes $((mib << 20))
+	cold_server
+	(cd /tmp && fio --name=plink --filename=$NET --ioengine=libaio --direct=1 --rw=read \
+		--bs=1M --iodepth=2 --size=${mib}M --output-format=json \
+		--output=/tmp/plink.json) >/dev/null || fail "fio through the link"
+	us=$(python3 -c 'import json; print(json.load(open("/tmp/plink.json"))["jobs"][0]["read"]["runtime"] * 1000)') ||
+		fail "no figures from fio"
+	record_prefetch "$profile" fio_us "$us"
+	cold_server
+	t0=${EPOCHREALTIME/./}
+	dd if=$NET of=/dev/null bs=1M count="$mib" iflag=direct status=none || fail "dd through the link"
+	t1=${EPOCHREALTIME/./}
+	record_prefetch "$profile" dd_us $((t1 - t0))
+	dm_up pslice "0 $((mib << 11)) linear $NET 0"
+	$FVD_CREATE --force --origin /dev/mapper/pslice $DATA >/dev/null || fail "fvd-create"
+	dm_up $DEV "0 $((mib << 11)) fvd $DATA $DATA /dev/mapper/pslice 1 no_prefetch"
+	cold_server
+	o0=$(nbd_read_bytes "$NET")
+	t0=${EPOCHREALTIME/./}
+	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
+	until_prefetch_done $DEV
+	t1=${EPOCHREALTIME/./}
+	o1=$(nbd_read_bytes "$NET")
+	record_prefetch "$profile" prefetch_us $((t1 - t0))
+	record_prefetch "$profile" prefetch_bytes "$(fvd_field $DEV 16)"
+	record_prefetch "$profile" origin_bytes $((o1 - o0))
+	record_prefetch "$profile" pauses "$(fvd_field $DEV 19)"
+	cmp /dev/mapper/$DEV /dev/mapper/pslice || fail "the prefetched image differs from the origin"
+	dmsetup remove $DEV && dmsetup remove pslice || fail "remove the prefetch's devices"
 }
 
 # ---- the storm: STORM_HOSTS hosts at once, each in a namespace of its own
@@ -511,6 +592,11 @@ for profile in $PROFILES; do
 	until_sized $NET
 	# shellcheck disable=SC2086
 	boots "$profile" $PEERS
+	if [[ " $PREFETCH_ON " == *" $profile "* ]]; then
+		for ((r = 1; r <= REPEATS; r++)); do
+			prefetch_rate "$profile"
+		done
+	fi
 	# the same boots over iSCSI (one host: see tests/lib/netorigin.sh)
 	if [ -n "$ISCSI_PEERS" ]; then
 		netorigin_iscsi_serve $ORIGIN || fail "the iSCSI export"

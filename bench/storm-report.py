@@ -5,9 +5,10 @@
     storm-report.py RAW [PNG-PREFIX]
 
 RAW holds "setup ..." lines, "boot PROFILE PEER BOOT METRIC VALUE" lines
-and the settle's "settle PROFILE METRIC VALUE", "settle_host PROFILE HOST
-METRIC VALUE" and "settle_sample PROFILE HOST MS ORIGIN-BYTES" lines
-(bench/storm-guest.sh).  Ratios are of times, the peer's against dm-linear
+the prefetch's "prefetch PROFILE METRIC VALUE" (against fio and dd through
+the link) and the settle's "settle PROFILE METRIC VALUE", "settle_host
+PROFILE HOST METRIC VALUE" and "settle_sample PROFILE HOST MS ORIGIN-BYTES"
+lines (bench/storm-guest.sh).  Ratios are of times, the peer's against dm-linear
 on a local full copy ("local"): above 1 is faster than the limit, which
 only a cache could be.  With PNG-PREFIX, the charts are drawn with gnuplot
 into PNG-PREFIX-boot.png (boot times per peer, with the range of the
@@ -38,18 +39,24 @@ LINKS = {
     "datacenter-iscsi": "datacenter, the origin over iSCSI (LIO to open-iscsi)",
 }
 
+# what one measurement of the prefetch against the link records
+PREFETCH_METRICS = ("bytes", "fio_us", "dd_us", "prefetch_us", "prefetch_bytes",
+                    "origin_bytes", "pauses")
+
 
 def load(path):
     """setup lines, boots by profile/peer/boot, and the settle by profile:
     {"run": {metric: value}, "hosts": {host: {metric: value}},
     "samples": {host: [(ms, origin bytes)]}}"""
-    setup, runs, settles = [], {}, {}
+    setup, runs, settles, prefetches = [], {}, {}, {}
     for line in open(path):
         words = line.split()
         if not words:
             continue
         if words[0] == "setup":
             setup.append(" ".join(words[1:]))
+        elif words[0] == "prefetch" and len(words) == 4:
+            prefetches.setdefault(words[1], {}).setdefault(words[2], []).append(int(words[3]))
         elif words[0] in ("settle", "settle_host", "settle_sample"):
             st = settles.setdefault(words[1], {"run": {}, "hosts": {}, "samples": {}})
             if words[0] == "settle" and len(words) == 4:
@@ -81,7 +88,49 @@ def load(path):
                 for metric, values in list(b.items()):
                     if isinstance(values, list):
                         b[metric] = statistics.median(values)
-    return setup, runs, settles
+    for profile, p in prefetches.items():
+        counts = {len(p.get(metric, [])) for metric in PREFETCH_METRICS} | \
+            {len(v) for v in p.values()}
+        if len(counts) != 1:
+            sys.exit(f"{path}: the prefetch measurements of {profile} differ in number")
+    return setup, runs, settles, prefetches
+
+
+def spread(values, fmt):
+    """The median, and the range when more than one value."""
+    med = fmt.format(statistics.median(values))
+    if len(values) < 2:
+        return med
+    return f"{med} ({fmt.format(min(values))}–{fmt.format(max(values))}, n={len(values)})"
+
+
+def prefetch_table(p):
+    """One host's prefetch against fio and dd reading the same bytes of the
+    link; returns the lines and the ratios (per run) against fio and dd."""
+    runs = len(p["prefetch_us"])
+    size = p["bytes"][0]
+    vs_fio = [f / q for f, q in zip(p["fio_us"], p["prefetch_us"])]
+    vs_dd = [d / q for d, q in zip(p["dd_us"], p["prefetch_us"])]
+    def rate(us):
+        return spread([size / u for u in us], "{:.2f}")
+    out = [f"The prefetch against the link (one host; {runs} run{'s' if runs > 1 else ''}): "
+           f"dm-fvd's prefetch (default",
+           f"tunables: two batches of 1 MiB in flight) copies the first {mib(size)} MiB of the",
+           "origin, fio reads the same bytes the same way (1 MiB reads, two in flight,",
+           "direct), dd reads them 1 MiB at a time; the server's cache cold for each.",
+           "",
+           "| MiB | prefetch MB/s | fio 2 × 1 MiB MB/s | dd 1 MiB MB/s | prefetch ×fio "
+           "| prefetch ×dd | origin MiB read by the prefetch | pauses |",
+           "|---|---|---|---|---|---|---|---|",
+           "| " + " | ".join([
+               mib(size), rate(p["prefetch_us"]), rate(p["fio_us"]), rate(p["dd_us"]),
+               spread(vs_fio, "{:.2f}×"), spread(vs_dd, "{:.2f}×"),
+               mib(statistics.median(p["origin_bytes"])),
+               str(max(p["pauses"]))]) + " |", ""]
+    bad = [b for b in p["prefetch_bytes"] if b != size]
+    if bad:
+        out += [f"(the prefetch counted {mib(bad[0])} MiB copied, not {mib(size)})", ""]
+    return out, vs_fio, vs_dd
 
 
 def block_footprint(setup):
@@ -272,7 +321,7 @@ plot for [i=0:{len(hosts) - 1}] '{dat}' index i using 1:2 with lines lw 1.5 titl
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    setup, runs, settles = load(sys.argv[1])
+    setup, runs, settles, prefetches = load(sys.argv[1])
     prefix = sys.argv[2] if len(sys.argv) == 3 else None
     boot_set = trace_bytes(setup)
     out = ["# Boot over a network origin", ""]
@@ -294,7 +343,7 @@ def main():
             ""]
     out += [f"- {s}" for s in setup] + [""]
     goals = []
-    for profile in dict.fromkeys(list(runs) + list(settles)):
+    for profile in dict.fromkeys(list(runs) + list(prefetches) + list(settles)):
         peers = runs.get(profile, {})
         out += [f"## {LINKS.get(profile, profile)}", ""]
         if any("first" in boots for boots in peers.values()):
@@ -327,6 +376,16 @@ def main():
                   if "cor_bytes" in b and "prefetch_bytes" in b]
         if copied:
             out += copied + [""]
+        if profile in prefetches:
+            table, vs_fio, vs_dd = prefetch_table(prefetches[profile])
+            out += table
+            ratio = statistics.median(vs_fio)
+            wanted = profile.startswith("wan")
+            goals.append((profile, "prefetch against fio through the link at the same queue "
+                          "depth (2 × 1 MiB)", "≥ 0.80×" if wanted else "–",
+                          spread(vs_fio, "{:.2f}×"), ratio >= 0.8 if wanted else None))
+            goals.append((profile, "prefetch against dd through the link (1 MiB, one at a time)",
+                          "–", spread(vs_dd, "{:.2f}×"), None))
         stormed = {peer: boots for peer, boots in peers.items() if "storm-first" in boots}
         settle_goals = []
         if stormed:
