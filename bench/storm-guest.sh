@@ -32,10 +32,11 @@
 # then settle: every host's prefetch at once, a light load on each host,
 # until all are all-local (settle, settle_host and settle_sample lines).
 #
-# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (all; empty for none),
+# Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (local fvd
+# fvd-profile thin clone qcow2; also fvd-16k fvd-nocor; empty for none),
 # STORM_HOSTS, STORM_REPEATS (1), STORM_STORM_PROFILES (wan datacenter),
 # STORM_STORM_PEERS (fvd thin), STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20
-# per host), STORM_ISCSI_PEERS (fvd thin; empty for none),
+# per host), STORM_ISCSI_PEERS (fvd; empty for none),
 # STORM_PREFETCH_PROFILES (wan datacenter; empty for none),
 # STORM_PREFETCH_SECONDS (20).
 
@@ -57,13 +58,15 @@ TRACE=$OUT/boot.trace
 DEV=storm
 
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
-PEERS=${STORM_PEERS-"local fvd fvd-16k fvd-nocor fvd-profile thin clone qcow2"}
+# fvd-16k and fvd-nocor (dm-fvd at 16 KiB blocks, without copy-on-read) are
+# left out by default: the whole run is to fit in 40 minutes
+PEERS=${STORM_PEERS-"local fvd fvd-profile thin clone qcow2"}
 HOSTS=${STORM_HOSTS:-8}
 REPEATS=${STORM_REPEATS:-1}	# of each peer's two boots, each from a fresh image
 STORM_ON=${STORM_STORM_PROFILES:-"wan datacenter"}	# the links the storm runs on
 STORM_PEERS_ALL=${STORM_STORM_PEERS:-"fvd thin"}
 SETTLE_ON=${STORM_SETTLE_PROFILES:-datacenter}	# the links the settle runs on
-ISCSI_PEERS=${STORM_ISCSI_PEERS-"fvd thin"}	# the peers booted over iSCSI too
+ISCSI_PEERS=${STORM_ISCSI_PEERS-fvd}	# the peers booted over iSCSI too
 PREFETCH_ON=${STORM_PREFETCH_PROFILES-"wan datacenter"}	# the prefetch against the link
 
 log() {
