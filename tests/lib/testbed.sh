@@ -340,6 +340,8 @@ testbed_qemu() {
 	for disk in "$@"; do
 		drives+=(-drive "file=$disk,if=virtio,format=raw,$cache")
 	done
+	# a boot again must not leave the last QEMU's pid to be killed
+	[ -z "${FVD_QEMU_PIDFILE:-}" ] || rm -f "$FVD_QEMU_PIDFILE"
 	timeout --foreground -k 10 "$timeout" \
 		qemu-system-x86_64 -m 2048 -smp "${TESTBED_SMP:-2}" -nographic -no-reboot \
 		-kernel "$kroot/boot/vmlinuz-$rel" -initrd "$initrd" \
