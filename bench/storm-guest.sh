@@ -38,7 +38,7 @@
 # STORM_STORM_PEERS (fvd thin), STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20
 # per host), STORM_ISCSI_PEERS (fvd; empty for none),
 # STORM_PREFETCH_PROFILES (wan datacenter; empty for none),
-# STORM_PREFETCH_SECONDS (20).
+# STORM_PREFETCH_MIB (64 on the WAN, the whole origin on other links).
 
 set -u
 . /run/fvd/src/tests/lib/guest-lib.sh
@@ -203,14 +203,14 @@ PY
 # the activation (dm-fvd reads the origin's fingerprint) and the boot took
 boot() {
 	local before mid after
-	before=$(nbd_read_bytes $NET)
+	before=$(nbd_read_bytes $NET) || fail "no byte count of the origin"
 	peer_up "$2"
-	mid=$(nbd_read_bytes $NET)
+	mid=$(nbd_read_bytes $NET) || fail "no byte count of the origin"
 	START_PREFETCH=
 	[ "$2/$3" != fvd-profile/first ] || START_PREFETCH=$DEV
 	replay "$DISK"
 	START_PREFETCH=
-	after=$(nbd_read_bytes $NET)
+	after=$(nbd_read_bytes $NET) || fail "no byte count of the origin"
 	# shellcheck disable=SC2046
 	set -- "$@" $(fio_figures)
 	[ $# -eq 6 ] || fail "no figures from fio"
@@ -253,8 +253,12 @@ record_prefetch() {	# record_prefetch PROFILE METRIC VALUE
 	log "prefetch $*"
 }
 
+# the server's cache dropped; the tools timed here read again at once (over
+# 9p under TCG, a reload costs a good part of a second)
 cold_server() {
 	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	dd --version >/dev/null && dmsetup version >/dev/null && tr --version >/dev/null ||
+		fail "the tools"
 }
 
 prefetch_mib() {	# prefetch_mib PROFILE: about 20 s of the WAN, all the origin else
@@ -266,18 +270,23 @@ prefetch_mib() {	# prefetch_mib PROFILE: about 20 s of the WAN, all the origin e
 	echo "${STORM_PREFETCH_MIB:-$mib}"
 }
 
-until_prefetch_done() {	# until_prefetch_done DEV: on dm events
+# until_prefetch_done DEV: on dm events; DONE_US: when the event that
+# preceded the status saying done arrived (the status calls after it are
+# not the prefetch's time)
+until_prefetch_done() {
 	local nr f
+	DONE_US=${EPOCHREALTIME/./}
 	while :; do
 		nr=$(dmsetup info -c --noheadings -o events "$1" | tr -d ' ')
 		read -r -a f <<<"$(dmsetup status "$1")"
-		case ${f[17]} in
+		case ${f[17]-} in
 		done) return 0 ;;
 		running|paused) ;;
-		*) fail "the prefetch is ${f[17]}" ;;
+		*) fail "the prefetch is ${f[17]-not in the status}" ;;
 		esac
 		timeout 600 dmsetup wait "$1" "$nr" >/dev/null ||
 			fail "no event from the prefetch in 10 minutes"
+		DONE_US=${EPOCHREALTIME/./}
 	done
 }
 
@@ -302,12 +311,12 @@ prefetch_rate() {
 	$FVD_CREATE --force --origin /dev/mapper/pslice $DATA >/dev/null || fail "fvd-create"
 	dm_up $DEV "0 $((mib << 11)) fvd $DATA $DATA /dev/mapper/pslice 1 no_prefetch"
 	cold_server
-	o0=$(nbd_read_bytes "$NET")
+	o0=$(nbd_read_bytes "$NET") || fail "no byte count of the origin"
 	t0=${EPOCHREALTIME/./}
 	dmsetup message $DEV 0 prefetch start || fail "prefetch start"
 	until_prefetch_done $DEV
-	t1=${EPOCHREALTIME/./}
-	o1=$(nbd_read_bytes "$NET")
+	t1=$DONE_US
+	o1=$(nbd_read_bytes "$NET") || fail "no byte count of the origin"
 	record_prefetch "$profile" prefetch_us $((t1 - t0))
 	record_prefetch "$profile" prefetch_bytes "$(fvd_field $DEV 16)"
 	record_prefetch "$profile" origin_bytes $((o1 - o0))
@@ -354,16 +363,16 @@ storm() {
 	for ((i = 1; i <= n; i++)); do
 		nbds+=(/dev/nbd"$i")
 	done
-	before=$(nbd_read_bytes "${nbds[@]}")
+	before=$(nbd_read_bytes "${nbds[@]}") || fail "no byte count of the origin"
 	for ((i = 1; i <= n; i++)); do
 		host_vars "$i"
 		[ "$boot" = first ] && peer_make "$peer"
 		peer_up "$peer"
 		disks+=("$DISK")
 	done
-	mid=$(nbd_read_bytes "${nbds[@]}")
+	mid=$(nbd_read_bytes "${nbds[@]}") || fail "no byte count of the origin"
 	replay "${disks[@]}"
-	after=$(nbd_read_bytes "${nbds[@]}")
+	after=$(nbd_read_bytes "${nbds[@]}") || fail "no byte count of the origin"
 	# shellcheck disable=SC2046
 	set -- "$@" $(fio_figures)
 	[ $# -eq 7 ] || fail "no figures from fio"
@@ -479,7 +488,7 @@ PY
 # prefetch stopped; the load alone first, then every prefetch at once
 settle() {
 	local profile=$1 n=$2 i s t0 now all_done sect rate absent=0 tick next wait_us wait_s
-	local samples
+	local samples host_bytes
 	local idle_p50 idle_p99 busy_p50 busy_p99 out logs
 	local done_ms=() start_bytes=()
 	s=$(sectors $ORIGIN)
@@ -508,7 +517,7 @@ settle() {
 	record_settle "$profile" idle_p99_us "$idle_p99"
 	load_start busy "$n"
 	for ((i = 1; i <= n; i++)); do
-		start_bytes[i]=$(nbd_read_bytes /dev/nbd"$i")
+		start_bytes[i]=$(nbd_read_bytes /dev/nbd"$i") || fail "no byte count of the origin"
 	done
 	# the time counts from the first host's start
 	t0=${EPOCHREALTIME/./}
@@ -562,7 +571,8 @@ settle() {
 	for ((i = 1; i <= n; i++)); do
 		echo "settle_host $profile $i done_ms ${done_ms[i]}" >>"$OUT/raw"
 		echo "settle_host $profile $i pauses $(fvd_field storm"$i" 19)" >>"$OUT/raw"
-		echo "settle_host $profile $i origin_bytes $(($(nbd_read_bytes /dev/nbd"$i") - start_bytes[i]))" >>"$OUT/raw"
+		host_bytes=$(nbd_read_bytes /dev/nbd"$i") || fail "no byte count of the origin"
+		echo "settle_host $profile $i origin_bytes $((host_bytes - start_bytes[i]))" >>"$OUT/raw"
 	done
 	# all-local and right: host 1's disk, but for the load's region, is the origin
 	cmp -n $(((s << 9) - (LOAD_MIB << 20))) /dev/mapper/storm1 $ORIGIN ||
