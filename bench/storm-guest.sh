@@ -179,6 +179,11 @@ peer_down() {
 	esac
 }
 
+# the server runs in this kernel: dropping the page cache makes it cold
+drop_server_cache() {
+	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+}
+
 # replay DISK...: the trace on every DISK at once, one fio job each in one
 # fio, so that they start together (report in /tmp/boot.json); sets WALL_MS.
 # The server's page cache is dropped first: every boot finds it cold.
@@ -188,7 +193,7 @@ replay() {
 		i=$((i + 1))
 		jobs+=(--name=boot$i --read_iolog=$TRACE --replay_redirect="$disk")
 	done
-	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	drop_server_cache
 	if [ -n "${START_PREFETCH:-}" ]; then
 		dmsetup message "$START_PREFETCH" 0 prefetch start || fail "prefetch start"
 	fi
@@ -268,7 +273,7 @@ record_prefetch() {	# record_prefetch PROFILE METRIC VALUE
 # the server's cache dropped; the tools timed here read again at once (over
 # 9p under TCG, a reload costs a good part of a second)
 cold_server() {
-	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	drop_server_cache
 	dd --version >/dev/null && dmsetup version >/dev/null && tr --version >/dev/null ||
 		fail "the tools"
 }
@@ -434,7 +439,7 @@ link_rate() {
 	for ((i = 1; i <= n; i++)); do
 		jobs+=(--name=link"$i" --filename=/dev/nbd"$i" --offset=$(((i - 1) * 32))M)
 	done
-	sync && echo 3 >/proc/sys/vm/drop_caches || fail "drop caches"
+	drop_server_cache
 	(cd /tmp && fio --ioengine=libaio --direct=1 --rw=read --bs=1M --iodepth=2 \
 		--size=32M --time_based --runtime=15 --group_reporting --output-format=json \
 		--output=/tmp/link.json "${jobs[@]}") >/dev/null || fail "fio through the link"
