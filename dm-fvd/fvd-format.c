@@ -57,6 +57,7 @@ static const char * const fvd_sb_status_names[FVD_SB_NR_STATUS] = {
 	[FVD_SB_BAD_BITMAP]		= "invalid bitmap region",
 	[FVD_SB_BAD_TABLE]		= "invalid chunk table region",
 	[FVD_SB_BAD_JOURNAL]		= "invalid journal region",
+	[FVD_SB_BAD_PROFILE]		= "invalid profile region",
 	[FVD_SB_REGIONS_OVERLAP]	= "metadata regions overlap",
 	[FVD_SB_BAD_DATA_OFFSET]	= "data offset inside the metadata",
 	[FVD_SB_TOO_MANY_BLOCKS]	= "more than 2^32 blocks: a larger block size is needed",
@@ -109,7 +110,7 @@ static bool fvd_regions_overlap(const struct fvd_region *a,
  */
 enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 {
-	struct fvd_region regions[3];
+	struct fvd_region regions[4];
 	unsigned int i, j;
 	u64 first = fvd_first_region_sector(sb), end = first;
 
@@ -169,8 +170,16 @@ enum fvd_sb_status fvd_sb_check(struct fvd_sb_info *sb)
 	    ((sb->incompat_features & FVD_INCOMPAT_JOURNAL) &&
 	     !fvd_journal_blocks(sb)))
 		return FVD_SB_BAD_JOURNAL;
-	for (i = 0; i < 3; i++) {
-		for (j = i + 1; j < 3; j++)
+	/* Without the feature the fields mean nothing: old code left them 0. */
+	regions[3] = (struct fvd_region){ 0, 0 };
+	if (sb->compat_features & FVD_COMPAT_PROFILE) {
+		regions[3] = (struct fvd_region){ sb->profile_offset, sb->profile_sectors };
+		if (!sb->origin_sectors || !fvd_region_valid(&regions[3], first) ||
+		    sb->profile_sectors != FVD_PROFILE_REGION_SECTORS)
+			return FVD_SB_BAD_PROFILE;
+	}
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		for (j = i + 1; j < ARRAY_SIZE(regions); j++)
 			if (fvd_regions_overlap(&regions[i], &regions[j]))
 				return FVD_SB_REGIONS_OVERLAP;
 		if (regions[i].len && regions[i].start + regions[i].len > end)
@@ -215,6 +224,8 @@ enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb)
 	sb->origin_fingerprint = le32_to_cpu(disk->origin_fingerprint);
 	memcpy(sb->origin_hint, disk->origin_hint, sizeof(sb->origin_hint));
 	sb->origin_hint[sizeof(sb->origin_hint) - 1] = '\0';
+	sb->profile_offset = le64_to_cpu(disk->profile_offset);
+	sb->profile_sectors = le64_to_cpu(disk->profile_sectors);
 	return fvd_sb_check(sb);
 }
 
@@ -245,6 +256,8 @@ void fvd_sb_encode(const struct fvd_sb_info *sb, void *block)
 	disk->origin_fingerprint = cpu_to_le32(sb->origin_fingerprint);
 	memcpy(disk->origin_hint, sb->origin_hint, sizeof(disk->origin_hint));
 	disk->origin_hint[sizeof(disk->origin_hint) - 1] = '\0';
+	disk->profile_offset = cpu_to_le64(sb->profile_offset);
+	disk->profile_sectors = cpu_to_le64(sb->profile_sectors);
 	disk->csum = cpu_to_le32(fvd_sb_csum(disk));
 }
 
@@ -333,6 +346,21 @@ unsigned int fvd_origin_fp_ranges(u64 origin_sectors,
 }
 
 /*
+ * Data sharing the metadata device starts after the last region (as
+ * fvd_sb_check() found it), on a 1 MiB boundary or a block or a chunk,
+ * whichever is largest.
+ */
+static void fvd_layout_place_data(struct fvd_sb_info *sb)
+{
+	u64 align = sb->block_sectors > FVD_DATA_ALIGN_SECTORS ?
+		    sb->block_sectors : FVD_DATA_ALIGN_SECTORS;
+
+	if (sb->chunk_sectors > align)
+		align = sb->chunk_sectors;
+	sb->data_offset = fvd_round_up(sb->metadata_sectors, align);
+}
+
+/*
  * Lay out a new image: superblock, its backup, bitmap, journal, then (when the data
  * shares the metadata device) the data, aligned to 1 MiB or a block.
  */
@@ -340,8 +368,6 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata)
 {
-	u64 align;
-
 	memset(sb, 0, sizeof(*sb));
 	sb->version = FVD_FORMAT_VERSION;
 	sb->virtual_sectors = virtual_sectors;
@@ -370,15 +396,30 @@ int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 				     sb->table_sectors;
 		sb->incompat_features |= FVD_INCOMPAT_JOURNAL;
 	}
-	if (data_shares_metadata) {
-		align = block_sectors > FVD_DATA_ALIGN_SECTORS ?
-			block_sectors : FVD_DATA_ALIGN_SECTORS;
-		if (chunk_sectors > align)
-			align = chunk_sectors;
-		sb->data_offset = fvd_round_up(sb->bitmap_offset +
-					       sb->bitmap_sectors +
-					       sb->table_sectors +
-					       sb->journal_sectors, align);
+	if (fvd_sb_check(sb) != FVD_SB_OK)
+		return -EINVAL;
+	if (data_shares_metadata)
+		fvd_layout_place_data(sb);
+	return fvd_sb_check(sb) == FVD_SB_OK ? 0 : -EINVAL;
+}
+
+/*
+ * Give a new image over an origin (laid out by fvd_layout_init()) the
+ * profile region, after the last region; data that shares the metadata
+ * device moves past it.
+ */
+int fvd_layout_add_profile(struct fvd_sb_info *sb)
+{
+	if (!sb->origin_sectors || fvd_sb_check(sb) != FVD_SB_OK)
+		return -EINVAL;
+	sb->compat_features |= FVD_COMPAT_PROFILE;
+	sb->profile_offset = sb->metadata_sectors;
+	sb->profile_sectors = FVD_PROFILE_REGION_SECTORS;
+	if (sb->data_offset) {
+		sb->data_offset = 0;
+		if (fvd_sb_check(sb) != FVD_SB_OK)
+			return -EINVAL;
+		fvd_layout_place_data(sb);
 	}
 	return fvd_sb_check(sb) == FVD_SB_OK ? 0 : -EINVAL;
 }
@@ -788,4 +829,87 @@ bool fvd_bits_all_set(const u8 *map, u64 nr)
 		if (!((map[i / 8] >> (i & 7)) & 1))
 			return false;
 	return true;
+}
+
+/* ---- the access profile region ---- */
+
+static const char * const fvd_profile_status_names[FVD_PROFILE_NR_STATUS] = {
+	[FVD_PROFILE_OK]		= "valid",
+	[FVD_PROFILE_NONE]		= "no profile saved",
+	[FVD_PROFILE_BAD_CSUM]		= "profile checksum mismatch",
+	[FVD_PROFILE_BAD_HEADER]	= "invalid profile header",
+	[FVD_PROFILE_OTHER_ORIGIN]	= "profile recorded over another origin size",
+	[FVD_PROFILE_BAD_RUN]		= "profile run empty or past the origin",
+};
+
+const char *fvd_profile_status_str(enum fvd_profile_status status)
+{
+	if (status >= FVD_PROFILE_NR_STATUS)
+		return "unknown error";
+	return fvd_profile_status_names[status];
+}
+
+static u32 fvd_profile_region_csum(const void *region, u32 nr_runs)
+{
+	u32 crc = ~fvd_csum_except(region, FVD_PROFILE_HEADER_SIZE,
+				   offsetof(struct fvd_disk_profile_header, csum));
+
+	crc = fvd_crc32c_update(crc, (const u8 *)region + FVD_PROFILE_HEADER_SIZE,
+				(size_t)nr_runs * sizeof(struct fvd_disk_profile_run));
+	return ~crc;
+}
+
+/*
+ * Fill in the header of @region, whose first @nr_runs runs the caller has
+ * written: the header block is cleared first, the runs after it are kept.
+ */
+void fvd_profile_region_seal(void *region, u32 nr_runs, u64 origin_sectors,
+			     u64 seq, u32 flags)
+{
+	struct fvd_disk_profile_header *h = region;
+
+	memset(region, 0, FVD_PROFILE_HEADER_SIZE);
+	h->magic = cpu_to_le64(FVD_PROFILE_MAGIC);
+	h->nr_runs = cpu_to_le32(nr_runs);
+	h->origin_sectors = cpu_to_le64(origin_sectors);
+	h->seq = cpu_to_le64(seq);
+	h->flags = cpu_to_le32(flags);
+	h->csum = cpu_to_le32(fvd_profile_region_csum(region, nr_runs));
+}
+
+/*
+ * Is @region (FVD_PROFILE_REGION_BYTES) a whole profile of an image over
+ * an origin of @origin_sectors?  Every run is checked, so a caller may
+ * queue them as they are.
+ */
+enum fvd_profile_status fvd_profile_region_check(const void *region,
+						 u64 origin_sectors,
+						 u32 *nr_runs)
+{
+	const struct fvd_disk_profile_header *h = region;
+	const struct fvd_disk_profile_run *run;
+	u64 start, len;
+	u32 nr, i;
+
+	*nr_runs = 0;
+	if (le64_to_cpu(h->magic) != FVD_PROFILE_MAGIC)
+		return FVD_PROFILE_NONE;
+	nr = le32_to_cpu(h->nr_runs);
+	if (nr > FVD_PROFILE_REGION_RUNS ||
+	    le32_to_cpu(h->flags) & ~FVD_PROFILE_FLAGS_KNOWN)
+		return FVD_PROFILE_BAD_HEADER;
+	if (fvd_profile_region_csum(region, nr) != le32_to_cpu(h->csum))
+		return FVD_PROFILE_BAD_CSUM;
+	if (le64_to_cpu(h->origin_sectors) != origin_sectors)
+		return FVD_PROFILE_OTHER_ORIGIN;
+	run = (const struct fvd_disk_profile_run *)((const u8 *)region +
+						    FVD_PROFILE_HEADER_SIZE);
+	for (i = 0; i < nr; i++) {
+		start = le64_to_cpu(run[i].start);
+		len = le64_to_cpu(run[i].len);
+		if (!len || start >= origin_sectors || len > origin_sectors - start)
+			return FVD_PROFILE_BAD_RUN;
+	}
+	*nr_runs = nr;
+	return FVD_PROFILE_OK;
 }

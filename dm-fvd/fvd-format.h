@@ -15,6 +15,8 @@
  *   table_offset     chunk table (compact images only): one __le32 per
  *                    virtual chunk, 0 for unmapped, else physical chunk + 1
  *   journal_offset   journal region: commits since the last checkpoint
+ *   profile_offset   access profile (images with PROFILE): a header block
+ *                    and up to FVD_PROFILE_REGION_RUNS origin ranges
  *
  * The data device holds block N of the virtual disk at
  * data_offset + N * block_sectors; in a compact image, virtual chunk C at
@@ -119,6 +121,19 @@
 #define FVD_FP_SAMPLE_SECTORS		8	/* 4 KiB */
 #define FVD_FP_MAX_RANGES		(2 + FVD_FP_NR_SAMPLES)
 
+/*
+ * PROFILE (compatible): a region after the journal keeps the last access
+ * profile the target recorded (see fvd-profile.h): which origin ranges the
+ * guest needed, in order, so that another image over the same origin can
+ * have them copied first.  The record is advisory and written in place
+ * outside the journal, whole and checksummed: a torn or damaged one reads
+ * as no profile, never as data.  Code that does not know the feature
+ * leaves the region alone.
+ */
+#define FVD_COMPAT_PROFILE		(1ULL << 1)
+#define FVD_PROFILE_MAGIC		0x00464f5250445646ULL	/* "FVDPROF" */
+#define FVD_PROFILE_REGION_RUNS		8192
+
 struct fvd_disk_superblock {
 	__le64 magic;
 	__le32 version;
@@ -143,7 +158,9 @@ struct fvd_disk_superblock {
 	__le32 origin_fingerprint;	/* ORIGIN_ID */
 	__le32 reserved;
 	__u8 origin_hint[FVD_ORIGIN_HINT_SIZE];	/* ORIGIN_ID: NUL-padded path */
-	__u8 padding[3680];
+	__le64 profile_offset;	/* PROFILE */
+	__le64 profile_sectors;	/* PROFILE */
+	__u8 padding[3664];
 } __packed;
 
 static_assert(sizeof(struct fvd_disk_superblock) == FVD_SB_SIZE);
@@ -170,6 +187,8 @@ struct fvd_sb_info {
 	u64 checkpoint_seq;
 	u32 origin_fingerprint;
 	char origin_hint[FVD_ORIGIN_HINT_SIZE];	/* always NUL-terminated */
+	u64 profile_offset;
+	u64 profile_sectors;
 
 	/* derived by fvd_sb_decode() and fvd_layout_init() */
 	u32 block_shift;
@@ -195,6 +214,7 @@ enum fvd_sb_status {
 	FVD_SB_BAD_BITMAP,
 	FVD_SB_BAD_TABLE,
 	FVD_SB_BAD_JOURNAL,
+	FVD_SB_BAD_PROFILE,
 	FVD_SB_REGIONS_OVERLAP,
 	FVD_SB_BAD_DATA_OFFSET,
 	FVD_SB_TOO_MANY_BLOCKS,
@@ -220,6 +240,7 @@ const char *fvd_sb_layout_change(const struct fvd_sb_info *a,
 int fvd_layout_init(struct fvd_sb_info *sb, u64 virtual_sectors,
 		    u64 origin_sectors, u32 block_sectors, u32 chunk_sectors,
 		    u64 journal_sectors, bool data_shares_metadata);
+int fvd_layout_add_profile(struct fvd_sb_info *sb);
 
 /* Sectors [start, start + len) of the origin that its fingerprint covers. */
 struct fvd_fp_range {
@@ -485,5 +506,65 @@ bool fvd_bits_all_set(const u8 *map, u64 nr);
 
 int fvd_jrec_apply(const struct fvd_sb_info *sb, const struct fvd_jrec *rec,
 		   u8 *bits, u8 *table);
+
+/*
+ * The profile region: a 4 KiB header, then the runs, FVD_PROFILE_REGION_RUNS
+ * of room.  A region whose header has no magic holds no profile (a new
+ * image's).  The checksum covers the header block, its own field as zero,
+ * and the nr_runs runs after it.
+ */
+struct fvd_disk_profile_header {
+	__le64 magic;
+	__le32 csum;
+	__le32 nr_runs;
+	__le64 origin_sectors;	/* the image's, when it was recorded */
+	__le64 seq;		/* saves of this image's profiles, from 1 */
+	__le32 flags;
+	__le32 reserved;
+} __packed;
+
+/* The recording ended because it was full: later reads are missing. */
+#define FVD_PROFILE_FULL		(1U << 0)
+#define FVD_PROFILE_FLAGS_KNOWN		FVD_PROFILE_FULL
+
+/* Sectors [start, start + len) of the origin. */
+struct fvd_disk_profile_run {
+	__le64 start;
+	__le64 len;
+} __packed;
+
+static_assert(sizeof(struct fvd_disk_profile_header) == 40);
+static_assert(sizeof(struct fvd_disk_profile_run) == 16);
+
+#define FVD_PROFILE_HEADER_SIZE		4096
+#define FVD_PROFILE_REGION_BYTES	(FVD_PROFILE_HEADER_SIZE + \
+					 FVD_PROFILE_REGION_RUNS * \
+					 sizeof(struct fvd_disk_profile_run))
+#define FVD_PROFILE_REGION_SECTORS	(FVD_PROFILE_REGION_BYTES >> FVD_SECTOR_SHIFT)
+
+enum fvd_profile_status {
+	FVD_PROFILE_OK = 0,
+	FVD_PROFILE_NONE,		/* no magic: never saved */
+	FVD_PROFILE_BAD_CSUM,		/* torn or damaged */
+	FVD_PROFILE_BAD_HEADER,		/* unknown flags, too many runs */
+	FVD_PROFILE_OTHER_ORIGIN,	/* recorded over another origin size */
+	FVD_PROFILE_BAD_RUN,		/* a run empty or past the origin */
+	FVD_PROFILE_NR_STATUS
+};
+
+/* Run @index of a profile region (a buffer of FVD_PROFILE_REGION_BYTES). */
+static inline struct fvd_disk_profile_run *fvd_profile_region_run(void *region,
+								  u32 index)
+{
+	return (struct fvd_disk_profile_run *)((u8 *)region + FVD_PROFILE_HEADER_SIZE) +
+	       index;
+}
+
+void fvd_profile_region_seal(void *region, u32 nr_runs, u64 origin_sectors,
+			     u64 seq, u32 flags);
+enum fvd_profile_status fvd_profile_region_check(const void *region,
+						 u64 origin_sectors,
+						 u32 *nr_runs);
+const char *fvd_profile_status_str(enum fvd_profile_status status);
 
 #endif /* FVD_FORMAT_H */

@@ -53,6 +53,10 @@ struct image {
 	uint64_t data_size;	/* bytes of the data device; 0: unknown */
 	struct fvd_replay replay;
 	uint8_t jblock[FVD_JOURNAL_BLOCK_SIZE];
+	uint8_t *profile;	/* PROFILE: the region as on disk */
+	enum fvd_profile_status profile_status;
+	uint32_t profile_runs;
+	bool clear_profile;	/* --repair: a damaged profile reads as none */
 	unsigned int errors;	/* found, each correctable by --repair */
 	unsigned int fatal;	/* found, not correctable */
 	bool needs_write;	/* --repair has something to write */
@@ -596,6 +600,46 @@ static void check_journal(struct image *img)
 	check_journal_tail(img);
 }
 
+/*
+ * The profile is advisory: a damaged one is an error --repair fixes by
+ * clearing it, as the target ignores it.
+ */
+static void check_profile(struct image *img)
+{
+	const struct fvd_disk_profile_header *h;
+	uint64_t sectors = 0;
+	uint32_t i;
+
+	if (!(img->sb.compat_features & FVD_COMPAT_PROFILE))
+		return;
+	img->profile = malloc(FVD_PROFILE_REGION_BYTES);
+	if (!img->profile)
+		fail_op("out of memory");
+	read_at(img, img->profile, FVD_PROFILE_REGION_BYTES, img->sb.profile_offset * SECTOR);
+	img->profile_status = fvd_profile_region_check(img->profile, img->sb.origin_sectors,
+						       &img->profile_runs);
+	h = (const void *)img->profile;
+	switch (img->profile_status) {
+	case FVD_PROFILE_OK:
+		for (i = 0; i < img->profile_runs; i++)
+			sectors += le64toh(fvd_profile_region_run(img->profile, i)->len);
+		info("%s: profile: %" PRIu32 " run%s, %" PRIu64 " sectors of the origin, save %" PRIu64 "%s\n",
+		     img->path, img->profile_runs, plural(img->profile_runs), sectors,
+		     (uint64_t)le64toh(h->seq),
+		     le32toh(h->flags) & FVD_PROFILE_FULL ? ", ended full" : "");
+		break;
+	case FVD_PROFILE_NONE:
+		info("%s: profile: none recorded\n", img->path);
+		break;
+	default:
+		problem(img, "profile region at sector %" PRIu64 ": %s (--repair clears it; it only orders the prefetch)",
+			img->sb.profile_offset, fvd_profile_status_str(img->profile_status));
+		img->clear_profile = true;
+		img->needs_write = true;
+		break;
+	}
+}
+
 static void check_flags(struct image *img)
 {
 	uint64_t local = count_bits(img->bitmap, img->bitmap_bytes);
@@ -657,6 +701,11 @@ static void dump(struct image *img)
 	       sb->bitmap_offset, sb->bitmap_sectors);
 	printf("  journal             sectors %" PRIu64 "+%" PRIu64 " (%" PRIu64 " blocks)\n",
 	       sb->journal_offset, sb->journal_sectors, fvd_journal_blocks(sb));
+	if (sb->compat_features & FVD_COMPAT_PROFILE)
+		printf("  profile             sectors %" PRIu64 "+%" PRIu64 ": %s, %" PRIu32 " run%s\n",
+		       sb->profile_offset, sb->profile_sectors,
+		       fvd_profile_status_str(img->profile_status), img->profile_runs,
+		       plural(img->profile_runs));
 	printf("  data offset         %" PRIu64 "\n", sb->data_offset);
 	printf("  checkpoint seq      %" PRIu64 "\n", sb->checkpoint_seq);
 	printf("journal:\n");
@@ -709,6 +758,11 @@ static void repair(struct image *img)
 		if (memcmp(img->home + off, img->bitmap + off, FVD_META_BLOCK_SIZE))
 			write_at(img, img->bitmap + off, FVD_META_BLOCK_SIZE,
 				 img->sb.bitmap_offset * SECTOR + off);
+	if (img->clear_profile) {
+		memset(img->profile, 0, FVD_PROFILE_HEADER_SIZE);
+		write_at(img, img->profile, FVD_PROFILE_HEADER_SIZE,
+			 img->sb.profile_offset * SECTOR);
+	}
 	sync_image(img);
 
 	/*
@@ -731,8 +785,9 @@ static void repair(struct image *img)
 		write_at(img, block, sizeof(block), FVD_BACKUP_SB_SECTOR * SECTOR);
 		sync_image(img);
 	}
-	printf("%s: repaired: %sjournal written home, checkpoint %" PRIu64 ", marked clean\n",
+	printf("%s: repaired: %s%sjournal written home, checkpoint %" PRIu64 ", marked clean\n",
 	       img->path, img->restore_primary ? "superblock restored from the backup, " : "",
+	       img->clear_profile ? "damaged profile cleared, " : "",
 	       img->sb.checkpoint_seq);
 }
 
@@ -818,6 +873,7 @@ int main(int argc, char **argv)
 	read_table(&img);
 	check_journal(&img);
 	check_table(&img);
+	check_profile(&img);
 	check_flags(&img);
 	if (do_dump)
 		dump(&img);

@@ -680,6 +680,9 @@ int main(int argc, char **argv)
 			    block_size / SECTOR, chunk_size / SECTOR,
 			    journal_size / SECTOR, shared))
 		die("cannot lay out a %" PRIu64 "-byte image", size);
+	/* Room for the target to keep what the guest's boot read. */
+	if (origin && fvd_layout_add_profile(&sb))
+		die("cannot lay out the profile region of a %" PRIu64 "-byte image", size);
 	if (getrandom(sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid))
 		die("cannot get random bytes for the UUID");
 	sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40;
@@ -772,6 +775,9 @@ int main(int argc, char **argv)
 	if (sb.journal_sectors)
 		printf("  journal       sectors %" PRIu64 "-%" PRIu64 "\n",
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
+	if (sb.compat_features & FVD_COMPAT_PROFILE)
+		printf("  profile       sectors %" PRIu64 "-%" PRIu64 ", none recorded yet\n",
+		       sb.profile_offset, sb.profile_offset + sb.profile_sectors - 1);
 	printf("  data          %s from sector %" PRIu64 "\n",
 	       shared ? image : data_dev, sb.data_offset);
 	features[0] = '\0';

@@ -63,8 +63,10 @@ static void usage(FILE *out)
 		"      --read-only       load the device read-only\n"
 		"      --no-copy-on-read, --no-prefetch, --skip-origin-check\n"
 		"      --feature NAME[=VALUE]  any other feature argument of the table\n"
-		"      --profile-from FILE  have the prefetch copy the blocks of a saved\n"
-		"                           profile first, at once\n"
+		"      --profile-from FILE|IMAGE  have the prefetch copy the blocks of a\n"
+		"                           saved profile first, at once: a file that\n"
+		"                           'profile save' wrote, or the profile an image\n"
+		"                           over the same origin recorded\n"
 		"  close NAME                          remove the device\n"
 		"  status NAME [--json]                what the device does, for a person\n"
 		"  info IMAGE [--json]                 what the image's superblock says\n"
@@ -468,15 +470,79 @@ static bool parse_u64(const char *s, const char *end, uint64_t *v)
 /* At most FVD_PROFILE_MAX_RUNS runs: what the target's queue holds. */
 #define PROFILE_MAX_RUNS	8192
 
+/* Does @path start with an FVD superblock's magic (not a profile file)? */
+static bool is_fvd_image(const char *path)
+{
+	uint8_t magic[8];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool image;
+
+	if (fd < 0)
+		return false;
+	image = pread(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
+		le64toh(*(uint64_t *)magic) == FVD_MAGIC;
+	close(fd);
+	return image;
+}
+
+/* The profile the target saved in the profile region of image @path. */
+static void profile_read_image(const char *path, struct profile *prof)
+{
+	struct fvd_disk_profile_run *run;
+	enum fvd_profile_status status;
+	struct fvd_sb_info sb;
+	uint8_t *region;
+	uint32_t nr, i;
+	int fd;
+
+	read_superblock(path, &sb);
+	if (!(sb.compat_features & FVD_COMPAT_PROFILE))
+		die("%s has no profile region (%s): save its profile with 'fvdsetup profile NAME save FILE' while it is open",
+		    path, sb.origin_sectors ? "made before dm-fvd 1.8" : "it has no origin");
+	region = malloc(FVD_PROFILE_REGION_BYTES);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!region || fd < 0)
+		die("cannot read the profile of %s: %s", path, region ? strerror(errno) : "out of memory");
+	read_full(fd, path, region, FVD_PROFILE_REGION_BYTES, sb.profile_offset * SECTOR);
+	close(fd);
+	status = fvd_profile_region_check(region, sb.origin_sectors, &nr);
+	if (status == FVD_PROFILE_NONE)
+		die("%s holds no profile: none was recorded (table feature profile_seconds) and ended yet",
+		    path);
+	if (status != FVD_PROFILE_OK)
+		die("%s: the profile region at sector %" PRIu64 " is not valid: %s (fvdsetup check %s says more)",
+		    path, sb.profile_offset, fvd_profile_status_str(status), path);
+	memset(prof, 0, sizeof(*prof));
+	prof->origin_sectors = sb.origin_sectors;
+	prof->fingerprint = sb.origin_fingerprint;
+	prof->has_fingerprint = sb.compat_features & FVD_COMPAT_ORIGIN_ID;
+	prof->runs = calloc(nr ? nr : 1, sizeof(*prof->runs));
+	if (!prof->runs)
+		die("out of memory");
+	for (i = 0; i < nr; i++) {
+		run = fvd_profile_region_run(region, i);
+		prof->runs[i].start = le64toh(run->start);
+		prof->runs[i].len = le64toh(run->len);
+	}
+	prof->nr = nr;
+	free(region);
+}
+
+/* A profile file, or the profile kept in an image. */
 static void profile_read(const char *path, struct profile *prof)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	FILE *f;
 	char line[128], *plus, *end;
 	unsigned long fp;
 	size_t room = 0;
 	unsigned int lineno = 1;
 	struct profile_run run;
 
+	if (strcmp(path, "-") && is_fvd_image(path)) {
+		profile_read_image(path, prof);
+		return;
+	}
+	f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	if (!f)
 		die("cannot open profile %s: %s", path, strerror(errno));
 	memset(prof, 0, sizeof(*prof));

@@ -12,6 +12,10 @@
  *                                          block INDEX; RECORD is START+COUNT
  *                                          (blocks local) or tCHUNK=ENTRY
  *                                          (chunk table entry)
+ *   fvd-sbedit --profile IMAGE SEQ START+LEN...
+ *                                          write a sealed profile of these
+ *                                          origin ranges into the image's
+ *                                          profile region
  *
  * Used to build malformed images that the target must reject, and journals
  * for fvd-check to replay.
@@ -43,6 +47,7 @@ static const struct field {
 	FIELD(journal_offset, 8), FIELD(journal_sectors, 8),
 	FIELD(data_offset, 8), FIELD(checkpoint_seq, 8),
 	FIELD(origin_fingerprint, 4),
+	FIELD(profile_offset, 8), FIELD(profile_sectors, 8),
 };
 
 static uint64_t get_field(const uint8_t *sb, const struct field *f)
@@ -127,6 +132,50 @@ static int write_commit(int argc, char **argv)
 	return 0;
 }
 
+/* Write a profile region as the target saves one (the ranges unchecked). */
+static int write_profile(int argc, char **argv)
+{
+	static uint8_t sb_block[FVD_SB_SIZE];
+	static uint8_t region[FVD_PROFILE_REGION_BYTES];
+	struct fvd_disk_profile_run *run;
+	struct fvd_sb_info sb;
+	uint64_t start, len;
+	int fd, i;
+
+	if (argc < 2 || argc - 2 > FVD_PROFILE_REGION_RUNS) {
+		fprintf(stderr, "usage: fvd-sbedit --profile IMAGE SEQ START+LEN...\n");
+		return 2;
+	}
+	fd = open(argv[0], O_RDWR);
+	if (fd < 0 || pread(fd, sb_block, sizeof(sb_block), 0) != sizeof(sb_block)) {
+		perror(argv[0]);
+		return 1;
+	}
+	if (fvd_sb_decode(sb_block, &sb) != FVD_SB_OK ||
+	    !(sb.compat_features & FVD_COMPAT_PROFILE)) {
+		fprintf(stderr, "fvd-sbedit: %s: no valid superblock with a profile region\n",
+			argv[0]);
+		return 1;
+	}
+	for (i = 2; i < argc; i++) {
+		if (sscanf(argv[i], "%" SCNu64 "+%" SCNu64, &start, &len) != 2) {
+			fprintf(stderr, "fvd-sbedit: bad range '%s'\n", argv[i]);
+			return 2;
+		}
+		run = fvd_profile_region_run(region, i - 2);
+		run->start = cpu_to_le64(start);
+		run->len = cpu_to_le64(len);
+	}
+	fvd_profile_region_seal(region, argc - 2, sb.origin_sectors,
+				strtoull(argv[1], NULL, 0), 0);
+	if (pwrite(fd, region, sizeof(region), sb.profile_offset * 512) != sizeof(region) ||
+	    fsync(fd)) {
+		perror("write");
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static uint8_t sb[FVD_SB_SIZE];
@@ -138,6 +187,8 @@ int main(int argc, char **argv)
 
 	if (arg < argc && !strcmp(argv[arg], "--jcommit"))
 		return write_commit(argc - 2, argv + 2);
+	if (arg < argc && !strcmp(argv[arg], "--profile"))
+		return write_profile(argc - 2, argv + 2);
 	if (arg < argc && !strcmp(argv[arg], "--backup")) {
 		where = FVD_BACKUP_SB_SECTOR * 512;
 		arg++;

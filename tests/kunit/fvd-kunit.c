@@ -2579,6 +2579,122 @@ static void fvd_test_profile_range(struct kunit *test)
 						      &start, &len), 0);
 }
 
+/*
+ * The profile region comes after the journal, in the room before the data
+ * when there is some, else the data sharing the metadata device moves past
+ * it to the next boundary; only images over an origin get one, and a
+ * region of another size, or over another, fails the superblock check.
+ */
+static void fvd_test_profile_layout(struct kunit *test)
+{
+	/* superblock, backup and a 1-block bitmap before the journal */
+	const u64 before_journal = 3 * FVD_META_BLOCK_SECTORS;
+	struct fvd_sb_info sb;
+
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 512 * MiB_SECTORS,
+						 128, 0, 16 * MiB_SECTORS - before_journal,
+						 true));
+	KUNIT_EXPECT_EQ(test, sb.journal_offset, before_journal);
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 16 * MiB_SECTORS);
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_add_profile(&sb));
+	KUNIT_EXPECT_TRUE(test, sb.compat_features & FVD_COMPAT_PROFILE);
+	KUNIT_EXPECT_EQ(test, sb.profile_offset, sb.journal_offset + sb.journal_sectors);
+	KUNIT_EXPECT_EQ(test, sb.profile_sectors, (u64)FVD_PROFILE_REGION_SECTORS);
+	KUNIT_EXPECT_EQ(test, sb.metadata_sectors, sb.profile_offset + sb.profile_sectors);
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 17 * MiB_SECTORS);
+
+	/* a 16 MiB journal leaves room before the data's 1 MiB boundary */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 512 * MiB_SECTORS,
+						 128, 0, 16 * MiB_SECTORS, true));
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_add_profile(&sb));
+	KUNIT_EXPECT_EQ(test, sb.profile_offset, sb.journal_offset + sb.journal_sectors);
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 17 * MiB_SECTORS);
+
+	sb.profile_sectors -= FVD_META_BLOCK_SECTORS;
+	KUNIT_EXPECT_EQ(test, fvd_sb_check(&sb), FVD_SB_BAD_PROFILE);
+	sb.profile_sectors = FVD_PROFILE_REGION_SECTORS;
+	sb.profile_offset = sb.journal_offset;
+	KUNIT_EXPECT_EQ(test, fvd_sb_check(&sb), FVD_SB_REGIONS_OVERLAP);
+	/* without the feature bit the fields are not looked at */
+	sb.compat_features &= ~FVD_COMPAT_PROFILE;
+	KUNIT_EXPECT_EQ(test, fvd_sb_check(&sb), FVD_SB_OK);
+
+	/* separate data device: no data offset to move */
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 512 * MiB_SECTORS,
+						 128, 0, 0, false));
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_add_profile(&sb));
+	KUNIT_EXPECT_EQ(test, sb.profile_offset, sb.bitmap_offset + sb.bitmap_sectors);
+	KUNIT_EXPECT_EQ(test, sb.data_offset, 0ULL);
+	KUNIT_ASSERT_EQ(test, 0, fvd_layout_init(&sb, 1024 * MiB_SECTORS, 0, 128, 0, 0, true));
+	KUNIT_EXPECT_EQ(test, fvd_layout_add_profile(&sb), -EINVAL);
+}
+
+/* A sealed region reads back whole; any damage, or a bad run, is found. */
+static void fvd_test_profile_region(struct kunit *test)
+{
+	u8 *region = kunit_kzalloc(test, FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
+	struct fvd_disk_profile_header *h = (void *)region;
+	struct fvd_disk_profile_run *run;
+	u32 nr = 99, i;
+
+	KUNIT_ASSERT_NOT_NULL(test, region);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_NONE);
+	KUNIT_EXPECT_EQ(test, nr, 0U);
+	for (i = 0; i < 3; i++) {
+		run = fvd_profile_region_run(region, i);
+		run->start = cpu_to_le64(100 * i);
+		run->len = cpu_to_le64(i + 1);
+	}
+	fvd_profile_region_seal(region, 3, 1000, 7, FVD_PROFILE_FULL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_OK);
+	KUNIT_EXPECT_EQ(test, nr, 3U);
+	KUNIT_EXPECT_EQ(test, le64_to_cpu(h->seq), 7ULL);
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(h->flags), FVD_PROFILE_FULL);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1001, &nr),
+			FVD_PROFILE_OTHER_ORIGIN);
+	/* a run after the last is not covered: it may be an older save's */
+	fvd_profile_region_run(region, 3)->len = cpu_to_le64(5);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_OK);
+	/* a run's byte, a header byte past the fields */
+	fvd_profile_region_run(region, 2)->start ^= cpu_to_le64(1);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr),
+			FVD_PROFILE_BAD_CSUM);
+	fvd_profile_region_run(region, 2)->start ^= cpu_to_le64(1);
+	region[FVD_PROFILE_HEADER_SIZE - 1] ^= 1;
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr),
+			FVD_PROFILE_BAD_CSUM);
+	region[FVD_PROFILE_HEADER_SIZE - 1] ^= 1;
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_OK);
+
+	/* runs past the origin's end, empty runs: checked after the checksum */
+	fvd_profile_region_run(region, 2)->len = cpu_to_le64(801);
+	fvd_profile_region_seal(region, 3, 1000, 8, 0);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_BAD_RUN);
+	KUNIT_EXPECT_EQ(test, nr, 0U);
+	fvd_profile_region_run(region, 2)->len = cpu_to_le64(800);
+	fvd_profile_region_seal(region, 3, 1000, 8, 0);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_OK);
+	fvd_profile_region_run(region, 0)->len = 0;
+	fvd_profile_region_seal(region, 3, 1000, 8, 0);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_BAD_RUN);
+	fvd_profile_region_run(region, 0)->len = cpu_to_le64(1);
+
+	/* more runs than the region holds, unknown flags */
+	fvd_profile_region_seal(region, FVD_PROFILE_REGION_RUNS + 1, 1000, 8, 0);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr),
+			FVD_PROFILE_BAD_HEADER);
+	fvd_profile_region_seal(region, 3, 1000, 8, 1U << 5);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr),
+			FVD_PROFILE_BAD_HEADER);
+	/* an empty profile is a profile: nothing was needed */
+	fvd_profile_region_seal(region, 0, 1000, 9, 0);
+	KUNIT_EXPECT_EQ(test, fvd_profile_region_check(region, 1000, &nr), FVD_PROFILE_OK);
+	KUNIT_EXPECT_EQ(test, nr, 0U);
+	KUNIT_EXPECT_STREQ(test, fvd_profile_status_str(FVD_PROFILE_BAD_CSUM),
+			   "profile checksum mismatch");
+	KUNIT_EXPECT_STREQ(test, fvd_profile_status_str(FVD_PROFILE_NR_STATUS), "unknown error");
+}
+
 static struct kunit_case fvd_prefetch_cases[] = {
 	KUNIT_CASE(fvd_test_rate_average),
 	KUNIT_CASE(fvd_test_rate_large),
@@ -2590,6 +2706,8 @@ static struct kunit_case fvd_prefetch_cases[] = {
 	KUNIT_CASE(fvd_test_origin_blocks),
 	KUNIT_CASE(fvd_test_profile_runs),
 	KUNIT_CASE(fvd_test_profile_range),
+	KUNIT_CASE(fvd_test_profile_layout),
+	KUNIT_CASE(fvd_test_profile_region),
 	{}
 };
 
