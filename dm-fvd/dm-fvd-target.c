@@ -1981,6 +1981,7 @@ static int fvd_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	INIT_DELAYED_WORK(&fvd->no_space_timer, fvd_no_space_timeout_fn);
 	INIT_DELAYED_WORK(&fvd->origin_retry, fvd_origin_retry_fn);
 	fvd_prefetch_setup(fvd);
+	fvd_profile_setup(fvd);
 	atomic64_set(&fvd->nr_copies, 0);
 	atomic64_set(&fvd->nr_whole_writes, 0);
 	atomic64_set(&fvd->nr_commits, 0);
@@ -2148,6 +2149,7 @@ static void fvd_postsuspend(struct dm_target *ti)
 	wait_var_event(&fvd->nr_cor_ops, !atomic_read(&fvd->nr_cor_ops));
 	flush_workqueue(fvd->copy_wq);
 	flush_workqueue(fvd->wq);
+	fvd_profile_suspend(fvd);
 	fvd_shutdown(fvd);
 	spin_lock_irq(&fvd->lock);
 	fvd->suspending = false;

@@ -11,6 +11,15 @@
  * not depend on the image's block size.  Another host queues them with
  * "profile add" before its guest starts: the prefetch copies them first,
  * at once, in batches as large as the runs allow, ahead of the guest.
+ *
+ * An image made with a profile region keeps the record: the target writes
+ * it there when the recording ends (its window passed, "profile stop", or
+ * no room for another run) and at a suspend, as a whole checksummed region
+ * in one write.  The profile is advisory and points at no data, so it
+ * goes around the journal: a torn write leaves a region that reads as no
+ * profile.  A profile another table saved is kept (a later boot reads
+ * little from the origin, and would leave a poorer one) unless "profile
+ * save" asks for the new one.
  */
 
 #define DM_MSG_PREFIX "fvd"
@@ -19,9 +28,11 @@
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
+#include "fvd-compat.h"
 #include "fvd-target.h"
 
 /*
@@ -84,12 +95,20 @@ static struct fvd_profile_run *fvd_profile_alloc_runs(void)
 			GFP_KERNEL);
 }
 
+static void fvd_profile_save_fn(struct work_struct *ws);
+
+/* First in the ctr, so that every later failure may call the exit. */
+void fvd_profile_setup(struct fvd_target *fvd)
+{
+	spin_lock_init(&fvd->profile.lock);
+	INIT_DELAYED_WORK(&fvd->profile.save_work, fvd_profile_save_fn);
+}
+
 /* In the ctr: the record's room when the table asks for a recording. */
 int fvd_profile_init(struct fvd_target *fvd)
 {
 	struct fvd_profile *prof = &fvd->profile;
 
-	spin_lock_init(&prof->lock);
 	if (!fvd->origin_dev || !fvd_profile_seconds(fvd))
 		return 0;
 	prof->rec.runs = fvd_profile_alloc_runs();
@@ -98,8 +117,49 @@ int fvd_profile_init(struct fvd_target *fvd)
 
 void fvd_profile_exit(struct fvd_target *fvd)
 {
+	cancel_delayed_work_sync(&fvd->profile.save_work);
 	kvfree(fvd->profile.rec.runs);
 	kvfree(fvd->profile.queue.runs);
+}
+
+/* Is there a record, and room on the image to keep it? */
+static bool fvd_profile_savable(struct fvd_target *fvd)
+{
+	return fvd->profile.rec.runs && fvd->writable &&
+	       (fvd->meta.sb.compat_features & FVD_COMPAT_PROFILE);
+}
+
+/* When the recording's window closes, in jiffies from now (0: it has). */
+static unsigned long fvd_profile_time_left(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+	unsigned long end = prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ;
+
+	return time_after(end, jiffies) ? end - jiffies : 0;
+}
+
+/*
+ * Under the profile's lock: have the record saved when the window closes,
+ * or at once when the recording ended unsaved.  Nothing while suspended:
+ * the suspend saved it, the resume arms this again.
+ */
+static void fvd_profile_arm_save(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+
+	if (!prof->live || !fvd_profile_savable(fvd))
+		return;
+	if (prof->recording)
+		mod_delayed_work(fvd->wq, &prof->save_work, fvd_profile_time_left(fvd));
+	else if (prof->unsaved)
+		mod_delayed_work(fvd->wq, &prof->save_work, 0);
+}
+
+/* Under the profile's lock: the recording is over (stopped, or full). */
+static void fvd_profile_end(struct fvd_target *fvd)
+{
+	WRITE_ONCE(fvd->profile.recording, false);
+	fvd_profile_arm_save(fvd);
 }
 
 /* The window opens at the first resume, where the guest's I/O begins. */
@@ -111,8 +171,11 @@ void fvd_profile_resume(struct fvd_target *fvd)
 	spin_lock_irqsave(&prof->lock, flags);
 	if (prof->rec.runs && !prof->start && !prof->full) {
 		prof->start = jiffies | 1;	/* 0: not started */
+		prof->unsaved = true;		/* an empty record is a result too */
 		WRITE_ONCE(prof->recording, true);
 	}
+	prof->live = true;
+	fvd_profile_arm_save(fvd);
 	spin_unlock_irqrestore(&prof->lock, flags);
 }
 
@@ -121,10 +184,165 @@ static bool fvd_profile_window_open(struct fvd_target *fvd)
 {
 	struct fvd_profile *prof = &fvd->profile;
 
-	if (prof->recording &&
-	    time_after_eq(jiffies, prof->start + (unsigned long)fvd_profile_seconds(fvd) * HZ))
-		WRITE_ONCE(prof->recording, false);
+	if (prof->recording && !fvd_profile_time_left(fvd))
+		fvd_profile_end(fvd);
 	return prof->recording;
+}
+
+/* Read or write the first @sectors of the profile region, and wait. */
+static int fvd_profile_io(struct fvd_target *fvd, blk_opf_t opf, void *region,
+			  sector_t sectors)
+{
+	struct dm_io_region where = {
+		.bdev = fvd->meta_dev->bdev,
+		.sector = fvd->meta.sb.profile_offset,
+		.count = sectors,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.client = fvd->io_client,
+	};
+
+	fvd_dm_io_buffer(&req, region);
+	return fvd_dm_io(&req, 1, &where);
+}
+
+static bool fvd_profile_unsaved(struct fvd_profile *prof)
+{
+	bool unsaved;
+
+	spin_lock_irq(&prof->lock);
+	unsaved = prof->unsaved;
+	spin_unlock_irq(&prof->lock);
+	return unsaved;
+}
+
+/*
+ * Write the record into the profile region: when it changed since the
+ * last save and the region holds no profile with runs that another table
+ * saved, or in any case with @force.  A metadata device that fails the I/O is a
+ * metadata error like any other.  Process context; returns 0 when the
+ * record is saved or was not to be.
+ */
+static int fvd_profile_save(struct fvd_target *fvd, bool force)
+{
+	struct fvd_profile *prof = &fvd->profile;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	struct fvd_disk_profile_run *run;
+	unsigned int i, nr, noio;
+	u32 kept, header_flags;
+	u64 start, end;
+	sector_t sectors;
+	void *region;
+	int r = 0;
+
+	if (!force && !fvd_profile_unsaved(prof))
+		return 0;
+	/* The rescuer of a reclaim workqueue may run this: no I/O to free memory. */
+	noio = memalloc_noio_save();
+	region = kvmalloc(FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
+	memalloc_noio_restore(noio);
+	if (!region) {
+		DMERR("%s: cannot allocate %zu KiB to save the profile",
+		      fvd_profile_name(fvd), FVD_PROFILE_REGION_BYTES >> 10);
+		return -ENOMEM;
+	}
+
+	mutex_lock(&fvd->commit_lock);
+	if (READ_ONCE(fvd->mode) != FVD_MODE_WRITE) {
+		r = -EROFS;
+		goto out;
+	}
+	/* again: a save that held the lock before this one may have done it */
+	if (!force && !fvd_profile_unsaved(prof))
+		goto out;
+	if (!prof->replace && !force) {
+		r = fvd_profile_io(fvd, REQ_OP_READ, region, FVD_PROFILE_REGION_SECTORS);
+		if (r) {
+			fvd_metadata_error(fvd, "profile region read", r);
+			goto out;
+		}
+		/* an empty one (a boot that found every block local) is no loss */
+		if (fvd_profile_region_check(region, sb->origin_sectors, &kept) ==
+		    FVD_PROFILE_OK && kept) {
+			DMINFO("%s: the image keeps the profile saved before (%u runs): 'profile save' replaces it",
+			       fvd_profile_name(fvd), kept);
+			spin_lock_irq(&prof->lock);
+			prof->unsaved = false;
+			spin_unlock_irq(&prof->lock);
+			goto out;
+		}
+	}
+
+	/* Origin sectors, as "profile get" gives them; the last run may grow. */
+	spin_lock_irq(&prof->lock);
+	for (i = 0, nr = 0; i < prof->rec.nr; i++) {
+		start = fvd_block_start(sb, prof->rec.runs[i].first);
+		end = min(fvd_block_start(sb, prof->rec.runs[i].first + prof->rec.runs[i].nr),
+			  sb->origin_sectors);
+		if (start >= end)
+			continue;
+		run = fvd_profile_region_run(region, nr++);
+		run->start = cpu_to_le64(start);
+		run->len = cpu_to_le64(end - start);
+	}
+	header_flags = prof->full ? FVD_PROFILE_FULL : 0;
+	prof->unsaved = false;
+	spin_unlock_irq(&prof->lock);
+
+	fvd_profile_region_seal(region, nr, sb->origin_sectors, prof->saves + 1,
+				header_flags);
+	sectors = (FVD_PROFILE_HEADER_SIZE +
+		   round_up(nr * sizeof(*run), FVD_META_BLOCK_SIZE)) >> SECTOR_SHIFT;
+	r = fvd_profile_io(fvd, REQ_OP_WRITE | REQ_SYNC | REQ_FUA, region, sectors);
+	if (r) {
+		spin_lock_irq(&prof->lock);
+		prof->unsaved = true;
+		spin_unlock_irq(&prof->lock);
+		fvd_metadata_error(fvd, "profile write", r);
+		goto out;
+	}
+	prof->saves++;
+	prof->replace = true;
+	DMINFO("%s: profile of %u run%s saved (save %llu)", fvd_profile_name(fvd), nr,
+	       nr == 1 ? "" : "s", prof->saves);
+out:
+	mutex_unlock(&fvd->commit_lock);
+	kvfree(region);
+	return r;
+}
+
+/* The window closed (or was to close: a longer one arms this again). */
+static void fvd_profile_save_fn(struct work_struct *ws)
+{
+	struct fvd_profile *prof = container_of(to_delayed_work(ws), struct fvd_profile,
+						save_work);
+	struct fvd_target *fvd = container_of(prof, struct fvd_target, profile);
+	bool recording;
+
+	spin_lock_irq(&prof->lock);
+	recording = fvd_profile_window_open(fvd);
+	if (recording)
+		fvd_profile_arm_save(fvd);
+	spin_unlock_irq(&prof->lock);
+	if (!recording)
+		fvd_profile_save(fvd, false);
+}
+
+/*
+ * postsuspend, before the shutdown: what was recorded so far is saved (the
+ * host may be going down); the recording goes on after a resume.
+ */
+void fvd_profile_suspend(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+
+	spin_lock_irq(&prof->lock);
+	prof->live = false;
+	spin_unlock_irq(&prof->lock);
+	cancel_delayed_work_sync(&prof->save_work);
+	if (fvd_profile_savable(fvd))
+		fvd_profile_save(fvd, false);
 }
 
 /*
@@ -143,10 +361,12 @@ void fvd_profile_note(struct fvd_target *fvd, u64 sector, u64 sectors)
 	first = fvd_sector_to_block(sb, sector);
 	last = fvd_sector_to_block(sb, sector + sectors - 1);
 	spin_lock_irqsave(&prof->lock, flags);
-	if (fvd_profile_window_open(fvd) &&
-	    !fvd_profile_append(&prof->rec, first, last - first + 1)) {
-		prof->full = true;
-		WRITE_ONCE(prof->recording, false);
+	if (fvd_profile_window_open(fvd)) {
+		prof->unsaved = true;
+		if (!fvd_profile_append(&prof->rec, first, last - first + 1)) {
+			prof->full = true;
+			fvd_profile_end(fvd);
+		}
 	}
 	spin_unlock_irqrestore(&prof->lock, flags);
 }
@@ -197,8 +417,12 @@ void fvd_profile_set_seconds(struct fvd_target *fvd)
 	spin_lock_irqsave(&prof->lock, flags);
 	if (prof->rec.runs && !prof->start && fvd->resumed && fvd_profile_seconds(fvd)) {
 		prof->start = jiffies | 1;
+		prof->unsaved = true;
 		WRITE_ONCE(prof->recording, true);
 	}
+	/* the save waits for the new end of the window */
+	if (fvd_profile_window_open(fvd))
+		fvd_profile_arm_save(fvd);
 	spin_unlock_irqrestore(&prof->lock, flags);
 }
 
@@ -339,6 +563,7 @@ no_memory:
 /*
  * profile get INDEX
  * profile stop
+ * profile save
  * profile add START+LEN...
  * Returns 1 when @result holds the answer.
  */
@@ -348,16 +573,24 @@ int fvd_profile_message(struct fvd_target *fvd, unsigned int argc, char **argv,
 	struct fvd_profile *prof = &fvd->profile;
 	struct fvd_profile_run *runs;
 	unsigned long flags;
+	int r;
 
 	if (argc == 3 && !strcasecmp(argv[1], "get"))
 		return fvd_profile_get(fvd, argv[2], result, maxlen);
 	if (argc == 2 && !strcasecmp(argv[1], "stop")) {
 		spin_lock_irqsave(&prof->lock, flags);
 		runs = prof->rec.runs;
-		WRITE_ONCE(prof->recording, false);
-		if (runs && !prof->start)
+		if (runs && !prof->start) {
 			prof->start = jiffies | 1;
+			prof->unsaved = true;
+		}
+		fvd_profile_end(fvd);
 		spin_unlock_irqrestore(&prof->lock, flags);
+		if (runs && fvd_profile_savable(fvd)) {
+			/* saved when the message returns, not some time after */
+			r = fvd_profile_save(fvd, false);
+			return r == -EROFS ? 0 : r;
+		}
 		if (runs)
 			return 0;
 		DMERR("%s: profile stop: the table records no profile (profile_seconds 0)",
@@ -366,7 +599,17 @@ int fvd_profile_message(struct fvd_target *fvd, unsigned int argc, char **argv,
 	}
 	if (argc >= 3 && !strcasecmp(argv[1], "add"))
 		return fvd_profile_add(fvd, argc - 2, argv + 2);
-	DMERR("%s: unknown message: expected 'profile get <run>', 'profile stop' or 'profile add <start>+<len>...'",
+	if (argc == 2 && !strcasecmp(argv[1], "save")) {
+		if (!fvd_profile_savable(fvd)) {
+			DMERR("%s: profile save: %s", fvd_profile_name(fvd),
+			      !prof->rec.runs ? "the table records no profile (profile_seconds 0)" :
+			      !fvd->writable ? "the table is read-only" :
+			      "the image has no profile region (made before dm-fvd 1.8)");
+			return -EINVAL;
+		}
+		return fvd_profile_save(fvd, true);
+	}
+	DMERR("%s: unknown message: expected 'profile get <run>', 'profile stop', 'profile save' or 'profile add <start>+<len>...'",
 	      fvd_profile_name(fvd));
 	return -EINVAL;
 }

@@ -5,14 +5,17 @@
  * the origin (a boot's working set); "profile get" hands the record to
  * userspace as origin sector ranges.  "profile add" queues such ranges,
  * recorded by another host over the same origin, for the prefetch to copy
- * first.  The run lists and their parsing are kept apart from the target
- * so KUnit can test them.
+ * first.  On an image with a profile region (FVD_COMPAT_PROFILE) the
+ * record is also saved there when it ends, so that it outlives the table
+ * and can seed images made later.  The run lists and their parsing are
+ * kept apart from the target so KUnit can test them.
  */
 #ifndef FVD_PROFILE_H
 #define FVD_PROFILE_H
 
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/workqueue.h>
 
 /* 128 KiB of runs per list: a boot reads a few thousand runs. */
 #define FVD_PROFILE_MAX_RUNS		8192
@@ -41,6 +44,19 @@ struct fvd_profile {
 	unsigned long start;		/* jiffies: the first resume */
 
 	/*
+	 * Saving the record in the profile region.  Under @lock: @live (the
+	 * table is resumed, so a save may be queued) and @unsaved (the record
+	 * changed since it was last saved).  Under the target's commit_lock:
+	 * @replace (a profile found in the region may be written over: this
+	 * table saved it, or was told to) and @saves (the header's seq).
+	 */
+	bool live;
+	bool unsaved;
+	bool replace;
+	u64 saves;
+	struct delayed_work save_work;	/* at the window's end, or at once */
+
+	/*
 	 * The seeded runs the prefetch copies first, under the target's
 	 * lock: the run at @head, from its block @pos on.
 	 */
@@ -51,9 +67,11 @@ struct fvd_profile {
 
 struct fvd_target;
 
+void fvd_profile_setup(struct fvd_target *fvd);
 int fvd_profile_init(struct fvd_target *fvd);
 void fvd_profile_exit(struct fvd_target *fvd);
 void fvd_profile_resume(struct fvd_target *fvd);
+void fvd_profile_suspend(struct fvd_target *fvd);
 int fvd_profile_reserve(struct fvd_target *fvd, u32 seconds);
 void fvd_profile_set_seconds(struct fvd_target *fvd);
 void fvd_profile_note(struct fvd_target *fvd, u64 sector, u64 sectors);

@@ -1406,6 +1406,105 @@ test_profile_record_and_seed() {
 		/tmp/save.err
 }
 
+# profile_in_image DESCRIPTION...: fvd-check's profile line for $SCRATCH
+profile_in_image() {
+	$FVD_CHECK --data-dev $DATA $SCRATCH >/tmp/check.out ||
+		{ cat /tmp/check.out; fail "fvd-check, $*"; }
+	sed -n 's/^[^:]*: profile: //p' /tmp/check.out
+}
+
+# An image with a profile region keeps the record: a suspend saves what a
+# recording under way holds so far, "profile stop" saves it before it
+# returns, and a table that found a profile saved before keeps it until
+# "profile save", and the window's end saves it too.  fvdsetup open
+# --profile-from IMAGE seeds another image over the same origin with it:
+# exactly the profiled blocks are copied.
+test_profile_saved_in_image() {
+	local bs=65536 b=128 deadline
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/tmp/create.out ||
+		fail "fvd-create"
+	grep -q "^  profile  *sectors [0-9]*-[0-9]*, none recorded yet" /tmp/create.out ||
+		fail "fvd-create made no profile region: $(cat /tmp/create.out)"
+	expect_eq "$(profile_in_image new image)" "none recorded" "a new image's profile"
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $SCRATCH $DATA $ORIGIN profile_seconds 600
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((37 * 16 + 3)) count=1 iflag=direct status=none
+	dmsetup suspend $DEV || fail "suspend"
+	dmesg | grep -qF "profile of 1 run saved (save 1)" ||
+		fail "the suspend saved no profile: $(dmesg | grep profile)"
+	dmsetup resume $DEV || fail "resume"
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((5 * 16)) count=1 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=8192 skip=$((120 * 8 + 2)) count=1 iflag=direct status=none
+	dmsetup message $DEV 0 profile stop || fail "profile stop"
+	dmesg | grep -qF "profile of 3 runs saved (save 2)" ||
+		fail "profile stop saved no profile: $(dmesg | grep profile)"
+	fvd_down
+	! dmesg | grep -qF "(save 3)" || fail "an unchanged profile saved again at the remove"
+	expect_eq "$(profile_in_image after the first boot)" \
+		"3 runs, $((3 * b)) sectors of the origin, save 2" "the profile kept in the image"
+
+	# another image over the origin, seeded from the first one's region
+	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create of the second image"
+	$FVDSETUP open $IMG $DEV --profile-from $SCRATCH \
+		--feature prefetch_delay=3600 --feature prefetch_batch=64 \
+		--feature prefetch_writes=1 --feature prefetch_max_rate=32 \
+		--feature prefetch_min_read=0 --feature prefetch_min_write=0 >/tmp/open.out ||
+		fail "fvdsetup open --profile-from IMAGE"
+	grep -qF "prefetch seeded with 3 runs from $SCRATCH" /tmp/open.out ||
+		fail "fvdsetup open said: $(cat /tmp/open.out)"
+	prefetch_wait running
+	prefetch_wait waiting
+	expect_eq "$(status_field 16) $(status_field 14)" "$((3 * bs)) $((3 * bs))" \
+		"bytes copied for the image's profile, origin bytes read"
+	dmesg -c >>/tmp/kernel-log.saved
+	! dmsetup message $DEV 0 profile save 2>/dev/null ||
+		fail "profile save accepted on a table that records nothing"
+	dmesg | grep -qF "profile save: the table records no profile" ||
+		fail "no log line for a profile save without a record"
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs on the seeded image"
+	$FVDSETUP close $DEV || fail "fvdsetup close"
+	# the recording's window passing saves it too: empty, all being local
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $IMG $IMG $ORIGIN profile_seconds 1
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((37 * 16)) count=1 iflag=direct status=none
+	deadline=$((SECONDS + 60))
+	until dmesg | grep -qF "profile of 0 runs saved (save 1)"; do
+		[ $SECONDS -lt $deadline ] ||
+			fail "no save once profile_seconds passed: $(dmesg | grep profile)"
+		sleep 0.2	# a poll: the save's log line decides
+	done
+	expect_eq "$(dmsetup message $DEV 0 profile get 0)" "done 0 0" "the record after its window"
+	fvd_down
+	$FVD_CHECK $IMG >/tmp/check.out || { cat /tmp/check.out; fail "fvd-check of $IMG"; }
+	grep -qF "profile: 0 runs, 0 sectors of the origin, save 1" /tmp/check.out ||
+		fail "the window's save: $(cat /tmp/check.out)"
+
+	# a later boot of the first image reads little: its profile is not kept
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $SCRATCH $DATA $ORIGIN profile_seconds 600
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((37 * 16)) count=16 iflag=direct status=none
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((300 * 16)) count=1 iflag=direct status=none
+	expect_eq "$(profile_get)" "recording 1 $((300 * b))+$b" "the second boot's record"
+	dmsetup message $DEV 0 profile stop || fail "profile stop on the second boot"
+	dmesg | grep -qF "the image keeps the profile saved before (3 runs)" ||
+		fail "no log line for the profile kept: $(dmesg | grep profile)"
+	fvd_down
+	! dmesg | grep -qF "saved (save" || fail "the first boot's profile written over"
+	expect_eq "$(profile_in_image after the second boot)" \
+		"3 runs, $((3 * b)) sectors of the origin, save 2" "the first boot's profile kept"
+	# ... unless asked
+	fvd_up $SCRATCH $DATA $ORIGIN profile_seconds 600
+	dd if=$MAPPER of=/dev/null bs=4096 skip=$((400 * 16)) count=1 iflag=direct status=none
+	dmsetup message $DEV 0 profile save || fail "profile save"
+	dmesg | grep -qF "profile of 1 run saved (save 1)" ||
+		fail "profile save logged no save: $(dmesg | grep profile)"
+	fvd_down
+	expect_eq "$(profile_in_image after profile save)" \
+		"1 run, $b sectors of the origin, save 1" "the profile profile save wrote"
+	rm -f /tmp/check.out /tmp/create.out /tmp/open.out
+}
+
 # no_copy_on_read: reads go to the origin and nothing is copied.  A compact
 # image copies on read only into chunks already allocated.
 test_copy_on_read_off_and_compact() {
