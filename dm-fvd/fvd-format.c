@@ -226,6 +226,14 @@ enum fvd_sb_status fvd_sb_decode(const void *block, struct fvd_sb_info *sb)
 	sb->origin_hint[sizeof(sb->origin_hint) - 1] = '\0';
 	sb->profile_offset = le64_to_cpu(disk->profile_offset);
 	sb->profile_sectors = le64_to_cpu(disk->profile_sectors);
+	/*
+	 * Code before the feature keeps the compat bits it does not know but
+	 * zeroes the padding the two fields came from: the region is gone,
+	 * not damaged.  The next superblock write clears the bit.
+	 */
+	if ((sb->compat_features & FVD_COMPAT_PROFILE) &&
+	    !sb->profile_offset && !sb->profile_sectors)
+		sb->compat_features &= ~FVD_COMPAT_PROFILE;
 	return fvd_sb_check(sb);
 }
 

@@ -518,7 +518,7 @@ struct fvd_disk_profile_header {
 	__le32 csum;
 	__le32 nr_runs;
 	__le64 origin_sectors;	/* the image's, when it was recorded */
-	__le64 seq;		/* saves of this image's profiles, from 1 */
+	__le64 seq;		/* saves by the table that saved it, from 1 */
 	__le32 flags;
 	__le32 reserved;
 } __packed;

@@ -35,6 +35,9 @@
 #include "fvd-compat.h"
 #include "fvd-target.h"
 
+/* A full record fits the image's profile region. */
+static_assert(FVD_PROFILE_MAX_RUNS <= FVD_PROFILE_REGION_RUNS);
+
 /*
  * Add blocks [@first, @first + @nr) at the end of @list: the last run grows
  * when they touch or overlap it, and a range inside it adds nothing.
@@ -240,7 +243,8 @@ static int fvd_profile_save(struct fvd_target *fvd, bool force)
 		return 0;
 	/* The rescuer of a reclaim workqueue may run this: no I/O to free memory. */
 	noio = memalloc_noio_save();
-	region = kvmalloc(FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
+	/* zeroed: the write's last block holds more than the runs */
+	region = kvzalloc(FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
 	memalloc_noio_restore(noio);
 	if (!region) {
 		DMERR("%s: cannot allocate %zu KiB to save the profile",

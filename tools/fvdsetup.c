@@ -473,14 +473,14 @@ static bool parse_u64(const char *s, const char *end, uint64_t *v)
 /* Does @path start with an FVD superblock's magic (not a profile file)? */
 static bool is_fvd_image(const char *path)
 {
-	uint8_t magic[8];
+	uint64_t magic;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	bool image;
 
 	if (fd < 0)
 		return false;
-	image = pread(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
-		le64toh(*(uint64_t *)magic) == FVD_MAGIC;
+	image = pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) &&
+		le64toh(magic) == FVD_MAGIC;
 	close(fd);
 	return image;
 }
@@ -496,9 +496,11 @@ static void profile_read_image(const char *path, struct profile *prof)
 	int fd;
 
 	read_superblock(path, &sb);
+	if (!(sb.compat_features & FVD_COMPAT_PROFILE) && !sb.origin_sectors)
+		die("%s has no profile region (it has no origin): it records no profile", path);
 	if (!(sb.compat_features & FVD_COMPAT_PROFILE))
-		die("%s has no profile region (%s): save its profile with 'fvdsetup profile NAME save FILE' while it is open",
-		    path, sb.origin_sectors ? "made before dm-fvd 1.8" : "it has no origin");
+		die("%s has no profile region (made before dm-fvd 1.8): save its profile with 'fvdsetup profile NAME save FILE' while it is open",
+		    path);
 	region = malloc(FVD_PROFILE_REGION_BYTES);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (!region || fd < 0)
