@@ -1312,6 +1312,24 @@ profile_get() {
 	echo "$state $nr ${runs[*]}"
 }
 
+# open_seeded PROFILE NR IMAGE [OPTIONS...]: fvdsetup open IMAGE as $DEV
+# with --profile-from PROFILE (NR runs), and wait until the prefetch,
+# started at once by the profile, waits for prefetch_delay again: the
+# profile is copied.  The rate cap keeps it running long enough to be seen.
+open_seeded() {
+	local profile=$1 nr=$2 image=$3
+	shift 3
+	$FVDSETUP open $image $DEV "$@" --profile-from $profile \
+		--feature prefetch_delay=3600 --feature prefetch_batch=64 \
+		--feature prefetch_writes=1 --feature prefetch_max_rate=32 \
+		--feature prefetch_min_read=0 --feature prefetch_min_write=0 >/tmp/open.out ||
+		fail "fvdsetup open --profile-from $profile"
+	grep -qF "prefetch seeded with $nr runs from $profile" /tmp/open.out ||
+		fail "fvdsetup open said: $(cat /tmp/open.out)"
+	prefetch_wait running
+	prefetch_wait waiting
+}
+
 # profile_seconds records, in order, the blocks the guest's I/O needed
 # from the origin (copy-on-read and the copy of a partial write), as origin
 # sector ranges; a block read again once local, and anything after
@@ -1374,18 +1392,7 @@ test_profile_record_and_seed() {
 	grep -qF "recorded over an origin of $(($(sectors $ORIGIN) * 2)) sectors" /tmp/open.err ||
 		fail "refusal of another origin's profile: $(cat /tmp/open.err)"
 	[ ! -b $MAPPER ] || fail "$MAPPER made with a refused profile"
-	# the cap keeps the prefetch running long enough to be seen running
-	$FVDSETUP open $SCRATCH $DEV --data-dev $DATA --profile-from /tmp/prof.fvd \
-		--feature prefetch_delay=3600 --feature prefetch_batch=64 \
-		--feature prefetch_writes=1 --feature prefetch_max_rate=32 \
-		--feature prefetch_min_read=0 --feature prefetch_min_write=0 >/tmp/open.out ||
-		fail "fvdsetup open --profile-from"
-	grep -qF "prefetch seeded with 4 runs from /tmp/prof.fvd" /tmp/open.out ||
-		fail "fvdsetup open said: $(cat /tmp/open.out)"
-	# started at once by the profile; waiting for prefetch_delay again
-	# once the profile is copied, having copied nothing else
-	prefetch_wait running
-	prefetch_wait waiting
+	open_seeded /tmp/prof.fvd 4 $SCRATCH --data-dev $DATA
 	expect_eq "$(status_field 16)" $((5 * bs)) "bytes copied for the profile"
 	expect_eq "$(status_field 14)" $((5 * bs)) "origin bytes read"
 	dmsetup message $DEV 0 prefetch stop || fail "prefetch stop"
@@ -1446,15 +1453,7 @@ test_profile_saved_in_image() {
 
 	# another image over the origin, seeded from the first one's region
 	$FVD_CREATE --force --origin $ORIGIN $IMG >/dev/null || fail "fvd-create of the second image"
-	$FVDSETUP open $IMG $DEV --profile-from $SCRATCH \
-		--feature prefetch_delay=3600 --feature prefetch_batch=64 \
-		--feature prefetch_writes=1 --feature prefetch_max_rate=32 \
-		--feature prefetch_min_read=0 --feature prefetch_min_write=0 >/tmp/open.out ||
-		fail "fvdsetup open --profile-from IMAGE"
-	grep -qF "prefetch seeded with 3 runs from $SCRATCH" /tmp/open.out ||
-		fail "fvdsetup open said: $(cat /tmp/open.out)"
-	prefetch_wait running
-	prefetch_wait waiting
+	open_seeded $SCRATCH 3 $IMG
 	expect_eq "$(status_field 16) $(status_field 14)" "$((3 * bs)) $((3 * bs))" \
 		"bytes copied for the image's profile, origin bytes read"
 	dmesg -c >>/tmp/kernel-log.saved
