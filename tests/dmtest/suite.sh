@@ -101,6 +101,13 @@ sb_field() {
 	$SBEDIT "$1" | sed -n "s/^$2=//p"
 }
 
+# metadata_end IMAGE: the sector after its last region (journal or profile)
+metadata_end() {
+	local journal=$(($(sb_field "$1" journal_offset) + $(sb_field "$1" journal_sectors)))
+	local profile=$(($(sb_field "$1" profile_offset) + $(sb_field "$1" profile_sectors)))
+	echo $((journal > profile ? journal : profile))
+}
+
 # Metadata on $SCRATCH behind a dm-linear "fvdmeta", so a test can swap it
 # for a failing device under the live target with meta_replace.
 # Non-zero bytes in the home bitmap region of image $1.
@@ -500,7 +507,7 @@ test_malformed_tables_rejected() {
 
 	dmsetup create fvdmeta --table "0 2048 linear $IMG 0" || fail "linear"
 	expect_rejected "metadata device cut short" \
-		"metadata device /dev/mapper/fvdmeta has 2048 sectors, the image's metadata needs $(($(sb_field $IMG journal_offset) + $(sb_field $IMG journal_sectors)))" \
+		"metadata device /dev/mapper/fvdmeta has 2048 sectors, the image's metadata needs $(metadata_end $IMG)" \
 		"$v /dev/mapper/fvdmeta $IMG $ORIGIN"
 	dmsetup remove fvdmeta
 
@@ -1047,10 +1054,9 @@ test_small_journal_checkpoints() {
 	rm -f /tmp/ref
 }
 
-# md5 of the metadata of image $1 (superblock to the end of the journal)
+# md5 of the metadata of image $1 (superblock to the end of its last region)
 metadata_sum() {
-	dd if="$1" bs=512 iflag=direct status=none \
-		count=$(( $(sb_field "$1" journal_offset) + $(sb_field "$1" journal_sectors) )) |
+	dd if="$1" bs=512 iflag=direct status=none count=$(metadata_end "$1") |
 		md5sum | cut -d' ' -f1
 }
 
