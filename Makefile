@@ -24,8 +24,8 @@ CC ?= cc
 TOOL_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -Itools -Idm-fvd
 TOOLS := tools/fvd-create tools/fvd-check tools/fvdsetup tools/fvdsetup-generator \
 	tests/dmtest/fvd-sbedit
-SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c tools/fvd-storage.c tools/fvd-origin.c
-SHARED_HDR := dm-fvd/fvd-format.h dm-fvd/fvd-status.h dm-fvd/fvd-version.h tools/fvd-user.h tools/fvd-tool.h tools/fvd-storage.h tools/fvd-origin.h
+SHARED_SRC := dm-fvd/fvd-format.c tools/fvd-crc32c.c tools/fvd-storage.c tools/fvd-origin.c tools/fvd-profile-file.c
+SHARED_HDR := dm-fvd/fvd-format.h dm-fvd/fvd-status.h dm-fvd/fvd-version.h tools/fvd-user.h tools/fvd-tool.h tools/fvd-storage.h tools/fvd-origin.h tools/fvd-profile-file.h
 
 # The one version, from dm-fvd/fvd-version.h.
 VERSION := $(shell sed -n 's/^\#define FVD_VERSION_\(MAJOR\|MINOR\|PATCH\)[[:space:]]*\([0-9]*\)$$/\2/p' \

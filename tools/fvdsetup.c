@@ -35,6 +35,7 @@
 
 #include "fvd-format.h"
 #include "fvd-origin.h"
+#include "fvd-profile-file.h"
 #include "fvd-status.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
@@ -431,191 +432,11 @@ enum {
 	OPT_SKIP_ORIGIN_CHECK, OPT_FEATURE, OPT_JSON, OPT_PROFILE_FROM,
 };
 
-/*
- * A profile file: what "profile get" gave, with the origin it was recorded
- * over, so that it seeds only images of the same origin.
- */
-#define PROFILE_HEADER		"# dm-fvd profile 1"
+/* profile add: this many runs per message */
 #define PROFILE_RUNS_PER_MESSAGE	128
 
-struct profile_run {
-	uint64_t start;
-	uint64_t len;
-};
-
-struct profile {
-	uint64_t origin_sectors;
-	uint32_t fingerprint;
-	bool has_fingerprint;
-	struct profile_run *runs;
-	size_t nr;
-};
-
-/* Decimal digits only, as the kernel reads them: no sign, no blanks. */
-static bool parse_u64(const char *s, const char *end, uint64_t *v)
-{
-	uint64_t n = 0;
-
-	if (s == end)
-		return false;
-	for (; s < end; s++) {
-		if (*s < '0' || *s > '9' || n > (UINT64_MAX - (*s - '0')) / 10)
-			return false;
-		n = n * 10 + (*s - '0');
-	}
-	*v = n;
-	return true;
-}
-
-/* At most FVD_PROFILE_MAX_RUNS runs: what the target's queue holds. */
-#define PROFILE_MAX_RUNS	8192
-
-/* Does @path start with an FVD superblock's magic (not a profile file)? */
-static bool is_fvd_image(const char *path)
-{
-	uint64_t magic;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool image;
-
-	if (fd < 0)
-		return false;
-	image = pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) &&
-		le64toh(magic) == FVD_MAGIC;
-	close(fd);
-	return image;
-}
-
-/* The profile the target saved in the profile region of image @path. */
-static void profile_read_image(const char *path, struct profile *prof)
-{
-	struct fvd_disk_profile_run *run;
-	enum fvd_profile_status status;
-	struct fvd_sb_info sb;
-	uint8_t *region;
-	uint32_t nr, i;
-	int fd;
-
-	read_superblock(path, &sb);
-	if (!(sb.compat_features & FVD_COMPAT_PROFILE) && !sb.origin_sectors)
-		die("%s has no profile region (it has no origin): it records no profile", path);
-	if (!(sb.compat_features & FVD_COMPAT_PROFILE))
-		die("%s has no profile region (made before dm-fvd 1.8): save its profile with 'fvdsetup profile NAME save FILE' while it is open",
-		    path);
-	region = malloc(FVD_PROFILE_REGION_BYTES);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (!region || fd < 0)
-		die("cannot read the profile of %s: %s", path, region ? strerror(errno) : "out of memory");
-	read_full(fd, path, region, FVD_PROFILE_REGION_BYTES, sb.profile_offset * SECTOR);
-	close(fd);
-	status = fvd_profile_region_check(region, sb.origin_sectors, &nr);
-	if (status == FVD_PROFILE_NONE)
-		die("%s holds no profile: none was recorded (table feature profile_seconds) and ended yet",
-		    path);
-	if (status != FVD_PROFILE_OK)
-		die("%s: the profile region at sector %" PRIu64 " is not valid: %s (fvdsetup check %s says more)",
-		    path, sb.profile_offset, fvd_profile_status_str(status), path);
-	memset(prof, 0, sizeof(*prof));
-	prof->origin_sectors = sb.origin_sectors;
-	prof->fingerprint = sb.origin_fingerprint;
-	prof->has_fingerprint = sb.compat_features & FVD_COMPAT_ORIGIN_ID;
-	prof->runs = calloc(nr ? nr : 1, sizeof(*prof->runs));
-	if (!prof->runs)
-		die("out of memory");
-	for (i = 0; i < nr; i++) {
-		run = fvd_profile_region_run(region, i);
-		prof->runs[i].start = le64toh(run->start);
-		prof->runs[i].len = le64toh(run->len);
-	}
-	prof->nr = nr;
-	free(region);
-}
-
-/* A profile file, or the profile kept in an image. */
-static void profile_read(const char *path, struct profile *prof)
-{
-	FILE *f;
-	char line[128], *plus, *end;
-	unsigned long fp;
-	size_t room = 0;
-	unsigned int lineno = 1;
-	struct profile_run run;
-
-	if (strcmp(path, "-") && is_fvd_image(path)) {
-		profile_read_image(path, prof);
-		return;
-	}
-	f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	if (!f)
-		die("cannot open profile %s: %s", path, strerror(errno));
-	memset(prof, 0, sizeof(*prof));
-	if (!fgets(line, sizeof(line), f) || strncmp(line, PROFILE_HEADER "\n", sizeof(PROFILE_HEADER)))
-		die("%s is not a dm-fvd profile (no '%s' line first)", path, PROFILE_HEADER);
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		if (!strchr(line, '\n') && !feof(f))
-			die("%s line %u: too long", path, lineno);
-		line[strcspn(line, "\n")] = '\0';
-		if (!line[0] || line[0] == '#')
-			continue;
-		if (!strncmp(line, "origin_sectors ", 15)) {
-			if (prof->origin_sectors)
-				die("%s line %u: a second origin_sectors", path, lineno);
-			if (!parse_u64(line + 15, line + strlen(line), &prof->origin_sectors) ||
-			    !prof->origin_sectors)
-				die("%s line %u: bad origin_sectors", path, lineno);
-			continue;
-		}
-		if (!strncmp(line, "origin_fingerprint ", 19)) {
-			errno = 0;
-			fp = strtoul(line + 19, &end, 16);
-			if (prof->has_fingerprint || end == line + 19 || *end || errno ||
-			    fp > UINT32_MAX || !isxdigit((unsigned char)line[19]))
-				die("%s line %u: bad or second origin_fingerprint", path, lineno);
-			prof->fingerprint = fp;
-			prof->has_fingerprint = true;
-			continue;
-		}
-		plus = strchr(line, '+');
-		if (!plus || !parse_u64(line, plus, &run.start) ||
-		    !parse_u64(plus + 1, line + strlen(line), &run.len) || !run.len ||
-		    !prof->origin_sectors || run.start >= prof->origin_sectors ||
-		    run.len > prof->origin_sectors - run.start)
-			die("%s line %u: '%s' is not START+LEN inside the origin_sectors given before it",
-			    path, lineno, line);
-		if (prof->nr == PROFILE_MAX_RUNS)
-			die("%s: more than %d runs, which the target does not queue", path,
-			    PROFILE_MAX_RUNS);
-		if (prof->nr == room) {
-			room = room ? 2 * room : 1024;
-			prof->runs = realloc(prof->runs, room * sizeof(*prof->runs));
-			if (!prof->runs)
-				die("out of memory");
-		}
-		prof->runs[prof->nr++] = run;
-	}
-	if (ferror(f))
-		die("cannot read profile %s: %s", path, strerror(errno));
-	if (!prof->origin_sectors)
-		die("%s has no origin_sectors line", path);
-	if (f != stdin)
-		fclose(f);
-}
-
-/* A profile seeds only an image over the origin it was recorded on. */
-static void profile_check(const char *path, const struct profile *prof,
-			  const struct fvd_sb_info *sb, const char *image)
-{
-	if (prof->origin_sectors != sb->origin_sectors)
-		die("profile %s was recorded over an origin of %" PRIu64 " sectors, %s has one of %" PRIu64,
-		    path, prof->origin_sectors, image, sb->origin_sectors);
-	if (prof->has_fingerprint && (sb->compat_features & FVD_COMPAT_ORIGIN_ID) &&
-	    prof->fingerprint != sb->origin_fingerprint)
-		die("profile %s was recorded over another origin (fingerprint %08x, %s's is %08x)",
-		    path, prof->fingerprint, image, sb->origin_fingerprint);
-}
-
 /* profile add, PROFILE_RUNS_PER_MESSAGE runs per message. */
-static bool profile_send(const char *name, const struct profile *prof)
+static bool profile_send(const char *name, const struct fvd_profile_file *prof)
 {
 	/* a run prints as at most 20 + 1 + 20 characters and a space */
 	static char message[32 + PROFILE_RUNS_PER_MESSAGE * 42];
@@ -651,7 +472,7 @@ static int cmd_open(int argc, char **argv)
 	};
 	const char *origin = NULL, *data = NULL, *image, *name, *meta_dev, *data_dev;
 	const char *profile_from = NULL;
-	struct profile prof;
+	struct fvd_profile_file prof;
 	const char *origin_dev = "-";
 	char features[1024] = "", table[4096 + 3 * PATH_MAX], a[32], uuid[64], other[256];
 	char loops[3][32];
@@ -735,8 +556,8 @@ static int cmd_open(int argc, char **argv)
 		if (read_only || !sb.origin_sectors)
 			die("--profile-from: %s", read_only ? "a read-only device copies nothing" :
 			    "the image has no origin");
-		profile_read(profile_from, &prof);
-		profile_check(profile_from, &prof, &sb, image);
+		fvd_profile_file_read(prog, "fvdsetup check", profile_from, &prof);
+		fvd_profile_file_match(prog, profile_from, &prof, &sb, image);
 		if (!needs_origin)
 			profile_from = NULL;	/* all local: nothing to copy */
 	}
@@ -1121,7 +942,7 @@ static int cmd_profile(int argc, char **argv)
 				die("%s records no profile: its table has no profile_seconds, or no origin",
 				    argv[0]);
 			}
-			fprintf(f, PROFILE_HEADER "\n# %s, recorded from %s: %" PRIu64 " runs\n",
+			fprintf(f, FVD_PROFILE_FILE_HEADER "\n# %s, recorded from %s: %" PRIu64 " runs\n",
 				state, argv[0], nr);
 			fprintf(f, "origin_sectors %" PRIu64 "\n", sb.origin_sectors);
 			if (sb.compat_features & FVD_COMPAT_ORIGIN_ID)
