@@ -2272,6 +2272,10 @@ static int fvd_preresume(struct dm_target *ti)
 	if (replay.nr_newer)
 		DMWARN("%s: the journal is damaged at block %llu: %llu blocks of later commits are ignored",
 		       dm_table_device_name(ti->table), replay.head, replay.nr_newer);
+	r = fvd_profile_load(fvd);
+	if (r)
+		return r;
+
 	/* The checkpoint below takes a number no block in the region has. */
 	fvd->journal.next_seq = max(replay.next_seq, replay.max_seq);
 	fvd->journal.head = replay.head;

@@ -565,6 +565,91 @@ no_memory:
 }
 
 /*
+ * At the first preresume of a table that prefetches, once the bitmap is
+ * read: the profile the image keeps (saved by a table here, or copied by
+ * fvd-create from the image or file it was made after) becomes the
+ * prefetch's queue, so that what a boot reads is copied first from the
+ * moment the table is live, before the guest starts as well as during
+ * its boot.  Runs already local are left out: after the boot that
+ * recorded it, or a seeded one, they all are and nothing is queued.  The
+ * profile only orders the copies: a damaged region is reported and
+ * ignored; a read error is the metadata device failing, and fails the
+ * resume.
+ */
+int fvd_profile_load(struct fvd_target *fvd)
+{
+	struct fvd_profile *prof = &fvd->profile;
+	const struct fvd_sb_info *sb = &fvd->meta.sb;
+	struct fvd_disk_profile_run *run;
+	enum fvd_profile_status status;
+	struct fvd_profile_run *runs;
+	u64 start, len, first, nr, b;
+	u32 nr_runs, i, queued = 0;
+	void *region;
+	int r;
+
+	if (!(sb->compat_features & FVD_COMPAT_PROFILE) || !fvd->writable ||
+	    !fvd->origin_dev || fvd->all_local || fvd->prefetch.state == FVD_PREFETCH_OFF)
+		return 0;
+	region = kvmalloc(FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
+	runs = fvd_profile_alloc_runs();
+	if (!region || !runs) {
+		DMERR("%s: cannot allocate %zu KiB to read the image's profile",
+		      fvd_profile_name(fvd),
+		      (FVD_PROFILE_REGION_BYTES + FVD_PROFILE_MAX_RUNS * sizeof(*runs)) >> 10);
+		r = -ENOMEM;
+		goto out;
+	}
+	r = fvd_profile_io(fvd, REQ_OP_READ, region, FVD_PROFILE_REGION_SECTORS);
+	if (r) {
+		DMERR("%s: cannot read the profile region at sector %llu (%d)",
+		      fvd_profile_name(fvd), sb->profile_offset, r);
+		goto out;
+	}
+	status = fvd_profile_region_check(region, sb->origin_sectors, &nr_runs);
+	if (status != FVD_PROFILE_OK) {
+		if (status != FVD_PROFILE_NONE)
+			DMWARN("%s: the profile region at sector %llu is not valid (%s): the prefetch goes in disk order; fvd-check --repair clears it",
+			       fvd_profile_name(fvd), sb->profile_offset,
+			       fvd_profile_status_str(status));
+		goto out;
+	}
+	nr_runs = min_t(u32, nr_runs, FVD_PROFILE_MAX_RUNS);
+	/* No I/O of this table yet, so the bitmap holds still without the lock. */
+	for (i = 0; i < nr_runs; i++) {
+		run = fvd_profile_region_run(region, i);
+		start = le64_to_cpu(run->start);
+		len = le64_to_cpu(run->len);
+		first = fvd_sector_to_block(sb, start);
+		nr = fvd_sector_to_block(sb, start + len - 1) - first + 1;
+		for (b = first; b < first + nr && fvd_meta_present(&fvd->meta, b); b++)
+			;
+		if (b == first + nr)
+			continue;
+		runs[queued].first = first;
+		runs[queued].nr = nr;
+		queued++;
+		cond_resched();
+	}
+	if (queued) {
+		/* a preresume that failed after this may have left a queue */
+		spin_lock_irq(&fvd->lock);
+		swap(prof->queue.runs, runs);
+		prof->queue.nr = queued;
+		prof->head = 0;
+		prof->pos = 0;
+		spin_unlock_irq(&fvd->lock);
+	}
+	if (queued)
+		DMINFO("%s: the prefetch copies first %u of the %u runs of the image's profile (the rest are local)",
+		       fvd_profile_name(fvd), queued, nr_runs);
+out:
+	kvfree(runs);
+	kvfree(region);
+	return r;
+}
+
+/*
  * profile get INDEX
  * profile stop
  * profile save

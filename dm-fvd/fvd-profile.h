@@ -70,6 +70,7 @@ struct fvd_target;
 void fvd_profile_setup(struct fvd_target *fvd);
 int fvd_profile_init(struct fvd_target *fvd);
 void fvd_profile_exit(struct fvd_target *fvd);
+int fvd_profile_load(struct fvd_target *fvd);
 void fvd_profile_resume(struct fvd_target *fvd);
 void fvd_profile_suspend(struct fvd_target *fvd);
 int fvd_profile_reserve(struct fvd_target *fvd, u32 seconds);

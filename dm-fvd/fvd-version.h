@@ -9,7 +9,7 @@
 #define FVD_VERSION_H
 
 #define FVD_VERSION_MAJOR	1
-#define FVD_VERSION_MINOR	8
+#define FVD_VERSION_MINOR	9
 #define FVD_VERSION_PATCH	0
 
 #define FVD_VERSION_STR_(x)	#x

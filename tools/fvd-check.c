@@ -623,10 +623,16 @@ static void check_profile(struct image *img)
 	case FVD_PROFILE_OK:
 		for (i = 0; i < img->profile_runs; i++)
 			sectors += le64toh(fvd_profile_region_run(img->profile, i)->len);
-		info("%s: profile: %" PRIu32 " run%s, %" PRIu64 " sectors of the origin, save %" PRIu64 "%s\n",
-		     img->path, img->profile_runs, plural(img->profile_runs), sectors,
-		     (uint64_t)le64toh(h->seq),
-		     le32toh(h->flags) & FVD_PROFILE_FULL ? ", ended full" : "");
+		/* save 0: fvd-create copied it from another image or a file */
+		if (!h->seq)
+			info("%s: profile: %" PRIu32 " run%s, %" PRIu64 " sectors of the origin, copied by fvd-create%s\n",
+			     img->path, img->profile_runs, plural(img->profile_runs), sectors,
+			     le32toh(h->flags) & FVD_PROFILE_FULL ? ", ended full" : "");
+		else
+			info("%s: profile: %" PRIu32 " run%s, %" PRIu64 " sectors of the origin, save %" PRIu64 "%s\n",
+			     img->path, img->profile_runs, plural(img->profile_runs), sectors,
+			     (uint64_t)le64toh(h->seq),
+			     le32toh(h->flags) & FVD_PROFILE_FULL ? ", ended full" : "");
 		break;
 	case FVD_PROFILE_NONE:
 		info("%s: profile: none recorded\n", img->path);

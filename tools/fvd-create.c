@@ -21,6 +21,7 @@
 
 #include "fvd-format.h"
 #include "fvd-origin.h"
+#include "fvd-profile-file.h"
 #include "fvd-storage.h"
 #include "fvd-tool.h"
 #include "fvd-version.h"
@@ -119,7 +120,7 @@ static void usage(FILE *out)
 		"Usage: %s [--size SIZE] [--origin PATH] [--block-size SIZE]\n"
 		"       [--data-dev PATH] [--journal-size SIZE] [--create]\n"
 		"       [--compact [--chunk-size SIZE] [--data-size SIZE] [--low-water-mark N]]\n"
-		"       [--force] [--quiet] IMAGE\n"
+		"       [--profile-from FILE|IMAGE] [--force] [--quiet] IMAGE\n"
 		"\n"
 		"Formats IMAGE (a block device or a file) as a dm-fvd image.\n"
 		"  --size SIZE        virtual disk size (default: the origin's size)\n"
@@ -140,6 +141,11 @@ static void usage(FILE *out)
 		"                     low_water_mark N in the table line printed\n"
 		"  --create           make IMAGE and the data device files if they do not\n"
 		"                     exist (so does --size or --data-size); never under /dev\n"
+		"  --profile-from FILE|IMAGE  with --origin, keep this access profile in\n"
+		"                     the image (a file 'fvdsetup profile NAME save'\n"
+		"                     wrote, or the one another image over the same\n"
+		"                     origin keeps): the target's prefetch copies its\n"
+		"                     blocks first, from the moment the table is live\n"
 		"  --force            overwrite an existing image or filesystem\n"
 		"  --quiet            print nothing but warnings and errors\n"
 		"  --version          print the version of dm-fvd and exit\n"
@@ -461,8 +467,51 @@ static void print_uuid(const uint8_t *u)
 		printf("%02x%s", u[i], (i == 3 || i == 5 || i == 7 || i == 9) ? "-" : "");
 }
 
+/*
+ * --profile-from: the profile at @path, which must have been recorded over
+ * this origin (its size, and its fingerprint when it names one).
+ */
+static void read_profile(const char *path, const char *origin, uint64_t origin_size,
+			 uint32_t fingerprint, struct fvd_profile_file *prof)
+{
+	struct fvd_sb_info over = {
+		.origin_sectors = origin_size / SECTOR,
+		.compat_features = FVD_COMPAT_ORIGIN_ID,
+		.origin_fingerprint = fingerprint,
+	};
+
+	fvd_profile_file_read(prog, "fvd-check", path, prof);
+	fvd_profile_file_match(prog, path, prof, &over, origin);
+}
+
+/*
+ * The profile into the new image's (zeroed) region, as the target saves
+ * one, but with save number 0: copied, not recorded by a table here.
+ */
+static void write_profile(int fd, const char *path, const struct fvd_sb_info *sb,
+			  const struct fvd_profile_file *prof)
+{
+	struct fvd_disk_profile_run *run;
+	uint8_t *region = calloc(1, FVD_PROFILE_REGION_BYTES);
+	size_t i, len;
+
+	if (!region)
+		die("cannot write the profile into %s: out of memory", path);
+	for (i = 0; i < prof->nr; i++) {
+		run = fvd_profile_region_run(region, i);
+		run->start = htole64(prof->runs[i].start);
+		run->len = htole64(prof->runs[i].len);
+	}
+	fvd_profile_region_seal(region, prof->nr, sb->origin_sectors, 0, 0);
+	len = FVD_PROFILE_HEADER_SIZE +
+	      (prof->nr * sizeof(*run) + FVD_META_BLOCK_SIZE - 1) / FVD_META_BLOCK_SIZE *
+	      FVD_META_BLOCK_SIZE;
+	write_all(fd, path, region, len, sb->profile_offset * SECTOR);
+	free(region);
+}
+
 /* Options with no short form. */
-enum { OPT_DATA_SIZE = 256, OPT_CREATE, OPT_LOW_WATER_MARK };
+enum { OPT_DATA_SIZE = 256, OPT_CREATE, OPT_LOW_WATER_MARK, OPT_PROFILE_FROM };
 
 int main(int argc, char **argv)
 {
@@ -477,13 +526,15 @@ int main(int argc, char **argv)
 		{ "data-size", required_argument, NULL, OPT_DATA_SIZE },
 		{ "create", no_argument, NULL, OPT_CREATE },
 		{ "low-water-mark", required_argument, NULL, OPT_LOW_WATER_MARK },
+		{ "profile-from", required_argument, NULL, OPT_PROFILE_FROM },
 		{ "force", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *origin = NULL, *data_dev = NULL, *image;
+	const char *origin = NULL, *data_dev = NULL, *image, *profile_from = NULL;
+	struct fvd_profile_file prof = { 0 };
 	uint64_t size = 0, block_size = FVD_DEFAULT_BLOCK_SIZE;
 	uint64_t journal_size = FVD_DEFAULT_JOURNAL_SIZE, origin_size = 0;
 	uint64_t chunk_size = 0, data_reserve = 0, nr_room = 0, low_water_mark = 0;
@@ -537,6 +588,9 @@ int main(int argc, char **argv)
 		case OPT_CREATE:
 			create = true;
 			break;
+		case OPT_PROFILE_FROM:
+			profile_from = optarg;
+			break;
 		case OPT_LOW_WATER_MARK: {
 			char *end;
 
@@ -581,6 +635,8 @@ int main(int argc, char **argv)
 		die("--chunk-size needs --compact");
 	if (have_low_water_mark && !compact)
 		die("--low-water-mark needs --compact (it counts free chunks)");
+	if (profile_from && !origin)
+		die("--profile-from needs --origin (a profile orders the copies from an origin)");
 	if (have_data_size && !compact)
 		die("--data-size needs --compact (the data of other images is as large as the disk)");
 	if (compact) {
@@ -628,6 +684,9 @@ int main(int argc, char **argv)
 		if (size < origin_size)
 			die("size %" PRIu64 " is smaller than the origin (%" PRIu64 " bytes)",
 			    size, origin_size);
+		/* Read before anything is written: it may be IMAGE's own. */
+		if (profile_from)
+			read_profile(profile_from, origin, origin_size, origin_fingerprint, &prof);
 	} else if (!have_size) {
 		die("--size is required without --origin");
 	}
@@ -726,6 +785,8 @@ int main(int argc, char **argv)
 	sync_or_die(image_fd, image);
 	zero_range(image_fd, image, FVD_SB_SIZE, meta_bytes - FVD_SB_SIZE);
 	sync_or_die(image_fd, image);
+	if (profile_from)
+		write_profile(image_fd, image, &sb, &prof);
 	/* The backup first: the image is valid once the primary is written. */
 	fvd_sb_encode(&sb, block);
 	write_all(image_fd, image, block, sizeof(block), FVD_BACKUP_SB_SECTOR * SECTOR);
@@ -775,7 +836,11 @@ int main(int argc, char **argv)
 	if (sb.journal_sectors)
 		printf("  journal       sectors %" PRIu64 "-%" PRIu64 "\n",
 		       sb.journal_offset, sb.journal_offset + sb.journal_sectors - 1);
-	if (sb.compat_features & FVD_COMPAT_PROFILE)
+	if (profile_from)
+		printf("  profile       sectors %" PRIu64 "-%" PRIu64 ", %zu run%s copied from %s\n",
+		       sb.profile_offset, sb.profile_offset + sb.profile_sectors - 1, prof.nr,
+		       prof.nr == 1 ? "" : "s", profile_from);
+	else if (sb.compat_features & FVD_COMPAT_PROFILE)
 		printf("  profile       sectors %" PRIu64 "-%" PRIu64 ", none recorded yet\n",
 		       sb.profile_offset, sb.profile_offset + sb.profile_sectors - 1);
 	printf("  data          %s from sector %" PRIu64 "\n",

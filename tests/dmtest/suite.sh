@@ -1510,6 +1510,61 @@ test_profile_saved_in_image() {
 	rm -f /tmp/check.out /tmp/create.out /tmp/open.out
 }
 
+# fvd-create --profile-from keeps a profile in the new image, and the table
+# queues it itself at its first resume: with no message, and prefetch_delay
+# an hour, the prefetch copies exactly the profiled blocks at once, then
+# waits for the delay.  A later table finds them local and queues nothing;
+# a damaged region is reported and ignored, and the data is the origin's.
+test_profile_stored_seed() {
+	local bs=65536 b=128 rate="prefetch_batch 64 prefetch_writes 1 prefetch_max_rate 32"
+	local pace="prefetch_delay 3600 $rate prefetch_min_read 0 prefetch_min_write 0"
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA $SCRATCH >/dev/null ||
+		fail "fvd-create"
+	printf '# dm-fvd profile 1\norigin_sectors %s\norigin_fingerprint %08x\n%s\n%s\n%s\n' \
+		"$(sectors $ORIGIN)" "$(sb_field $SCRATCH origin_fingerprint)" \
+		$((37 * b))+$((2 * b)) $((5 * b + 8))+$((b / 2)) $((120 * b))+$b >/tmp/prof.fvd
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA --profile-from /tmp/prof.fvd \
+		$SCRATCH >/tmp/create.out || fail "fvd-create --profile-from"
+	grep -q "^  profile  *sectors [0-9]*-[0-9]*, 3 runs copied from /tmp/prof.fvd$" /tmp/create.out ||
+		fail "fvd-create said: $(cat /tmp/create.out)"
+	expect_eq "$(profile_in_image made with a profile)" \
+		"3 runs, $((3 * b + b / 2)) sectors of the origin, copied by fvd-create" \
+		"the profile fvd-create kept"
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $SCRATCH $DATA $ORIGIN $pace
+	dmesg | grep -qF "the prefetch copies first 3 of the 3 runs of the image's profile" ||
+		fail "the table queued no profile: $(dmesg | grep -i profile)"
+	prefetch_wait running
+	prefetch_wait waiting
+	expect_eq "$(status_field 16) $(status_field 14)" "$((4 * bs)) $((4 * bs))" \
+		"bytes copied for the stored profile, origin bytes read"
+	fvd_down
+	data_blocks_are $bs 1024 5,37,38,120
+
+	# the blocks are local: nothing to queue, the prefetch waits its delay
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $SCRATCH $DATA $ORIGIN $pace
+	expect_eq "$(prefetch_state) $(status_field 16)" "waiting 0" "a later table's prefetch"
+	! dmesg | grep -qF "of the image's profile" || fail "a local profile queued: $(dmesg | grep -i profile)"
+	fvd_down
+
+	# a damaged region orders nothing, and is no error for the table
+	$FVD_CREATE --force --origin $ORIGIN --data-dev $DATA --profile-from /tmp/prof.fvd \
+		$SCRATCH >/dev/null || fail "fvd-create --profile-from, again"
+	dd if=/dev/zero of=$DATA bs=1M count=64 conv=fsync status=none
+	printf '\x01' | dd of=$SCRATCH bs=1 seek=$(($(sb_field $SCRATCH profile_offset) * 512 + 4096)) \
+		conv=notrunc status=none
+	dmesg -c >>/tmp/kernel-log.saved
+	fvd_up $SCRATCH $DATA $ORIGIN $pace
+	dmesg | grep -qF "the profile region at sector $(sb_field $SCRATCH profile_offset) is not valid (profile checksum mismatch)" ||
+		fail "no warning for a damaged profile: $(dmesg | grep -i profile)"
+	expect_eq "$(prefetch_state) $(status_field 16)" "waiting 0" "the prefetch beside a damaged profile"
+	$FVDIO compare $MAPPER $ORIGIN || fail "data differs from the origin"
+	fvd_down
+	rm -f /tmp/prof.fvd /tmp/create.out /tmp/check.out
+}
+
 # no_copy_on_read: reads go to the origin and nothing is copied.  A compact
 # image copies on read only into chunks already allocated.
 test_copy_on_read_off_and_compact() {
