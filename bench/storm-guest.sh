@@ -33,7 +33,8 @@
 # until all are all-local (settle, settle_host and settle_sample lines).
 #
 # Environment: STORM_PROFILES (wan datacenter), STORM_PEERS (local fvd
-# fvd-profile thin clone qcow2; also fvd-16k fvd-nocor; empty for none),
+# fvd-profile fvd-stored thin clone qcow2; also fvd-16k fvd-nocor; empty
+# for none),
 # STORM_HOSTS, STORM_REPEATS (1), STORM_STORM_PROFILES (wan datacenter),
 # STORM_STORM_PEERS (fvd on the WAN, fvd thin on other links),
 # STORM_SETTLE_PROFILES, STORM_LOAD_IOPS (20 per host), STORM_ISCSI_PEERS (fvd; empty for none),
@@ -60,7 +61,7 @@ DEV=storm
 PROFILES=${STORM_PROFILES:-"wan datacenter"}
 # fvd-16k and fvd-nocor (dm-fvd at 16 KiB blocks, without copy-on-read) are
 # left out by default: the whole run is to fit in 40 minutes
-PEERS=${STORM_PEERS-"local fvd fvd-profile thin clone qcow2"}
+PEERS=${STORM_PEERS-"local fvd fvd-profile fvd-stored thin clone qcow2"}
 HOSTS=${STORM_HOSTS:-8}
 REPEATS=${STORM_REPEATS:-1}	# of each peer's two boots, each from a fresh image
 STORM_ON=${STORM_STORM_PROFILES:-"wan datacenter"}	# the links the storm runs on
@@ -95,6 +96,18 @@ record() {	# record PROFILE PEER BOOT METRIC VALUE
 	log "boot $*"
 }
 
+# record_profile: a first host boots and records its profile in $PROFILE;
+# the image it booted is made afresh by the caller for the second host
+record_profile() {
+	$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create"
+	dm_up $DEV "0 $(sectors $ORIGIN) fvd $DATA $DATA $NET 3 no_prefetch profile_seconds 3600"
+	replay /dev/mapper/$DEV
+	rm -f $PROFILE
+	$FVDSETUP profile $DEV save $PROFILE || fail "fvdsetup profile save"
+	dmsetup remove $DEV || fail "dmsetup remove $DEV"
+	echo "setup profile $(grep -vc '^[#o]' $PROFILE) runs recorded by a first boot of $((WALL_MS / 1000)) s" >>"$OUT/raw"
+}
+
 # peer_make PEER: the peer's data, made once before its first boot
 peer_make() {
 	case $1 in
@@ -109,16 +122,14 @@ peer_make() {
 		$FVD_CREATE --force --origin $NET --block-size 16K $DATA >/dev/null ||
 			fail "fvd-create --block-size 16K" ;;
 	fvd-profile)
-		# a first host boots and records its profile; this host's image,
-		# made afresh, is the second host's
-		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;
-		dm_up $DEV "0 $(sectors $ORIGIN) fvd $DATA $DATA $NET 3 no_prefetch profile_seconds 3600"
-		replay /dev/mapper/$DEV
-		rm -f $PROFILE
-		$FVDSETUP profile $DEV save $PROFILE || fail "fvdsetup profile save"
-		dmsetup remove $DEV || fail "dmsetup remove $DEV"
-		echo "setup profile $(grep -vc '^[#o]' $PROFILE) runs recorded by a first boot of $((WALL_MS / 1000)) s" >>"$OUT/raw"
+		record_profile
 		$FVD_CREATE --force --origin $NET $DATA >/dev/null || fail "fvd-create" ;;
+	fvd-stored)
+		# the first host's profile (fvd-profile's, when it ran before),
+		# kept in this host's image by fvd-create
+		[ -s $PROFILE ] || record_profile
+		$FVD_CREATE --force --origin $NET --profile-from $PROFILE $DATA >/dev/null ||
+			fail "fvd-create --profile-from" ;;
 	thin)
 		zero $META 4
 		dm_up ${DEV}pool "0 $(sectors $DATA) thin-pool $META $DATA 128 0"
@@ -153,6 +164,11 @@ peer_up() {
 		# while fvdsetup sends the profile (seconds under TCG).
 		$FVDSETUP open $DATA $DEV --origin $NET --no-prefetch \
 			--profile-from $PROFILE >/dev/null || fail "fvdsetup open --profile-from" ;;
+	fvd-stored)
+		# The table queues the stored profile itself and copies it at
+		# once; the rest of the disk waits for prefetch_delay (an hour,
+		# as the other peers' prefetch is off).
+		dm_up $DEV "0 $s fvd $DATA $DATA $NET 2 prefetch_delay 3600" ;;
 	thin)
 		dm_up ${DEV}pool "0 $(sectors $DATA) thin-pool $META $DATA 128 0"
 		dm_up $DEV "0 $s thin /dev/mapper/${DEV}pool 0 $NET" ;;
@@ -216,12 +232,38 @@ print(max(j["runtime"] for j in jobs),
 PY
 }
 
+# until_profile_copied DEV: on dm events, until the prefetch, started at
+# the activation by the profile stored in the image, copied something and
+# waits for prefetch_delay again: the profile is local
+until_profile_copied() {
+	local nr f
+	while :; do
+		nr=$(dmsetup info -c --noheadings -o events "$1" | tr -d ' ')
+		read -r -a f <<<"$(dmsetup status "$1")"
+		case ${f[17]-} in
+		waiting) [ "${f[18]}" -eq 0 ] || return 0 ;;
+		running|paused) ;;
+		*) fail "the prefetch is ${f[17]-not in the status}" ;;
+		esac
+		timeout 600 dmsetup wait "$1" "$nr" >/dev/null ||
+			fail "no event from the prefetch in 10 minutes"
+	done
+}
+
 # boot PROFILE PEER BOOT: activate PEER, replay the trace on it, record what
-# the activation (dm-fvd reads the origin's fingerprint) and the boot took
+# the activation (dm-fvd reads the origin's fingerprint) and the boot took.
+# fvd-stored's first boot starts once the stored profile is copied, as on
+# a host that made the device ahead of the guest: that time is ahead_ms,
+# and what it read counts as the activation's.
 boot() {
-	local before mid after
+	local before mid after t0
 	before=$(nbd_read_bytes $NET) || fail "no byte count of the origin"
+	t0=${EPOCHREALTIME/./}
 	peer_up "$2"
+	if [ "$2/$3" = fvd-stored/first ]; then
+		until_profile_copied $DEV
+		record "$1" "$2" "$3" ahead_ms $(((${EPOCHREALTIME/./} - t0) / 1000))
+	fi
 	mid=$(nbd_read_bytes $NET) || fail "no byte count of the origin"
 	START_PREFETCH=
 	[ "$2/$3" != fvd-profile/first ] || START_PREFETCH=$DEV

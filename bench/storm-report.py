@@ -28,6 +28,7 @@ NAMES = {
     "fvd-nocor": "dm-fvd, no_copy_on_read",
     "fvd-16k": "dm-fvd, 16 KiB blocks",
     "fvd-profile": "dm-fvd, prefetch seeded with another host's profile",
+    "fvd-stored": "dm-fvd, that profile stored by fvd-create, device made ahead",
     "thin": "dm-thin, external origin",
     "clone": "dm-clone (no hydration)",
     "qcow2": "qcow2, origin as backing file",
@@ -335,7 +336,10 @@ def main():
             "than one ran.  The storm and the settle ran once.  The",
             "prefetch and dm-clone's hydration are off: the boot alone is measured",
             "(but for the seeded peer's first boot: its prefetch, started with the",
-            "replay, copies the profile first, then goes on over the rest of the disk).",
+            "replay, copies the profile first, then goes on over the rest of the disk;",
+            "and for the stored profile's first boot, which starts once the prefetch,",
+            "started by the table at its activation, has copied the profile: the time",
+            "that took is given below, and what it read counts as the activation's).",
             "The server's page cache is dropped before every boot.  Origin bytes",
             "include what the activation read (dm-fvd reads the origin's",
             "fingerprint, 2 MiB and 64 KiB, at each load).  The hosts of the storm",
@@ -376,6 +380,12 @@ def main():
                   if "cor_bytes" in b and "prefetch_bytes" in b]
         if copied:
             out += copied + [""]
+        ahead = [f"- {NAMES.get(peer, peer)}: the profile was local "
+                 f"{boots['first']['ahead_ms'] / 1000:.1f} s after the activation, when the "
+                 "first boot began (its origin bytes above count that copy)"
+                 for peer, boots in peers.items() if "ahead_ms" in boots.get("first", {})]
+        if ahead:
+            out += ahead + [""]
         if profile in prefetches:
             table, vs_fio, vs_dd = prefetch_table(prefetches[profile])
             out += table
@@ -425,6 +435,16 @@ def main():
             goals.append((profile, "first boot with another host's profile against "
                           "dm-fvd without (prefetch copying the profile first)",
                           "≥ 3.00×", f"{faster:.2f}×", faster >= 3))
+        stored = peers.get("fvd-stored", {}).get("first", {})
+        if "first" in fvd and "ms" in stored:
+            faster = fvd["first"]["ms"] / stored["ms"]
+            goals.append((profile, "first boot with the profile stored in the image, the device "
+                          "made before the boot (profile copied), against dm-fvd without",
+                          "≥ 3.00×", f"{faster:.2f}×", faster >= 3))
+            if "ahead_ms" in stored:
+                whole = fvd["first"]["ms"] / (stored["ms"] + stored["ahead_ms"])
+                goals.append((profile, "the same, counting the time from the activation",
+                              "–", f"{whole:.2f}×", None))
         if boot_set and "storm-first" in fvd:
             storm = [fvd[b] for b in ("storm-first", "storm-second")]
             share = sum(b["origin_bytes"] for b in storm) / storm[0]["hosts"] / boot_set
