@@ -35,8 +35,11 @@
 #include "fvd-compat.h"
 #include "fvd-target.h"
 
-/* A full record fits the image's profile region. */
-static_assert(FVD_PROFILE_MAX_RUNS <= FVD_PROFILE_REGION_RUNS);
+/* A full record fits the image's profile region, and a region the queue. */
+static_assert(FVD_PROFILE_MAX_RUNS == FVD_PROFILE_REGION_RUNS);
+
+/* Blocks of a stored run looked at, at the most, to leave it out as local. */
+#define FVD_PROFILE_LOAD_SCAN	1024
 
 /*
  * Add blocks [@first, @first + @nr) at the end of @list: the last run grows
@@ -536,11 +539,19 @@ static int fvd_profile_add(struct fvd_target *fvd, unsigned int argc, char **arg
 		prof->queue.runs = runs;
 		runs = NULL;
 	}
-	/* Copied to the end already: start the list afresh. */
+	/*
+	 * The runs copied already make room: a stored profile the table
+	 * queued at its resume may hold most of the queue until it is copied.
+	 */
 	if (prof->head >= prof->queue.nr) {
 		prof->queue.nr = 0;
 		prof->head = 0;
 		prof->pos = 0;
+	} else if (prof->head) {
+		memmove(prof->queue.runs, prof->queue.runs + prof->head,
+			(prof->queue.nr - prof->head) * sizeof(*prof->queue.runs));
+		prof->queue.nr -= prof->head;
+		prof->head = 0;
 	}
 	/* All or none: room for a new run per range, or no change. */
 	queued = prof->queue.nr;
@@ -583,21 +594,26 @@ int fvd_profile_load(struct fvd_target *fvd)
 	struct fvd_disk_profile_run *run;
 	enum fvd_profile_status status;
 	struct fvd_profile_run *runs;
-	u64 start, len, first, nr, b;
+	u64 start, len, first, nr, b, end;
 	u32 nr_runs, i, queued = 0;
+	unsigned int noio;
 	void *region;
 	int r;
 
 	if (!(sb->compat_features & FVD_COMPAT_PROFILE) || !fvd->writable ||
 	    !fvd->origin_dev || fvd->all_local || fvd->prefetch.state == FVD_PREFETCH_OFF)
 		return 0;
+	/* A reload's device is suspended: reclaim must not write to it. */
+	noio = memalloc_noio_save();
 	region = kvmalloc(FVD_PROFILE_REGION_BYTES, GFP_KERNEL);
 	runs = fvd_profile_alloc_runs();
+	memalloc_noio_restore(noio);
 	if (!region || !runs) {
-		DMERR("%s: cannot allocate %zu KiB to read the image's profile",
-		      fvd_profile_name(fvd),
-		      (FVD_PROFILE_REGION_BYTES + FVD_PROFILE_MAX_RUNS * sizeof(*runs)) >> 10);
-		r = -ENOMEM;
+		/* the profile only orders the copies: the table works without */
+		DMWARN("%s: cannot allocate %zu KiB to read the image's profile: the prefetch goes in disk order",
+		       fvd_profile_name(fvd),
+		       (FVD_PROFILE_REGION_BYTES + FVD_PROFILE_MAX_RUNS * sizeof(*runs)) >> 10);
+		r = 0;
 		goto out;
 	}
 	r = fvd_profile_io(fvd, REQ_OP_READ, region, FVD_PROFILE_REGION_SECTORS);
@@ -614,22 +630,29 @@ int fvd_profile_load(struct fvd_target *fvd)
 			       fvd_profile_status_str(status));
 		goto out;
 	}
-	nr_runs = min_t(u32, nr_runs, FVD_PROFILE_MAX_RUNS);
-	/* No I/O of this table yet, so the bitmap holds still without the lock. */
+	/*
+	 * No I/O of this table yet, and any other table over the image is
+	 * suspended (messages reach only the live one): the bitmap holds still
+	 * without the lock.  A run is left out when the first
+	 * FVD_PROFILE_LOAD_SCAN of its blocks are local and it has no more;
+	 * a longer one is queued, and the prefetch skips what is local in
+	 * bounded steps, so that this scan stays short whatever the runs.
+	 */
 	for (i = 0; i < nr_runs; i++) {
+		cond_resched();
 		run = fvd_profile_region_run(region, i);
 		start = le64_to_cpu(run->start);
 		len = le64_to_cpu(run->len);
 		first = fvd_sector_to_block(sb, start);
 		nr = fvd_sector_to_block(sb, start + len - 1) - first + 1;
-		for (b = first; b < first + nr && fvd_meta_present(&fvd->meta, b); b++)
+		end = first + min_t(u64, nr, FVD_PROFILE_LOAD_SCAN);
+		for (b = first; b < end && fvd_meta_present(&fvd->meta, b); b++)
 			;
 		if (b == first + nr)
 			continue;
 		runs[queued].first = first;
 		runs[queued].nr = nr;
 		queued++;
-		cond_resched();
 	}
 	if (queued) {
 		/* a preresume that failed after this may have left a queue */
@@ -639,10 +662,9 @@ int fvd_profile_load(struct fvd_target *fvd)
 		prof->head = 0;
 		prof->pos = 0;
 		spin_unlock_irq(&fvd->lock);
-	}
-	if (queued)
 		DMINFO("%s: the prefetch copies first %u of the %u runs of the image's profile (the rest are local)",
 		       fvd_profile_name(fvd), queued, nr_runs);
+	}
 out:
 	kvfree(runs);
 	kvfree(region);

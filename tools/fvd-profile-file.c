@@ -89,6 +89,8 @@ static void read_image(int fd, const char *path, const char *check_cmd,
 	region = malloc(FVD_PROFILE_REGION_BYTES);
 	if (!region)
 		die("cannot read the profile of %s: out of memory", path);
+	/* A live table writes the region past the page cache: drop what it holds. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	read_full(fd, path, region, FVD_PROFILE_REGION_BYTES, sb->profile_offset * SECTOR);
 	status = fvd_profile_region_check(region, sb->origin_sectors, &nr);
 	if (status == FVD_PROFILE_NONE)
